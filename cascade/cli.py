@@ -1,0 +1,46 @@
+"""The ``cascade`` command: each subcommand lives in its own module with a ``register``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+# Order is the order shown in --help. ``analysis.commands`` adds cka / sigma-sweep.
+COMMAND_MODULES = [
+    "cascade.commands.train",
+    "cascade.commands.evaluate",
+    "cascade.commands.predict",
+    "cascade.commands.ablate",
+    "analysis.commands",
+    "cascade.commands.bench",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="cascade",
+                                     description="Cascade prompts for CLIP image emotion recognition")
+    parser.add_argument("--version", action="version", version=f"cascade {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip logs a warning for every random init
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The cascade model: frozen CLIP ViT → stage prompts → per-block features → NGA →
+stage heads → cascade fusion → one shared text classifier.
+
+The API follows timm's split so every variant plugs into the same tools:
+``forward_features`` (images → per-block features), ``forward_head`` (per-block
+features → logits; σ enters only here, which makes σ sweeps exact), and
+``forward_intermediates`` (features of every block, for CKA).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import Backbone, BackboneInfo
+from .classifier import TextClassifier, build_classifier
+from .config import CascadeConfig
+from .nga import SigmaBank, aggregate, nga_weights
+from .prompts import PromptBank, insert_prompts
+
+PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
+
+
+@dataclass
+class CascadeOutput:
+    logits: torch.Tensor                 # [B, C] fused
+    stage_logits: torch.Tensor           # [S, B, C]
+    stage_embeddings: torch.Tensor       # [S, B, E], L2-normalised
+    fused_embedding: torch.Tensor        # [B, E], before the classifier's normalisation
+    stage_features: torch.Tensor         # [S, B, D], Z_s before the head
+    nga_weights: list[torch.Tensor]      # per stage, [d_s]
+    fusion_weights: torch.Tensor         # [S], zero for stages outside the fusion
+    block_features: torch.Tensor | None = None   # [K, B, D] when requested
+    block_ids: list[int] = field(default_factory=list)  # 1-based block numbers of block_features
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.float().softmax(-1)
+
+
+@dataclass
+class BlockFeatures:
+    """Per-block features f_i (after pooling and LayerNorm) and the blocks they come from."""
+
+    features: torch.Tensor   # [K, B, D]
+    block_ids: list[int]     # 1-based
+
+
+class CascadeCLIP(nn.Module):
+    def __init__(self, backbone: Backbone, classnames: list[str], config: CascadeConfig,
+                 classifier: TextClassifier | None = None):
+        super().__init__()
+        info = backbone.info
+        config = config.resolve(info.depth)
+        self.config = config
+        self.classnames = list(classnames)
+        self.backbone_info: BackboneInfo = info
+        self.visual = backbone.visual
+        for p in self.visual.parameters():
+            p.requires_grad_(False)
+
+        self.depth = info.depth
+        self.stage_ranges = config.stage_ranges()
+        self.num_stages = len(self.stage_ranges)
+        self.first_stage_block = self.stage_ranges[0][0]
+        self.fused_stages = config.fused_stage_indices()
+
+        points = [(b, m) for b, m in zip(config.insertion_blocks(), config.tokens_per_point())]
+        self.prompt_points = [b for b, m in points if m > 0]
+        tokens = [m for _, m in points if m > 0]
+        patch_dim = 3 * info.patch_size * info.patch_size
+        self.prompts = PromptBank(tokens, info.width, patch_dim, config.prompt_sharing, config.prompt_init) \
+            if tokens else None
+        self._point_of_block = {b: i for i, b in enumerate(self.prompt_points)}
+
+        self.nga = SigmaBank(config.sigmas(), learnable=config.sigma_learnable and config.nga != "last")
+        self.fusion_logits = nn.Parameter(torch.zeros(len(self.fused_stages)),
+                                          requires_grad=config.fusion == "learnable")
+        proj = self.visual.proj.detach()
+        self.heads = nn.ParameterList([
+            nn.Parameter(proj.clone().float(), requires_grad=config.heads_trainable)
+            for _ in range(self.num_stages)
+        ])
+        if config.fusion == "concat":
+            # Direct concatenation of stage features into one projection: at
+            # initialisation the mean of the per-stage projections.
+            k = len(self.fused_stages)
+            self.concat_head = nn.Parameter(torch.cat([proj.clone().float() / k] * k, dim=0),
+                                            requires_grad=config.heads_trainable)
+        else:
+            self.concat_head = None
+        if config.layernorm == "own":
+            self.stage_norms = nn.ModuleList([copy.deepcopy(self.visual.ln_post) for _ in range(self.num_stages)])
+            for p in self.stage_norms.parameters():
+                p.requires_grad_(True)
+        else:
+            self.stage_norms = None
+        self.classifier = classifier if classifier is not None else build_classifier(
+            backbone, classnames, trainable=config.classifier_trainable)
+        self.classifier.weight.requires_grad_(config.classifier_trainable)
+
+    # ---- structure ------------------------------------------------------------------
+    @property
+    def stage_blocks(self) -> list[list[int]]:
+        return [list(range(lo, hi + 1)) for lo, hi in self.stage_ranges]
+
+    @property
+    def feature_blocks(self) -> list[int]:
+        """1-based blocks whose features the head consumes (first stage block to the last)."""
+        return list(range(self.first_stage_block, self.depth + 1))
+
+    @property
+    def frozen_prefix(self) -> int:
+        """Leading blocks with no prompts and no features: their output can be cached."""
+        first_prompt = min(self.prompt_points) if self.prompt_points else self.first_stage_block
+        return min(first_prompt, self.first_stage_block) - 1
+
+    def stage_of_block(self, block: int) -> int:
+        for s, (lo, hi) in enumerate(self.stage_ranges):
+            if lo <= block <= hi:
+                return s
+        return 0  # prompts in the prefix belong to the first stage (e.g. the shallow preset)
+
+    def sigma(self) -> torch.Tensor:
+        return self.nga.sigma
+
+    def set_sigma(self, values) -> None:
+        self.nga.set(values)
+
+    def current_nga_weights(self, sigmas: torch.Tensor | None = None) -> list[torch.Tensor]:
+        sig = self.nga.sigma if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float32,
+                                                                     device=self.nga.log_sigma.device)
+        return [nga_weights(len(blocks), sig[s], self.config.nga) for s, blocks in enumerate(self.stage_blocks)]
+
+    def current_fusion_weights(self) -> torch.Tensor:
+        lam = torch.zeros(self.num_stages, device=self.fusion_logits.device)
+        lam[self.fused_stages] = torch.softmax(self.fusion_logits.float(), dim=0)
+        return lam
+
+    # ---- forward pieces -----------------------------------------------------------
+    def _pool(self, x: torch.Tensor, n_prompt: int) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return x[:, 0]
+        return x[:, 1 + n_prompt:].mean(dim=1)
+
+    def forward_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        """Tokens after the frozen prefix blocks, [B, 1+N, D]; never needs gradients."""
+        with torch.no_grad():
+            x = self.visual._embeds(images)
+            for blk in self.visual.transformer.resblocks[:self.frozen_prefix]:
+                x = blk(x)
+        return x
+
+    def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int]) -> tuple[list[torch.Tensor], list[int]]:
+        """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``."""
+        feats, ids = [], []
+        n_prompt = 0
+        resblocks = self.visual.transformer.resblocks
+        for i in range(start, self.depth):
+            block = i + 1
+            point = self._point_of_block.get(block)
+            if point is not None:
+                m = self.prompts.tokens[point]
+                x = insert_prompts(x, self.prompts.get(point), n_prompt, self.config.prompt_mode)
+                n_prompt = m if self.config.prompt_mode == "replace" else n_prompt + m
+            x = resblocks[i](x)
+            if block in collect:
+                feats.append(self._pool(x, n_prompt))
+                ids.append(block)
+        return feats, ids
+
+    def _norm_features(self, raw: list[torch.Tensor], ids: list[int]) -> list[torch.Tensor]:
+        out = []
+        for f, block in zip(raw, ids):
+            if self.stage_norms is not None and block >= self.first_stage_block:
+                out.append(self.stage_norms[self.stage_of_block(block)](f))
+            else:
+                out.append(self.visual.ln_post(f))
+        return out
+
+    def forward_features(self, images: torch.Tensor | None = None, *, prefix_tokens: torch.Tensor | None = None,
+                         all_blocks: bool = False) -> BlockFeatures:
+        """Per-block features after pooling and LayerNorm.
+
+        Pass ``prefix_tokens`` (from :meth:`forward_prefix`, possibly cached) instead of
+        images to skip the frozen prefix. ``all_blocks`` also returns prefix blocks.
+        """
+        if prefix_tokens is None:
+            if images is None:
+                raise ValueError("forward_features needs images or prefix_tokens")
+            if all_blocks:
+                x, start = self.visual._embeds(images), 0
+            else:
+                x, start = self.forward_prefix(images), self.frozen_prefix
+        else:
+            if all_blocks:
+                raise ValueError("all_blocks needs images: the prefix blocks' features are not in prefix_tokens")
+            x, start = prefix_tokens, self.frozen_prefix
+        collect = set(range(1, self.depth + 1)) if all_blocks else set(self.feature_blocks)
+        raw, ids = self._run_blocks(x, start, collect)
+        return BlockFeatures(torch.stack(self._norm_features(raw, ids)), ids)
+
+    def forward_head(self, feats: BlockFeatures | torch.Tensor, *, sigmas: torch.Tensor | None = None) -> CascadeOutput:
+        """From per-block features (the stage blocks, in order) to all outputs.
+
+        ``sigmas`` overrides the learned σ for this call only (exact σ sweeps).
+        """
+        if isinstance(feats, BlockFeatures):
+            block_ids = feats.block_ids
+            f = feats.features
+            if block_ids != self.feature_blocks:
+                index = [block_ids.index(b) for b in self.feature_blocks]
+                f = f[index]
+        else:
+            f = feats
+        weights = self.current_nga_weights(sigmas)
+        offset = self.first_stage_block
+        z, emb = [], []
+        for s, blocks in enumerate(self.stage_blocks):
+            fs = f[blocks[0] - offset: blocks[-1] - offset + 1]
+            zs = aggregate(fs, weights[s])
+            z.append(zs)
+            emb.append(zs @ self.heads[s].to(zs.dtype))
+        stage_emb = torch.stack([F.normalize(e, dim=-1) for e in emb])
+        stage_logits = torch.stack([self.classifier(e) for e in emb])
+        lam = self.current_fusion_weights()
+        if self.concat_head is not None:
+            zcat = torch.cat([z[s] for s in self.fused_stages], dim=-1)
+            fused = zcat @ self.concat_head.to(zcat.dtype)
+        else:
+            fused = (lam[self.fused_stages].to(stage_emb.dtype).view(-1, 1, 1) * stage_emb[self.fused_stages]).sum(0)
+        logits = self.classifier(fused)
+        return CascadeOutput(
+            logits=logits, stage_logits=stage_logits, stage_embeddings=stage_emb, fused_embedding=fused,
+            stage_features=torch.stack(z), nga_weights=weights, fusion_weights=lam,
+        )
+
+    def forward(self, images: torch.Tensor | None = None, *, prefix_tokens: torch.Tensor | None = None,
+                return_block_features: bool = False) -> CascadeOutput:
+        feats = self.forward_features(images, prefix_tokens=prefix_tokens,
+                                      all_blocks=return_block_features and prefix_tokens is None)
+        out = self.forward_head(feats)
+        if return_block_features:
+            out.block_features = feats.features
+            out.block_ids = feats.block_ids
+        return out
+
+    def forward_intermediates(self, images: torch.Tensor) -> BlockFeatures:
+        """Features of every block 1..L (for CKA); prompts act as in the forward pass."""
+        return self.forward_features(images, all_blocks=True)
+
+    # ---- parameters -----------------------------------------------------------------
+    @staticmethod
+    def group_of(name: str) -> str:
+        if name.startswith("prompts."):
+            return "prompts"
+        if name.startswith("nga."):
+            return "nga"
+        if name.startswith("fusion_logits"):
+            return "fusion"
+        if name.startswith(("heads.", "concat_head")):
+            return "heads"
+        if name.startswith("classifier."):
+            return "classifier"
+        return "other"
+
+    def cascade_named_parameters(self):
+        """Every parameter the method adds (trainable or not right now); never the backbone."""
+        for name, p in self.named_parameters():
+            if not name.startswith("visual."):
+                yield name, p
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        groups: dict[str, list] = {g: [] for g in PARAM_GROUPS}
+        for name, p in self.cascade_named_parameters():
+            groups[self.group_of(name)].append((name, p))
+        return groups
+
+    def stage_parameter_names(self, stage: int) -> list[str]:
+        """Names of the prompts, head and LayerNorm that belong to 0-based ``stage``."""
+        names = []
+        if self.prompts is not None and self.prompts.sharing != "shared":
+            names += [f"prompts.params.{i}" for i, b in enumerate(self.prompt_points) if self.stage_of_block(b) == stage]
+        names.append(f"heads.{stage}")
+        if self.stage_norms is not None:
+            names += [f"stage_norms.{stage}.{n}" for n, _ in self.stage_norms[stage].named_parameters()]
+        return names
+
+    def parameter_report(self) -> dict[str, int]:
+        """Trainable parameter counts per group, plus the frozen backbone's size."""
+        report = {g: 0 for g in PARAM_GROUPS}
+        for name, p in self.cascade_named_parameters():
+            if p.requires_grad:
+                report[self.group_of(name)] += p.numel()
+        report["total_trainable"] = sum(report[g] for g in PARAM_GROUPS)
+        report["backbone_frozen"] = sum(p.numel() for p in self.visual.parameters())
+        report["backbone_trainable"] = sum(p.numel() for p in self.visual.parameters() if p.requires_grad)
+        return report
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """State of everything the method adds (what a checkpoint stores)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("visual.")}
+
+
+def build_model(backbone: Backbone, classnames: list[str], config: CascadeConfig | None = None,
+                classifier: TextClassifier | None = None) -> CascadeCLIP:
+    """The cascade model for ``classnames`` on ``backbone`` (default config: ``b32-4stage``)."""
+    if config is None:
+        config = CascadeConfig.from_preset("b32-4stage")
+    model = CascadeCLIP(backbone, classnames, config, classifier=classifier)
+    return model.to(backbone.device)
