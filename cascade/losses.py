@@ -20,12 +20,14 @@ class LossWeights:
 
 
 def distribution_from_labels(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """One-hot targets, optionally smoothed (``smoothing`` mass spread over the other classes)."""
+    """One-hot targets, optionally smoothed as in ``F.cross_entropy(label_smoothing=s)``:
+    ``1 - s`` on the label plus ``s / C`` on every class (the convention of
+    :func:`cascade.data.distribution_from_label`)."""
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
     target = F.one_hot(labels.long(), num_classes).float()
-    if smoothing > 0 and num_classes > 1:
-        target = target * (1 - smoothing) + (1 - target) * smoothing / (num_classes - 1)
+    if smoothing > 0:
+        target = target * (1 - smoothing) + smoothing / num_classes
     return target
 
 

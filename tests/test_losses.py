@@ -39,9 +39,16 @@ def test_consistency_does_not_push_fused():
 def test_one_hot_and_smoothed_targets():
     t = distribution_from_labels(torch.tensor([1, 0]), 3)
     assert torch.equal(t, torch.tensor([[0.0, 1, 0], [1, 0, 0]]))
-    s = distribution_from_labels(torch.tensor([2]), 3, smoothing=0.1)
-    assert torch.allclose(s, torch.tensor([[0.05, 0.05, 0.9]]))
+    s = distribution_from_labels(torch.tensor([2]), 3, smoothing=0.3)
+    assert torch.allclose(s, torch.tensor([[0.1, 0.1, 0.8]]))
     assert torch.allclose(s.sum(-1), torch.ones(1))
+    # Same convention as the data package and as cross_entropy's label_smoothing.
+    from cascade.data import distribution_from_label
+
+    assert torch.allclose(s[0], torch.tensor(distribution_from_label(2, 3, 0.3), dtype=torch.float32))
+    logits = torch.randn(1, 3)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor([2]), label_smoothing=0.3)
+    assert torch.allclose(-(s * torch.log_softmax(logits, -1)).sum(), ce)
 
 
 def test_kl_zero_entries_are_finite():

@@ -1,0 +1,120 @@
+"""Dataset entries and the index that holds them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from .images import load_rgb
+from .report import DataReport
+
+if TYPE_CHECKING:
+    from .synthetic import SyntheticSpec
+
+SYNTHETIC_PREFIX = "synthetic:"
+
+# Sums this close to 1 are float noise from the annotation tool (Emotion6 is off by ~2e-6),
+# so renormalising them silently keeps the report free of thousands of meaningless warnings.
+SILENT_SUM_TOLERANCE = 1e-4
+
+
+@dataclass
+class Record:
+    key: str
+    label: int
+    dist: np.ndarray | None = None
+    split: str | None = None
+
+
+@dataclass
+class DatasetIndex:
+    classnames: list[str]
+    records: list[Record]
+    report: DataReport
+    has_distributions: bool
+    source: str
+    synthetic: SyntheticSpec | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    @property
+    def keys(self) -> list[str]:
+        return [r.key for r in self.records]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.fromiter((r.label for r in self.records), dtype=np.int64, count=len(self.records))
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(r.label for r in self.records)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classnames)}
+
+    def distribution(self, i: int, smoothing: float = 0.0) -> np.ndarray:
+        rec = self.records[i]
+        if rec.dist is not None:
+            return rec.dist
+        return distribution_from_label(rec.label, self.num_classes, smoothing)
+
+    def load_image(self, i: int, max_pixels: int | None = None) -> Image.Image:
+        rec = self.records[i]
+        if rec.key.startswith(SYNTHETIC_PREFIX):
+            if self.synthetic is None:
+                raise ValueError(f"{rec.key} is synthetic but this index has no synthetic generator")
+            return self.synthetic.render(int(rec.key[len(SYNTHETIC_PREFIX):]))
+        return load_rgb(rec.key, max_pixels=max_pixels)
+
+
+def distribution_from_label(label: int, num_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """One-hot target, optionally smoothed: (1 - s) on the label plus s spread evenly over all classes."""
+    if num_classes < 1:
+        raise ValueError("num_classes must be >= 1")
+    if not 0 <= label < num_classes:
+        raise ValueError(f"label {label} outside [0, {num_classes})")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    dist = np.full(num_classes, smoothing / num_classes, dtype=np.float64)
+    dist[label] += 1.0 - smoothing
+    return dist
+
+
+class DistributionProblem(ValueError):
+    """A distribution that cannot be used; the message is the reason shown to the user."""
+
+
+def normalise_distribution(
+    values: np.ndarray, *, counts: bool, tolerance: float, suggest_counts: bool = False
+) -> tuple[np.ndarray, str | None]:
+    """Return the row as a distribution and a warning, or raise DistributionProblem.
+
+    Vote counts are normalised whatever they sum to; probabilities must already sum to 1
+    within `tolerance` (a bigger gap means the columns or the file are wrong).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise DistributionProblem("non-finite value in distribution")
+    if np.any(v < 0):
+        raise DistributionProblem(f"negative value {v[v < 0].min():g} in distribution")
+    total = float(v.sum())
+    if total <= 0:
+        raise DistributionProblem("distribution sums to 0")
+    if counts:
+        return v / total, None
+    gap = abs(total - 1.0)
+    if gap > tolerance:
+        hint = " (are these vote counts? set manifest.counts: true)" if suggest_counts and total > 1.5 else ""
+        raise DistributionProblem(
+            f"distribution sums to {total:.6g}, more than dist_tolerance={tolerance:g} from 1{hint}"
+        )
+    warning = None
+    if gap > SILENT_SUM_TOLERANCE:
+        warning = f"distribution sums to {total:.6g}; renormalised"
+    return v / total, warning

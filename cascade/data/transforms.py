@@ -1,0 +1,74 @@
+"""Image transforms: CLIP's evaluation preprocessing and a configurable training augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from torchvision import transforms as T
+
+# CLIP's normalisation constants (the same values open_clip ships as OPENAI_DATASET_MEAN/STD).
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class AugmentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(0.5, ge=0.0, le=1.0)
+    brightness: float = Field(0.1, ge=0.0)
+    contrast: float = Field(0.1, ge=0.0)
+    saturation: float = Field(0.1, ge=0.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5)
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def eval_transform(
+    image_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
+) -> Transform:
+    """CLIP's test-time preprocessing: bicubic resize of the shorter side, centre crop, normalise."""
+    return T.Compose(
+        [
+            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(image_size),
+            _rgb,
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
+def train_transform(
+    image_size: int,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+    augment: bool | dict[str, Any] | AugmentConfig = True,
+) -> Transform:
+    """Training preprocessing; augment=False gives exactly `eval_transform`, a dict overrides AugmentConfig fields."""
+    if augment is False:
+        return eval_transform(image_size, mean, std)
+    if augment is True:
+        aug = AugmentConfig()
+    elif isinstance(augment, AugmentConfig):
+        aug = augment
+    else:
+        aug = AugmentConfig(**augment)
+    steps: list[Any] = [
+        T.RandomResizedCrop(image_size, scale=aug.scale, ratio=aug.ratio, interpolation=T.InterpolationMode.BICUBIC)
+    ]
+    if aug.hflip > 0:
+        steps.append(T.RandomHorizontalFlip(aug.hflip))
+    if any(v > 0 for v in (aug.brightness, aug.contrast, aug.saturation, aug.hue)):
+        steps.append(T.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
+    steps += [_rgb, T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(steps)
