@@ -1,0 +1,1 @@
+"""Analysis tools: representation similarity (CKA) and publication-quality figure export."""

@@ -1,0 +1,134 @@
+"""Per-stage and fused emotion probabilities for image files (CLI ``predict``, dashboard)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+
+from .data import eval_transform, load_rgb
+from .train.data import backbone_normalisation
+
+@dataclass
+class Predictor:
+    model: Any
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    source: str            # run folder + checkpoint, or "<model> / <pretrained> zero-shot"
+    random_weights: bool
+
+    def __call__(self, images: Sequence[Any], **kw: Any) -> list[dict[str, Any]]:
+        return predict_images(self.model, self.preprocess, images, **kw)
+
+
+def preprocess_for(model) -> Callable[[Image.Image], torch.Tensor]:
+    size, mean, std = backbone_normalisation(model)
+    return eval_transform(size, mean, std)
+
+
+def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "best", model_name: str | None = None,
+                   pretrained: str | None = "openai", classes: Sequence[str] | None = None,
+                   preset: str = "zeroshot", device: str | torch.device = "cpu", seed: int = 0) -> Predictor:
+    """A run's checkpoint, or zero-shot CLIP (``model_name``/``pretrained``) for ``classes``."""
+    if run is not None:
+        from .evaluate import load_run_model
+        model, cfg = load_run_model(run, checkpoint, device)
+        source = f"{run} ({'linear_probe' if cfg.method == 'linear-probe' else checkpoint})"
+    else:
+        from .backbone import load_backbone
+        from .config import CascadeConfig
+        from .data import EMOTION6_CLASSES
+        from .model import build_model
+        backbone = load_backbone(model_name or "ViT-B-32", pretrained, device=device, seed=seed)
+        torch.manual_seed(seed)
+        model = build_model(backbone, list(classes or EMOTION6_CLASSES), CascadeConfig.from_preset(preset))
+        source = f"{backbone.info.name} / {backbone.info.pretrained or 'random'} ({preset})"
+    model.eval()
+    return Predictor(model, preprocess_for(model), source, bool(model.backbone_info.random_weights))
+
+
+def _name_of(item: Any, i: int) -> str:
+    if isinstance(item, tuple):
+        return str(item[0])
+    if isinstance(item, Image.Image):
+        return getattr(item, "filename", None) or f"image[{i}]"
+    return str(item)
+
+
+def _open(item: Any, max_pixels: int | None) -> Image.Image:
+    if isinstance(item, tuple):
+        item = item[1]
+    if isinstance(item, Image.Image):
+        return item.convert("RGB") if item.mode != "RGB" else item
+    return load_rgb(item, max_pixels=max_pixels)
+
+
+@torch.no_grad()
+def predict_images(model, preprocess: Callable[[Image.Image], torch.Tensor], images: Sequence[Any], *,
+                   batch_size: int = 16, device: str | torch.device | None = None,
+                   max_pixels: int | None = 89_478_485) -> list[dict[str, Any]]:
+    """One dict per input, in order.
+
+    Inputs are paths, PIL images, or ``(name, PIL image)`` pairs. A good image gives
+    ``{"image", "ok": True, "prediction", "confidence", "fused": {class: p},
+    "stages": [{class: p}, ...], "fusion_weights": [...]}``; one that cannot be read gives
+    ``{"image", "ok": False, "error"}`` and the others are still processed.
+    """
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
+    classes = list(model.classnames)
+    results: list[dict[str, Any] | None] = [None] * len(images)
+    ready: list[tuple[int, torch.Tensor]] = []
+    for i, item in enumerate(images):
+        name = _name_of(item, i)
+        try:
+            ready.append((i, preprocess(_open(item, max_pixels))))
+        except Exception as exc:  # noqa: BLE001 - any decoder error is reported per image
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, FileNotFoundError):
+                reason = "no such file"
+            results[i] = {"image": name, "ok": False, "error": f"{name}: cannot read image ({reason})"}
+    was = model.training
+    model.eval()
+    try:
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start:start + batch_size]
+            x = torch.stack([t for _, t in chunk]).to(device)
+            out = model(x)
+            fused = out.logits.float().softmax(-1).cpu()
+            stages = out.stage_logits.float().softmax(-1).cpu()
+            lam = getattr(out, "fusion_weights", None)
+            lam = [] if lam is None else [float(v) for v in lam.detach().cpu()]
+            for row, (i, _) in enumerate(chunk):
+                probs = fused[row]
+                top = int(probs.argmax())
+                results[i] = {
+                    "image": _name_of(images[i], i), "ok": True, "prediction": classes[top],
+                    "confidence": float(probs[top]),
+                    "fused": {c: float(p) for c, p in zip(classes, probs)},
+                    "stages": [{c: float(p) for c, p in zip(classes, stages[s, row])} for s in range(stages.shape[0])],
+                    "fusion_weights": lam,
+                }
+    finally:
+        model.train(was)
+    return [r for r in results if r is not None]
+
+
+def format_table(results: list[dict[str, Any]], classnames: Sequence[str]) -> str:
+    """A plain-text table: one block per image, a row for the fused prediction and each stage."""
+    classes = list(classnames)
+    width = max([8] + [len(c) for c in classes])
+    head = f"{'':<10}" + "".join(f"{c:>{width + 1}}" for c in classes) + f"  {'top':<{width}}"
+    lines = []
+    for r in results:
+        lines.append(f"== {r['image']}")
+        if not r["ok"]:
+            lines.append(f"   ERROR {r['error']}")
+            continue
+        lines.append(head)
+        rows = [("fused", r["fused"])] + [(f"stage {s + 1}", d) for s, d in enumerate(r["stages"])]
+        for label, d in rows:
+            top = max(d, key=d.get)
+            lines.append(f"{label:<10}" + "".join(f"{d[c]:>{width + 1}.3f}" for c in classes) + f"  {top:<{width}}")
+    return "\n".join(lines)

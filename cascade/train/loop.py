@@ -1,0 +1,508 @@
+"""The trainer: progressive schedule, AdamW per group, checkpoints, resume, DDP, callbacks.
+
+Entry point: :func:`train` (``train(run_config, callbacks=[...]) -> run_dir``).
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..backbone import load_backbone
+from ..checkpoint import load_into, save_checkpoint
+from ..losses import LossWeights, cascade_loss
+from ..methods import METHODS
+from ..model import build_model
+from .batches import num_batches, rank_batches
+from .data import (DataBundle, build_prefix_cache, describe_sizes, frozen_embedding, load_data, make_sources,
+                   save_split_file)
+from .distributed import DistContext, all_reduce_grads, init_distributed
+from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
+from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
+from .run_config import RunConfig, load_run_config, metric_direction
+from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
+                        environment, write_json)
+from .schedule import PhaseInfo, TrainableSets, apply_phase, lr_factor, phase_for_epoch
+from .state import capture_rng, load_train_state, restore_rng, save_train_state
+
+RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN/inf; the message names the epoch, step and term."""
+
+
+class StopTraining(Exception):
+    """Raise from a callback (or set ``state.should_stop``) to end training cleanly:
+    ``last`` is written and the best checkpoint is evaluated on test."""
+
+
+class Callback:
+    """Hooks the trainer calls (every method optional; duck typing works too)."""
+
+    def on_train_start(self, state: "TrainState") -> None: ...
+    def on_step_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_train_end(self, state: "TrainState") -> None: ...
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. Epochs and steps here are 0-based counters; logs are 1-based."""
+
+    config: RunConfig
+    run_dir: Path
+    model: Any
+    optimizer: Any = None
+    epoch: int = 0                  # current epoch (0-based)
+    step_in_epoch: int = 0          # batches finished in the current epoch
+    global_step: int = 0            # optimiser steps taken
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    phase: PhaseInfo | None = None
+    loss: dict[str, float] = field(default_factory=dict)
+    lr: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = 0.0
+    val_metrics: dict[str, Any] | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None   # 1-based epoch of the best checkpoint
+    test_metrics: dict[str, Any] | None = None
+    should_stop: bool = False
+    rank: int = 0
+    world_size: int = 1
+    batch: dict[str, Any] | None = None   # the last batch (CPU tensors), for analysis hooks
+
+
+def _resolve_device(kind: str, ctx: DistContext) -> torch.device:
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device: cuda requested but torch.cuda.is_available() is False")
+        return torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, folder: RunFolder, *, callbacks: Iterable[Any] = (), quiet: bool = False,
+                 ctx: DistContext | None = None, resume: bool = False):
+        self.config = config
+        self.folder = folder
+        self.callbacks = list(callbacks)
+        self.quiet = quiet
+        self.ctx = ctx or DistContext()
+        self.resume = resume
+        tc = config.train
+        self.tc = tc
+        self.device = _resolve_device(tc.device, self.ctx)
+        self.amp = tc.amp if self.device.type == "cuda" else "none"
+        self.method = METHODS[config.method]
+        self.metric_name = tc.select_metric
+        self.higher_better = metric_direction(tc.select_metric)
+        self.loss_weights = LossWeights(lambda_dist=tc.loss.lambda_dist, alpha=tc.loss.alpha,
+                                        stage_ce=tc.loss.stage_ce, distill=tc.loss.distill)
+        _seed_everything(tc.seed)
+
+        # ---- data
+        splits_file = folder / SPLITS if resume else None
+        self.data: DataBundle = load_data(config.data, splits_file)
+        self.has_dist = self.data.index.has_distributions
+
+        # ---- model (prompts are drawn from the global RNG: seed right before)
+        bb = config.backbone
+        self.backbone = load_backbone(bb.model_name, bb.pretrained, device=self.device, seed=bb.seed,
+                                      quick_gelu=bb.quick_gelu)
+        _seed_everything(tc.seed)
+        self.model = build_model(self.backbone, self.data.classnames, config.model_config_for_method())
+        self.random_weights = self.backbone.info.random_weights
+
+        # ---- run folder (rank 0 writes)
+        self.metrics_log = MetricsLog(folder / METRICS, enabled=self.ctx.is_main)
+        if not resume and self.ctx.is_main:
+            folder.create()
+            atomic_write_text(folder.config, config.to_yaml())
+            save_split_file(folder / SPLITS, self.data)
+            self.data.index.report.write(folder / DATA_REPORT)
+            write_json(folder / ENV, environment(self.device, self.amp, self.ctx.world_size))
+        self.ctx.barrier()
+
+        # ---- sources
+        pin = tc.pin_memory and self.device.type == "cuda"
+        self.sources = make_sources(self.data, self.model, seed=tc.seed, augment=tc.augment,
+                                    num_workers=tc.num_workers, pin_memory=pin)
+        self.cache_seconds = 0.0
+        if tc.cache_prefix and self.method.trains and not self.method.linear_probe:
+            t0 = time.perf_counter()
+            with autocast_context(self.device, "none"):
+                self.sources = {k: build_prefix_cache(self.model, s, self.device, tc.eval_bs(),
+                                                      with_frozen=self.loss_weights.distill > 0)
+                                for k, s in self.sources.items()}
+            self.cache_seconds = time.perf_counter() - t0
+
+        # ---- schedule and optimiser
+        self.sets = TrainableSets.from_model(self.model)
+        self.optimizer, self.named_params = build_optimizer(self.model, tc, self.sets.capable)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+        n_train = len(self.data.splits["train"])
+        self.steps_per_epoch = num_batches(n_train, tc.batch_size)
+        self.total_epochs = tc.total_epochs if self.method.trains else 0
+        self.state = TrainState(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
+                                steps_per_epoch=self.steps_per_epoch,
+                                total_steps=self.steps_per_epoch * self.total_epochs,
+                                rank=self.ctx.rank, world_size=self.ctx.world_size)
+        self.start_epoch, self.start_step = 0, 0
+        self.last_saved_step: int | None = None
+        if resume:
+            self._load_state()
+
+    # ---- helpers ----------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if not self.quiet and self.ctx.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
+    def _callbacks(self, hook: str) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self.state)
+
+    def _eval(self, split: str, desc: str | None = None) -> dict[str, Any]:
+        return evaluate_model(self.model, self.sources[split], device=self.device, batch_size=self.tc.eval_bs(),
+                              ctx=self.ctx, amp=self.amp, stages=self.tc.eval_stages, loss_weights=self.loss_weights,
+                              has_distributions=self.has_dist, label_smoothing=self.tc.loss.label_smoothing,
+                              progress=not self.quiet and self.ctx.is_main, desc=desc or split)
+
+    def _better(self, value: float) -> bool:
+        best = self.state.best_value
+        if math.isnan(value):
+            return best is None
+        if best is None or math.isnan(best):
+            return True
+        return value > best if self.higher_better else value < best
+
+    def _extra(self) -> dict[str, Any]:
+        s = self.state
+        return {"method": self.config.method, "epoch": s.epoch + 1, "global_step": s.global_step,
+                "select_metric": self.metric_name, "best_value": s.best_value, "best_epoch": s.best_epoch,
+                "random_weights": self.random_weights}
+
+    def _check_params_finite(self, where: str) -> None:
+        bad = [n for n, p in self.named_params.items() if not bool(torch.isfinite(p.detach()).all())]
+        if bad:
+            raise NonFiniteLossError(f"{where}: parameters became non-finite ({', '.join(bad[:5])}); "
+                                     f"checkpoint not written; {self._kept()}")
+
+    def _kept(self) -> str:
+        if self.last_saved_step is None:
+            return "no checkpoint had been written yet"
+        return (f"the last good checkpoint (global step {self.last_saved_step}) is kept in "
+                f"{self.folder.checkpoints} (resume with --resume {self.folder.path})")
+
+    def save_last(self, epoch: int, step_in_epoch: int) -> None:
+        """Write ``last`` (+ training state) at position (epoch, step_in_epoch), 0-based."""
+        s = self.state
+        self._check_params_finite(f"epoch {epoch + 1} step {step_in_epoch}")
+        if not self.ctx.is_main:
+            return
+        tensors = {f"model.{k}": v for k, v in self.model.trainable_state_dict().items()}
+        opt_tensors, opt_meta = optimizer_state_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        rng_tensors, rng_meta = capture_rng()
+        tensors.update(rng_tensors)
+        scalars = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": s.global_step,
+                   "steps_per_epoch": self.steps_per_epoch, "best_value": s.best_value, "best_epoch": s.best_epoch,
+                   "metrics_lines": self.metrics_log.lines, "rng": rng_meta, "optimizer": opt_meta,
+                   "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                   "world_size": self.ctx.world_size, "note": "epoch/step are 0-based: resume starts there"}
+        save_train_state(self.folder.train_state, tensors, scalars)
+        save_checkpoint(self.model, self.folder.checkpoint("last"), extra=self._extra())
+        self.last_saved_step = s.global_step
+
+    def _load_state(self) -> None:
+        tensors, scalars = load_train_state(self.folder.train_state)
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        own = self.model.trainable_state_dict()
+        missing = sorted(set(own) - set(model_state))
+        if missing:
+            raise ValueError(f"{self.folder.train_state}: model tensors missing {missing[:5]}")
+        self.model.load_state_dict(model_state, strict=False)
+        if scalars.get("steps_per_epoch") != self.steps_per_epoch:
+            raise ValueError(f"resume: {scalars.get('steps_per_epoch')} steps per epoch recorded, "
+                             f"{self.steps_per_epoch} now (did the data or train.batch_size change?)")
+        load_optimizer_state(self.optimizer, tensors)
+        restore_rng(tensors, scalars.get("rng", {}))
+        if self.scaler is not None and scalars.get("scaler"):
+            self.scaler.load_state_dict(scalars["scaler"])
+        s = self.state
+        s.global_step = int(scalars["global_step"])
+        s.best_value, s.best_epoch = scalars.get("best_value"), scalars.get("best_epoch")
+        self.start_epoch, self.start_step = int(scalars["epoch"]), int(scalars["step_in_epoch"])
+        self.last_saved_step = s.global_step
+        self.metrics_log.truncate(int(scalars.get("metrics_lines", 0)))
+        self.say(f"resuming {self.folder.path} at epoch {self.start_epoch + 1}, step {self.start_step} "
+                 f"(global step {s.global_step})")
+
+    # ---- the run ------------------------------------------------------------------------
+    def run(self) -> Path:
+        s = self.state
+        self.say(f"run {self.folder.path}: {self.config.method} on {self.backbone.info.describe()}, "
+                 f"{describe_sizes(self.data)}, device {self.device}"
+                 + (f", {self.ctx.world_size} processes" if self.ctx.enabled else ""))
+        if self.random_weights:
+            self.say(f"WARNING: {RANDOM_WEIGHTS_NOTE}")
+        if self.tc.amp != "none" and self.amp == "none":
+            self.say(f"note: train.amp={self.tc.amp} applies to CUDA only; running in float32 on {self.device}")
+        if self.cache_seconds:
+            self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s")
+        if not self.resume:
+            self.metrics_log.write({"kind": "start", "method": self.config.method,
+                                    "parameters": self.model.parameter_report(),
+                                    "steps_per_epoch": self.steps_per_epoch, "total_steps": s.total_steps,
+                                    "sizes": self.data.sizes(), "random_weights": self.random_weights,
+                                    "prefix_cache": bool(self.tc.cache_prefix and self.method.trains)})
+        self._callbacks("on_train_start")
+        if self.method.linear_probe:
+            return self._linear_probe()
+        if self.total_epochs == 0:
+            if self.ctx.is_main and not self.folder.checkpoint("best").exists():
+                save_checkpoint(self.model, self.folder.checkpoint("best"), extra=self._extra())
+                save_checkpoint(self.model, self.folder.checkpoint("last"), extra=self._extra())
+            val = self._eval("val")
+            s.val_metrics = val
+            s.best_value = metric_value(val, self.metric_name) if val["num_samples"] else None
+            self.metrics_log.write({"kind": "eval", "split": "val", "epoch": 0, "global_step": 0, "metrics": val,
+                                    "best": True})
+            return self._finish(val_best=val)
+
+        stopped = False
+        for epoch in range(self.start_epoch, self.total_epochs):
+            s.epoch = epoch
+            stopped = self._train_epoch(epoch, self.start_step if epoch == self.start_epoch else 0)
+            if stopped:
+                break
+        return self._finish()
+
+    def _train_epoch(self, epoch: int, start_step: int) -> bool:
+        s, tc = self.state, self.tc
+        phase = phase_for_epoch(epoch, tc.epochs, self.model.num_stages)
+        s.phase = phase
+        names = self.sets.names_for(self.model, phase)
+        counts = apply_phase(self.model, names)
+        active = [p for n, p in self.named_params.items() if n in names]
+        if start_step == 0:
+            self.metrics_log.write({"kind": "phase", "phase": phase.name, "epoch": epoch + 1,
+                                    "stages": [x + 1 for x in sorted(phase.active_stages)],
+                                    "trainable": counts, "global_step": s.global_step})
+        self.say(f"epoch {epoch + 1}/{self.total_epochs}: {phase.describe()}, "
+                 f"{sum(counts.values())} trainable parameters")
+        self.model.train()
+        self.model.visual.eval()
+        batches = list(rank_batches(len(self.data.splits["train"]), tc.batch_size, tc.seed, epoch,
+                                    self.ctx.rank, self.ctx.world_size, start=start_step))
+        local_lists = [b[0] for b in batches]
+        bar = None
+        if not self.quiet and self.ctx.is_main:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1} {phase.name}",
+                       leave=False, dynamic_ncols=True)
+        window_images, window_start = 0, time.perf_counter()
+        s.step_in_epoch = start_step
+        stop = False
+        try:
+            for (local, n_global, weight), batch in zip(batches, self.sources["train"].iterate(local_lists, epoch)):
+                terms = self._step(batch, weight, active, epoch)
+                s.global_step += 1
+                s.step_in_epoch += 1
+                s.loss = terms
+                window_images += n_global
+                if bar is not None:
+                    bar.update(1)
+                if s.global_step % tc.log_every_steps == 0 or s.step_in_epoch == self.steps_per_epoch:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    s.images_per_s = window_images / elapsed
+                    self.metrics_log.write({"kind": "step", "phase": phase.name, "epoch": epoch + 1,
+                                            "step": s.step_in_epoch, "global_step": s.global_step, "lr": s.lr,
+                                            "loss": terms, "images_per_s": round(s.images_per_s, 2),
+                                            "time": time.time()})
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(s.lr.values(), default=0):.2e}",
+                                        img_s=f"{s.images_per_s:.1f}")
+                    window_images, window_start = 0, time.perf_counter()
+                if tc.save_every_steps and s.global_step % tc.save_every_steps == 0:
+                    self.save_last(epoch, s.step_in_epoch)
+                s.batch = {k: v for k, v in batch.items() if k != "image" and k != "prefix"}
+                try:
+                    self._callbacks("on_step_end")
+                except StopTraining:
+                    s.should_stop = True
+                if s.should_stop:
+                    stop = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if stop:
+            self.save_last(epoch, s.step_in_epoch)
+            self.say(f"stopped by a callback at epoch {epoch + 1}, step {s.step_in_epoch}")
+            return True
+
+        val = self._eval("val", desc=f"val epoch {epoch + 1}")
+        s.val_metrics = val
+        value = metric_value(val, self.metric_name) if val["num_samples"] else float("nan")
+        improved = self._better(value)
+        if improved:
+            s.best_value, s.best_epoch = value, epoch + 1
+            if self.ctx.is_main:
+                save_checkpoint(self.model, self.folder.checkpoint("best"),
+                                extra={**self._extra(), "val_metrics": val})
+        self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
+                                "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
+                                "value": value, "best": improved})
+        fused = val["fused"]
+        self.say(f"epoch {epoch + 1} val: acc {fused['accuracy']:.4f}  macro-F1 {fused['macro_f1']:.4f}  "
+                 f"UAR {fused['uar']:.4f}  KL {fused['kl']:.4f}" + ("  (best)" if improved else ""))
+        self.save_last(epoch + 1, 0)
+        try:
+            self._callbacks("on_epoch_end")
+        except StopTraining:
+            s.should_stop = True
+        return s.should_stop
+
+    def _step(self, batch: dict[str, Any], weight: float, active: list[torch.nn.Parameter],
+              epoch: int) -> dict[str, float]:
+        s, tc = self.state, self.tc
+        self.optimizer.zero_grad(set_to_none=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        dists = batch["dist"].to(self.device, non_blocking=True)
+        frozen = None
+        if self.loss_weights.distill > 0:
+            frozen = batch.get("frozen")
+            if frozen is None:
+                frozen = frozen_embedding(self.model, images=batch["image"].to(self.device))
+            frozen = frozen.to(self.device)
+        with autocast_context(self.device, self.amp):
+            out = self.model(**model_inputs(batch, self.device))
+        terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
+                             frozen_embedding=frozen, smoothing=tc.loss.label_smoothing)
+        keys = list(terms)
+        values = torch.stack([terms[k].detach().float() * weight for k in keys])
+        self.ctx.all_reduce_(values)
+        values = values.cpu()
+        where = f"epoch {epoch + 1}, step {s.step_in_epoch + 1} (global step {s.global_step + 1})"
+        bad = [k for k, v in zip(keys, values.tolist()) if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite loss at {where}: term(s) {', '.join(bad)} = "
+                + ", ".join(f"{values[keys.index(k)].item()}" for k in bad)
+                + f". Training stopped; {self._kept()}. Lower the learning rates (train.lr.*) or check the data.")
+        loss = terms["total"] * weight
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        mask_frozen_grads(self.optimizer)
+        all_reduce_grads(active, self.ctx)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        with_grad = [p for p in active if p.grad is not None]
+        if with_grad:
+            max_norm = tc.grad_clip if tc.grad_clip is not None else float("inf")
+            norm = torch.nn.utils.clip_grad_norm_(with_grad, max_norm)
+            if not bool(torch.isfinite(norm)) and self.scaler is None:
+                raise NonFiniteLossError(f"non-finite gradient norm ({float(norm)}) at {where}; training stopped; "
+                                         f"{self._kept()}")
+        s.lr = set_lr(self.optimizer, lr_factor(s.global_step, s.total_steps, tc.warmup_steps, tc.schedule,
+                                                tc.min_lr_ratio))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return {k: float(v) for k, v in zip(keys, values.tolist())}
+
+    # ---- the end --------------------------------------------------------------------------
+    def _finish(self, val_best: dict[str, Any] | None = None) -> Path:
+        s = self.state
+        best_path = self.folder.checkpoint("best")
+        self.ctx.barrier()
+        if best_path.exists():
+            meta = load_into(self.model, best_path)
+            if val_best is None:
+                val_best = (meta.get("extra") or {}).get("val_metrics")
+        test = self._eval("test")
+        if val_best is None:
+            val_best = self._eval("val")
+        s.test_metrics = test
+        self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": "best", "best_epoch": s.best_epoch,
+                                "global_step": s.global_step, "metrics": test})
+        report = self.report(val_best, test)
+        if self.ctx.is_main:
+            write_json(self.folder / EVAL, report)
+        f = test["fused"]
+        if test["num_samples"]:
+            self.say(f"test (best checkpoint, epoch {s.best_epoch}): acc {f['accuracy']:.4f}  "
+                     f"macro-F1 {f['macro_f1']:.4f}  UAR {f['uar']:.4f}  KL {f['kl']:.4f}")
+        self.say(f"run folder: {self.folder.path}")
+        self._callbacks("on_train_end")
+        return self.folder.path
+
+    def report(self, val: dict[str, Any] | None, test: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+        s = self.state
+        out = {"method": self.config.method, "run": self.folder.name,
+               "backbone": self.backbone.info.to_dict(), "random_weights": self.random_weights,
+               "trained": self.method.trains and not self.method.linear_probe,
+               "select_metric": self.metric_name, "best_epoch": s.best_epoch, "best_value": s.best_value,
+               "checkpoint": "best", "classnames": self.data.classnames, "sizes": self.data.sizes(),
+               "parameters": self.model.parameter_report(), "val": val, "test": test}
+        if self.random_weights:
+            out["warning"] = RANDOM_WEIGHTS_NOTE
+        out.update(extra)
+        return out
+
+    def _linear_probe(self) -> Path:
+        from .linear_probe_run import run_linear_probe
+        return run_linear_probe(self)
+
+
+def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any] = (), *,
+          run_dir: str | Path | None = None, resume: str | Path | None = None, quiet: bool = False,
+          overrides: list[str] | None = None) -> Path:
+    """Train (or, for zero-shot / linear probe, just evaluate) one run; returns its folder.
+
+    ``config`` is a :class:`RunConfig` or a YAML path; ``resume`` is a run folder to
+    continue from its ``checkpoints/last`` (its ``config.yaml`` is used, ``config`` ignored).
+    Under ``torchrun`` every process calls this; only rank 0 writes.
+    """
+    if resume is not None:
+        folder = RunFolder(resume)
+        folder.require()
+        cfg = load_run_config(folder.config, overrides)
+    else:
+        if config is None:
+            raise ValueError("train: give a RunConfig (or a YAML path) or resume=<run folder>")
+        cfg = config if isinstance(config, RunConfig) else load_run_config(config, overrides)
+        if isinstance(config, RunConfig) and overrides:
+            cfg = cfg.with_overrides(overrides)
+        folder = RunFolder.for_config(cfg, run_dir)
+    device_kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = init_distributed(device_kind)
+    try:
+        if ctx.enabled and resume is None:
+            folder = RunFolder(ctx.broadcast_object(str(folder.path)))
+        trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx, resume=resume is not None)
+        return trainer.run()
+    finally:
+        ctx.close()

@@ -1,0 +1,352 @@
+"""``RunConfig``: the one object that flows from the CLI or the dashboard into model and trainer.
+
+Sections: ``method`` (a name from :data:`cascade.methods.METHODS`), ``backbone``,
+``model`` (:class:`cascade.config.CascadeConfig`), ``data`` (:class:`cascade.data.config.DataConfig`),
+``train`` (:class:`TrainConfig`) and ``run`` (:class:`RunSection`).
+
+Loading (:func:`load_run_config`): YAML → relative paths resolved against the YAML's
+folder → ``--set key.sub=value`` overrides (paths in overrides resolve against the
+current directory) → validation. Every error is a :class:`cascade.config.ConfigError`
+whose message starts with the dotted field name.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import PRESETS, CascadeConfig, ConfigError
+from ..data.config import DataConfig
+from ..methods import METHODS
+
+GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
+
+# Metric name → True when larger is better. Fused metrics by default; "stage<k>.<metric>"
+# (1-based stage) selects on one stage's prediction.
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "accuracy": True, "macro_f1": True, "uar": True,
+    "kl": False, "chebyshev": False, "clark": False, "canberra": False,
+    "cosine": True, "intersection": True, "loss": False,
+}
+_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackboneConfig(_Strict):
+    model_name: str = Field("ViT-B-32", description="open_clip model name (ViT-B-32, ViT-B-16, cascade-tiny, ...)")
+    pretrained: str | None = Field("openai", description="open_clip tag, a weights file path, or none for random weights")
+    seed: int = Field(0, description="seed of the random initialisation (used when pretrained is none)")
+    quick_gelu: bool | None = Field(None, description="force QuickGELU; default: what the pretrained tag needs")
+
+    @field_validator("pretrained")
+    @classmethod
+    def _none_word(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lower() in ("", "none", "null", "random"):
+            return None
+        return v
+
+    @property
+    def random_weights(self) -> bool:
+        return self.pretrained is None
+
+
+class LearningRates(_Strict):
+    """Learning rate per parameter group (prompts, NGA σ, fusion λ, stage heads, classifier, other).
+
+    DESIGN §5: 1e-4 for prompts, 1e-5 for σ and λ. Heads and classifier start from CLIP's
+    projection and text embeddings, so they move slowly by default too; ``other`` holds
+    the per-stage LayerNorm copies (``layernorm: own``).
+    """
+
+    prompts: float = Field(1e-4, ge=0)
+    nga: float = Field(1e-5, ge=0)
+    fusion: float = Field(1e-5, ge=0)
+    heads: float = Field(1e-5, ge=0)
+    classifier: float = Field(1e-5, ge=0)
+    other: float = Field(1e-4, ge=0)
+
+
+class WeightDecays(_Strict):
+    """AdamW weight decay per parameter group (decoupled; never applied to frozen parameters)."""
+
+    prompts: float = Field(0.0, ge=0)
+    nga: float = Field(0.0, ge=0)
+    fusion: float = Field(0.0, ge=0)
+    heads: float = Field(0.0, ge=0)
+    classifier: float = Field(0.0, ge=0)
+    other: float = Field(0.0, ge=0)
+
+
+class EpochsConfig(_Strict):
+    """Epochs per phase of the progressive schedule (DESIGN §5)."""
+
+    warmup: int = Field(2, ge=0, description="only the deepest stage, its head and the classifier train")
+    unfreeze: int = Field(3, ge=0, description="the other stages join one at a time, deep to shallow")
+    global_: int = Field(3, ge=0, alias="global", description="everything trains: prompts, σ, λ, heads, classifier")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @property
+    def total(self) -> int:
+        return self.warmup + self.unfreeze + self.global_
+
+
+class LossConfig(_Strict):
+    lambda_dist: float = Field(1.0, ge=0, description="weight of KL(p ‖ softmax(ℓ))")
+    alpha: float = Field(0.1, ge=0, description="weight of the stage-consistency term")
+    stage_ce: float = Field(0.0, ge=0, description="weight of CE on every stage's logits (deep supervision)")
+    distill: float = Field(0.0, ge=0, description="weight of 1 - cos(e_s, frozen CLIP embedding)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="target smoothing when the data has labels only")
+
+
+class TrainConfig(_Strict):
+    epochs: EpochsConfig = Field(default_factory=EpochsConfig)
+    batch_size: int = Field(32, ge=1, description="global batch size (split across DDP ranks)")
+    eval_batch_size: int | None = Field(None, ge=1, description="default: 2 × batch_size")
+    lr: LearningRates = Field(default_factory=LearningRates)
+    weight_decay: WeightDecays = Field(default_factory=WeightDecays)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of each group's lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables clipping")
+    loss: LossConfig = Field(default_factory=LossConfig)
+    augment: bool = Field(True, description="random augmentation of training images")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["bf16", "fp16", "none"] = Field("none", description="autocast on CUDA; ignored on CPU")
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = Field(True, description="pinned host memory (CUDA only)")
+    cache_prefix: bool = Field(False, description="compute the frozen prefix blocks once per image and reuse it")
+    select_metric: str = Field("accuracy", description="val metric that picks the best checkpoint, e.g. accuracy, macro_f1, kl")
+    save_every_steps: int = Field(0, ge=0, description="also write checkpoints/last every N steps (0: epoch ends only)")
+    log_every_steps: int = Field(10, ge=1, description="a metrics.jsonl line every N training steps")
+    eval_stages: bool = Field(True, description="metrics for every stage, not only the fused prediction")
+
+    @field_validator("select_metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        metric_direction(v)
+        return v
+
+    @model_validator(mode="after")
+    def _cache_needs_fixed_inputs(self) -> "TrainConfig":
+        if self.cache_prefix and self.augment:
+            raise ValueError("cache_prefix: needs augment: false (augmented images change every epoch, "
+                             "so their prefix output cannot be reused)")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs.total
+
+    def eval_bs(self) -> int:
+        return self.eval_batch_size or 2 * self.batch_size
+
+
+def metric_direction(name: str) -> bool:
+    """True when a larger value of ``name`` is better; raises for unknown metrics."""
+    base = name.split(".", 1)[1] if re.match(r"^stage\d+\.", name) else name
+    if base not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRIC_DIRECTIONS)} "
+                         "(optionally prefixed stage<k>. for one stage)")
+    return METRIC_DIRECTIONS[base]
+
+
+def sanitize_run_name(name: str) -> str:
+    """Only ``[A-Za-z0-9._-]``; other characters become '-'; no leading dots (no traversal)."""
+    cleaned = _NAME_OK.sub("-", name.strip()).lstrip(".-").rstrip("-")
+    if not cleaned or set(cleaned) <= {".", "-"}:
+        raise ValueError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
+    return cleaned[:120]
+
+
+class RunSection(_Strict):
+    name: str | None = Field(None, description="folder name under runs_dir; default: <time>-<method>")
+    runs_dir: str = Field("runs", description="parent folder of run folders")
+
+    @field_validator("name")
+    @classmethod
+    def _clean(cls, v: str | None) -> str | None:
+        return None if v is None else sanitize_run_name(v)
+
+
+class RunConfig(_Strict):
+    method: str = Field("cascade", description="one of " + ", ".join(METHODS))
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    model: CascadeConfig = Field(default_factory=lambda: CascadeConfig.from_preset("b32-4stage"))
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; choose from {', '.join(METHODS)}")
+        return v
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _expand_preset(cls, v: Any) -> Any:
+        # ``model: {preset: b16-3stage, prompt_tokens: 8}``: the preset's values under the
+        # explicit ones; a stage string as preset works as in CascadeConfig.from_preset.
+        if isinstance(v, dict) and v.get("preset"):
+            name = v["preset"]
+            if name in PRESETS:
+                return {**PRESETS[name], **v}
+            if any(ch.isdigit() for ch in str(name)) and "stages" not in v:
+                return {**v, "stages": name, "preset": "custom"}
+            if name != "custom":
+                raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)} "
+                                 "or a stage string like '1-4,5-8,9-11,12'")
+        return v
+
+    # ---- derived ----------------------------------------------------------------------
+    def model_config_for_method(self) -> CascadeConfig:
+        """The model config this run trains: ``model`` as the base, changed by ``method``."""
+        from ..methods import method_config
+        return self.model if self.method == "cascade" else method_config(self.method, self.model)
+
+    def default_run_name(self) -> str:
+        return sanitize_run_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{self.method}")
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", by_alias=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any], base_dir: str | os.PathLike | None = None) -> "RunConfig":
+        raw = self.model_dump(mode="json", by_alias=True)
+        return validate_run_config(apply_overrides(raw, overrides, base_dir or os.getcwd()))
+
+
+# ---- loading ---------------------------------------------------------------------------
+_PATH_FIELDS = (("data", "root"), ("data", "splits_file"), ("backbone", "pretrained"))
+
+
+def _looks_like_path(key: tuple[str, str], value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    if key == ("backbone", "pretrained"):
+        # A tag ('openai', 'laion2b_s34b_b79k') has no separator and no weights suffix.
+        return any(sep in value for sep in ("/", "\\")) or value.endswith((".safetensors", ".pt", ".pth", ".bin"))
+    return True
+
+
+def resolve_paths(raw: dict[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
+    """Make the relative path fields of a raw config absolute against ``base_dir``."""
+    base = Path(base_dir)
+    for key in _PATH_FIELDS:
+        section = raw.get(key[0])
+        if isinstance(section, dict) and _looks_like_path(key, section.get(key[1])):
+            p = Path(os.path.expanduser(section[key[1]]))
+            if not p.is_absolute():
+                section[key[1]] = os.path.normpath(str(base / p))
+    return raw
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value: YAML for lists, mappings and null; anything else stays a string so
+    pydantic coerces it to the field's type ('1e-4' → float, 'true' → bool, '007' → str)."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if parsed is None or isinstance(parsed, (list, dict)):
+        return parsed
+    return text
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. train.batch_size=16")
+    key, value = item.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
+    return path, _parse_value(value.strip())
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any] | None,
+                    base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Set dotted keys in a raw config dict; path fields in overrides resolve against ``base_dir``."""
+    if not overrides:
+        return raw
+    items = list(overrides.items()) if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
+    for key, value in items:
+        path = key.split(".") if isinstance(key, str) else key
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path[:i + 1])}: is a value, cannot set {'.'.join(path)}")
+            node = child
+        if path[-1] == "epochs" and len(path) == 2 and path[0] == "train" and not isinstance(value, dict):
+            raise ConfigError("train.epochs: set train.epochs.warmup / .unfreeze / .global")
+        node[path[-1]] = value
+        if base_dir is not None and len(path) == 2 and tuple(path) in _PATH_FIELDS:
+            if _looks_like_path(tuple(path), value):
+                p = Path(os.path.expanduser(value))
+                if not p.is_absolute():
+                    node[path[-1]] = os.path.normpath(str(Path(base_dir) / p))
+    return raw
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = loc.replace("global_", "global")
+        msg = err["msg"].removeprefix("Value error, ")
+        inner = re.match(r"^([A-Za-z_][A-Za-z0-9_]*): (.*)$", msg, re.S)
+        if inner and loc and not loc.endswith(inner.group(1)):
+            # A section-level validator names the field itself: "train" + "cache_prefix: ..."
+            loc, msg = f"{loc}.{inner.group(1)}", inner.group(2)
+        elif inner and loc.endswith(inner.group(1)):
+            msg = inner.group(2)
+        name = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "config")
+        if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            lines.append(f"{name}: {msg} (got {err['input']!r})")
+        else:
+            lines.append(f"{name}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_run_config(raw: dict[str, Any]) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"model.{exc}") from None
+
+
+def load_run_config(path: str | os.PathLike | None = None, overrides: list[str] | dict[str, Any] | None = None,
+                    ) -> RunConfig:
+    """Read a YAML file (or start from defaults), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: no such file {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {path} is not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: {path} must hold a mapping of sections")
+        resolve_paths(raw, path.resolve().parent)
+    raw = apply_overrides(raw, overrides, os.getcwd())
+    return validate_run_config(raw)

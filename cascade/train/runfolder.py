@@ -1,0 +1,216 @@
+"""The run folder: ``runs/<name>/`` with config, splits, data report, metrics log,
+checkpoints, evaluation and environment — every file written atomically."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .run_config import RunConfig, sanitize_run_name
+
+CONFIG = "config.yaml"
+SPLITS = "splits.json"
+DATA_REPORT = "data_report.json"
+METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+ENV = "env.json"
+CHECKPOINTS = "checkpoints"
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing, incomplete, or would be overwritten."""
+
+
+def _json_default(o: Any) -> Any:
+    if torch.is_tensor(o):
+        return o.tolist()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf become null: strict JSON readers (browsers, jq) reject the bare tokens."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(_clean(obj), indent=indent, default=_json_default)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; run files are meant to be shared
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, to_json(obj) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, flushed and fsynced after every write."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self.lines = 0
+        if enabled and self.path.is_file():
+            self.lines = sum(1 for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(to_json(record, indent=None) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.lines += 1
+
+    def truncate(self, keep_lines: int) -> None:
+        """Keep the first ``keep_lines`` records (what a resumed checkpoint had seen)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        atomic_write_text(self.path, "".join(line + "\n" for line in lines[:keep_lines]))
+        self.lines = min(keep_lines, len(lines))
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def git_commit(start: str | os.PathLike | None = None) -> str | None:
+    where = Path(start) if start else Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        dirty = ""
+    return commit + ("-dirty" if dirty else "")
+
+
+def environment(device: torch.device, amp: str, world_size: int) -> dict[str, Any]:
+    from ..checkpoint import versions
+
+    env: dict[str, Any] = {
+        "versions": versions(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "amp": amp,
+        "world_size": world_size,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+    }
+    from importlib.metadata import PackageNotFoundError, version
+    for pkg in ("numpy", "torchvision", "safetensors", "pydantic", "scikit-learn", "pillow"):
+        try:
+            env["versions"][pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return env
+
+
+class RunFolder:
+    """Paths of one run folder (nothing is created until :meth:`create`)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def for_config(cls, cfg: RunConfig, run_dir: str | os.PathLike | None = None) -> "RunFolder":
+        if run_dir is not None:
+            return cls(run_dir)
+        if cfg.run.name:
+            return cls(Path(cfg.run.runs_dir) / sanitize_run_name(cfg.run.name))
+        # a default (time-based) name never collides with an earlier run: -2, -3, ... if needed
+        base = Path(cfg.run.runs_dir) / cfg.default_run_name()
+        path, n = base, 1
+        while (path / CONFIG).exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return cls(path)
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def checkpoint(self, which: str) -> Path:
+        return self.checkpoints / f"{which}.safetensors"
+
+    @property
+    def train_state(self) -> Path:
+        return self.checkpoints / "last.train.safetensors"
+
+    def create(self) -> None:
+        if self.config.exists():
+            raise RunFolderError(f"{self.path} already holds a run; resume it with --resume {self.path} "
+                                 "or choose another run.name / --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(exist_ok=True)
+
+    def require(self) -> None:
+        if not self.config.is_file():
+            raise RunFolderError(f"{self.path} is not a run folder (no {CONFIG})")
