@@ -416,7 +416,10 @@ class DriftMonitor:
 
     # -- trainer hooks ----------------------------------------------------------------------
     def on_train_start(self, state: Any) -> None:
-        self.check(state.model, getattr(state, "global_step", 0), _epoch1(state), state)
+        # A resumed run already logged its step-0 reference; logging it again would
+        # make its metrics.jsonl differ from an uninterrupted run's.
+        if int(getattr(state, "global_step", 0)) == 0:
+            self.check(state.model, 0, _epoch1(state), state)
 
     def on_step_end(self, state: Any) -> None:
         step = int(getattr(state, "global_step", 0))
@@ -428,6 +431,40 @@ class DriftMonitor:
 
     def on_train_end(self, state: Any) -> None:
         return None
+
+
+class ConfiguredDriftMonitor(DriftMonitor):
+    """A :class:`DriftMonitor` built from ``train.drift`` of a run config.
+
+    The probe images are drawn when training starts, from the run's own val split
+    (train if val is empty) with the model's eval preprocessing, so the CLI and the
+    dashboard need nothing but the config to turn monitoring on.
+    """
+
+    def __init__(self, drift_cfg: Any):
+        self.cfg = drift_cfg
+        self._ready = False
+
+    def on_train_start(self, state: Any) -> None:
+        from cascade.data import EmotionDataset, eval_transform
+        from cascade.train.data import backbone_normalisation
+
+        bundle = state.data
+        split = "val" if bundle.splits.get("val") else "train"
+        size, mean, std = backbone_normalisation(state.model)
+        dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform(size, mean, std),
+                                 max_pixels=bundle.config.max_image_pixels)
+        super().__init__(probe_batch(dataset, n=self.cfg.probe_size, seed=state.config.train.seed),
+                         every_k_steps=self.cfg.every_k_steps, threshold=self.cfg.threshold,
+                         per_block=self.cfg.per_block, which=self.cfg.which)
+        self._ready = True
+        super().on_train_start(state)
+
+
+def drift_callbacks(run_config: Any) -> list[Any]:
+    """The callbacks ``train.drift`` asks for (none when ``every_k_steps`` is 0)."""
+    cfg = run_config.train.drift
+    return [ConfiguredDriftMonitor(cfg)] if cfg.every_k_steps > 0 else []
 
 
 def _epoch1(state: Any) -> int | None:

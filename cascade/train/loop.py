@@ -78,6 +78,8 @@ class TrainState:
     rank: int = 0
     world_size: int = 1
     batch: dict[str, Any] | None = None   # the last batch (CPU tensors), for analysis hooks
+    metrics_log: Any = None          # callbacks log through it so resume bookkeeping stays right
+    data: Any = None                 # the DataBundle (index and splits)
 
 
 def _resolve_device(kind: str, ctx: DistContext) -> torch.device:
@@ -162,7 +164,8 @@ class Trainer:
         self.state = TrainState(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
                                 steps_per_epoch=self.steps_per_epoch,
                                 total_steps=self.steps_per_epoch * self.total_epochs,
-                                rank=self.ctx.rank, world_size=self.ctx.world_size)
+                                rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                metrics_log=self.metrics_log, data=self.data)
         self.start_epoch, self.start_step = 0, 0
         self.last_saved_step: int | None = None
         if resume:

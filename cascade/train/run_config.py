@@ -107,6 +107,14 @@ class LossConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="target smoothing when the data has labels only")
 
 
+class DriftConfig(_Strict):
+    every_k_steps: int = Field(0, ge=0, description="measure stage drift (1 - CKA vs frozen CLIP) every K steps; 0: off")
+    threshold: float = Field(0.5, ge=0, le=2, description="warn when a stage's drift exceeds this")
+    probe_size: int = Field(32, ge=4, description="fixed val images the drift is measured on")
+    which: Literal["z", "embedding"] = Field("z", description="compare stage features Z_s, or embeddings e_s")
+    per_block: bool = Field(True, description="also log prompted-vs-frozen drift of every block")
+
+
 class TrainConfig(_Strict):
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
     batch_size: int = Field(32, ge=1, description="global batch size (split across DDP ranks)")
@@ -130,6 +138,7 @@ class TrainConfig(_Strict):
     save_every_steps: int = Field(0, ge=0, description="also write checkpoints/last every N steps (0: epoch ends only)")
     log_every_steps: int = Field(10, ge=1, description="a metrics.jsonl line every N training steps")
     eval_stages: bool = Field(True, description="metrics for every stage, not only the fused prediction")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @field_validator("select_metric")
     @classmethod

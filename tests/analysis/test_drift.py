@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import logging
 from types import SimpleNamespace
 
@@ -147,3 +148,26 @@ def test_monitor_restores_training_mode(setup):
 def test_monitor_rejects_tiny_probe(setup):
     with pytest.raises(ValueError, match="at least 4"):
         DriftMonitor(setup.x[:3])
+
+
+def test_drift_config_logs_into_metrics_jsonl(tmp_path):
+    """`train.drift.every_k_steps` turns the monitor on through the CLI; records land in metrics.jsonl."""
+    import json
+
+    from cascade.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    rc = main(["train", "--config", str(repo / "configs" / "synthetic-tiny.yaml"), "--quiet",
+               "--set", "data.synthetic.num_samples=60", "--set", "train.epochs.warmup=1",
+               "--set", "train.epochs.unfreeze=0", "--set", "train.epochs.global=0",
+               "--set", "train.batch_size=16", "--set", "train.drift.every_k_steps=1",
+               "--set", "train.drift.probe_size=8", "--set", f"run.runs_dir={tmp_path}",
+               "--set", "run.name=drift"])
+    assert rc == 0
+    records = [json.loads(line) for line in (tmp_path / "drift" / "metrics.jsonl").read_text().splitlines()]
+    drift = [r for r in records if r.get("kind") == "drift"]
+    steps = [r for r in records if r.get("kind") == "step"]
+    assert drift and len(drift) >= 2
+    assert {r["global_step"] for r in drift} >= {0, 1}
+    assert not (tmp_path / "drift" / "drift.jsonl").exists()
+    assert steps
