@@ -145,6 +145,11 @@ def load_checkpoint(path: str | os.PathLike, backbone=None, device: str | torch.
             None if bb.get("random_weights") else bb.get("pretrained"))
         backbone = load_backbone(bb["name"], pretrained, device=device, seed=bb.get("seed") or 0)
     config = CascadeConfig.model_validate(meta["config"])
-    model = build_model(backbone, meta["classnames"], config)
+    # The classifier's weights come from the checkpoint: skip encoding the class texts.
+    from .classifier import TextClassifier
+
+    placeholder = TextClassifier(torch.zeros(len(meta["classnames"]), backbone.info.embed_dim),
+                                 backbone.logit_scale, trainable=config.classifier_trainable)
+    model = build_model(backbone, meta["classnames"], config, classifier=placeholder)
     load_into(model, path, strict_backbone=pretrained_override is None)
     return model

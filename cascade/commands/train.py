@@ -67,7 +67,10 @@ def _analysis_callbacks(cfg_or_run) -> list:
     else:
         from pathlib import Path
 
-        cfg = load_run_config(Path(cfg_or_run) / "config.yaml")
+        saved = Path(cfg_or_run) / "config.yaml"
+        if not saved.is_file():
+            return []  # train() reports what is wrong with the run folder
+        cfg = load_run_config(saved)
     if cfg.train.drift.every_k_steps <= 0:
         return []
     from analysis.drift import drift_callbacks

@@ -1,0 +1,66 @@
+"""Per-image, per-stage predictions for the Inspect page."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass
+class ImagePrediction:
+    name: str
+    classnames: list[str]
+    fused: np.ndarray                  # [C] probabilities
+    stages: np.ndarray                 # [S, C] probabilities
+    stage_blocks: list[list[int]]      # 1-based blocks of each stage
+    nga_weights: list[np.ndarray]      # per stage, [d_s]
+    fusion_weights: np.ndarray         # [S]
+    sigma: np.ndarray                  # [S]
+    seconds: float                     # model time for this image (its share of the batch)
+
+    @property
+    def predicted(self) -> str:
+        return self.classnames[int(np.argmax(self.fused))]  # ties: lowest index, as cascade.metrics
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.fused))
+
+    @property
+    def stage_names(self) -> list[str]:
+        out = []
+        for s, blocks in enumerate(self.stage_blocks):
+            lo, hi = blocks[0], blocks[-1]
+            out.append(f"stage {s + 1} (blocks {lo}-{hi})" if lo != hi else f"stage {s + 1} (block {lo})")
+        return out
+
+
+@torch.no_grad()
+def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) -> list[ImagePrediction]:
+    """Fused and per-stage probabilities plus the NGA and fusion weights used, per image.
+
+    The probabilities come from the library's :func:`cascade.predict.predict_images` (the
+    CLI ``predict`` path); the weights are the model's own (learned σ, λ).
+    """
+    from ..predict import predict_images, preprocess_for
+
+    start = time.perf_counter()
+    results = predict_images(model, preprocess_for(model), images, batch_size=batch_size)
+    per_image = (time.perf_counter() - start) / max(1, len(images))
+    classes = list(model.classnames)
+    nga = [w.detach().float().cpu().numpy() for w in model.current_nga_weights()]
+    lam = model.current_fusion_weights().detach().float().cpu().numpy()
+    sigma = model.sigma().detach().float().cpu().numpy()
+    out: list[ImagePrediction] = []
+    for r in results:
+        if not r.get("ok"):
+            continue
+        out.append(ImagePrediction(
+            name=str(r["image"]), classnames=classes,
+            fused=np.array([r["fused"][c] for c in classes], dtype=np.float64),
+            stages=np.array([[st[c] for c in classes] for st in r["stages"]], dtype=np.float64),
+            stage_blocks=model.stage_blocks, nga_weights=nga, fusion_weights=lam, sigma=sigma, seconds=per_image))
+    return out

@@ -1,0 +1,120 @@
+"""Building and loading models for the dashboard without needless work.
+
+Encoding the class texts is the slow part of building a model on CPU (ViT-B-32's text
+tower over every template × synonym: tens of seconds on two cores), so the class
+embeddings are cached on disk as safetensors, keyed by backbone, weights and class
+names. Checkpoints are loaded into a model whose classifier starts from a placeholder
+(the checkpoint overwrites it), so loading a run never encodes text at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..backbone import Backbone, load_backbone
+from ..checkpoint import CheckpointError, load_checkpoint, read_meta
+from ..classifier import TextClassifier, text_class_embeddings
+from ..config import CascadeConfig
+from ..model import CascadeCLIP, build_model
+from ..vocab import TEMPLATES, vocabulary
+
+CACHE_ENV = "CASCADE_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    return Path(os.path.expanduser(os.environ.get(CACHE_ENV, "~/.cache/cascade")))
+
+
+def backbone_key(backbone: Backbone) -> dict[str, Any]:
+    info = backbone.info
+    return {"name": info.name, "pretrained": info.pretrained, "random": info.random_weights,
+            "seed": info.seed, "quick_gelu": info.quick_gelu}
+
+
+def _text_key(backbone: Backbone, classnames: list[str]) -> str:
+    payload = json.dumps({"backbone": backbone_key(backbone), "classes": list(classnames),
+                          "templates": TEMPLATES, "vocab": [v.synonyms for v in vocabulary(classnames)]},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def class_text_embeddings(backbone: Backbone, classnames: list[str], use_disk: bool = True) -> torch.Tensor:
+    """[C, E] text-initialised class vectors, from the disk cache when possible."""
+    from safetensors.torch import load_file, save_file
+
+    path = cache_dir() / "text" / f"{_text_key(backbone, classnames)}.safetensors"
+    if use_disk and path.is_file():
+        try:
+            emb = load_file(str(path))["embeddings"]
+            if emb.shape[0] == len(classnames):
+                return emb
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+            pass
+    emb = text_class_embeddings(backbone, vocabulary(classnames)).cpu().contiguous()
+    if use_disk:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            save_file({"embeddings": emb}, str(tmp))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # read-only home: just recompute next time
+    return emb
+
+
+def text_classifier(backbone: Backbone, classnames: list[str], trainable: bool = False) -> TextClassifier:
+    emb = class_text_embeddings(backbone, classnames)
+    return TextClassifier(emb.to(backbone.device), backbone.logit_scale, trainable=trainable)
+
+
+def fresh_model(backbone: Backbone, classnames: list[str], preset: str = "b32-4stage",
+                seed: int = 0, **overrides: Any) -> CascadeCLIP:
+    """An untrained cascade model (prompts drawn from ``seed``); ``zeroshot`` gives CLIP zero-shot."""
+    config = CascadeConfig.from_preset(preset, **overrides)
+    classifier = text_classifier(backbone, classnames, trainable=config.classifier_trainable)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(backbone, classnames, config, classifier=classifier)
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a checkpoint needs from its backbone (hashable: a cache key)."""
+
+    name: str
+    pretrained: str | None
+    seed: int
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "BackboneSpec":
+        bb = meta.get("backbone", {})
+        random = bool(bb.get("random_weights"))
+        return cls(bb.get("name", "ViT-B-32"), None if random else bb.get("pretrained"), int(bb.get("seed") or 0))
+
+    @classmethod
+    def of(cls, backbone: Backbone) -> "BackboneSpec":
+        info = backbone.info
+        return cls(info.name, None if info.random_weights else info.pretrained, int(info.seed or 0))
+
+
+def load_spec_backbone(spec: BackboneSpec, device: str = "cpu", network_timeout: float = 3.0) -> Backbone:
+    return load_backbone(spec.name, spec.pretrained, device=device, seed=spec.seed, network_timeout=network_timeout)
+
+
+def load_run_checkpoint(path: str | os.PathLike, backbone: Backbone) -> CascadeCLIP:
+    """A checkpoint loaded into ``backbone`` (which must match it), without encoding any text.
+
+    Raises :class:`cascade.checkpoint.CheckpointError` (refuses pickle files, mismatches).
+    """
+    meta = read_meta(path)
+    if BackboneSpec.from_meta(meta) != BackboneSpec.of(backbone):
+        raise CheckpointError(f"{path}: trained on {BackboneSpec.from_meta(meta)}, not on {BackboneSpec.of(backbone)}")
+    model = load_checkpoint(path, backbone=backbone)
+    return model.eval()

@@ -1,0 +1,326 @@
+"""Reading run folders (``runs/<name>/``) for the dashboard: safe names, summaries, tables.
+
+Only YAML (``safe_load``), JSON and safetensors headers are read; nothing is unpickled.
+Every path built from a user-supplied name goes through :func:`safe_run_dir`, which
+refuses anything that would leave the runs folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+SUMMARY_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
+
+
+class RunNameError(ValueError):
+    """A run name that cannot be used safely."""
+
+
+def sanitize_run_name(name: str) -> str:
+    """Letters, digits, '.', '_' and '-' only; no leading dots; at most 120 characters.
+
+    Same rule as the trainer's (:func:`cascade.train.run_config.sanitize_run_name`), so a
+    name accepted here is the folder the CLI would write.
+    """
+    try:
+        from ..train.run_config import sanitize_run_name as trainer_rule
+    except ImportError:  # pragma: no cover - the trainer ships with the package
+        trainer_rule = None
+    if trainer_rule is not None:
+        try:
+            return trainer_rule(str(name))
+        except ValueError as exc:
+            raise RunNameError(str(exc)) from None
+    cleaned = _NAME_OK.sub("-", str(name).strip()).lstrip(".-").rstrip("-")
+    if not cleaned or set(cleaned) <= {".", "-"}:
+        raise RunNameError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
+    return cleaned[:120]
+
+
+def safe_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
+    """``runs_dir/<sanitised name>``, guaranteed to be a direct child of ``runs_dir``."""
+    clean = sanitize_run_name(name)
+    root = Path(runs_dir).expanduser().resolve()
+    path = (root / clean).resolve()
+    if path.parent != root or clean in (".", ".."):
+        raise RunNameError(f"{name!r} would leave the runs folder {root}")
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def read_metrics(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """Records of a ``metrics.jsonl`` from byte offset ``start``; a half-written last line is skipped."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return []
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _num(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    method: str = "?"
+    stages: str = ""
+    preset: str | None = None
+    backbone: str = "?"
+    random_weights: bool | None = None
+    data: str = "?"
+    status: str = "incomplete"      # complete | running | incomplete | empty
+    epochs_done: int = 0
+    epochs_total: int | None = None
+    best_epoch: int | None = None
+    select_metric: str | None = None
+    val: dict[str, float | None] = field(default_factory=dict)
+    test: dict[str, float | None] = field(default_factory=dict)
+    test_stages: list[dict[str, float | None]] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    modified: float = 0.0
+
+    def checkpoint(self, which: str = "best") -> Path | None:
+        p = self.path / "checkpoints" / f"{which}.safetensors"
+        return p if p.is_file() else None
+
+    def row(self) -> dict[str, Any]:
+        """One flat table row (fused val/test metrics, per-stage test accuracy)."""
+        r: dict[str, Any] = {
+            "run": self.name, "method": self.method, "stages": self.stages, "backbone": self.backbone,
+            "data": self.data, "status": self.status,
+            "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
+            "best epoch": self.best_epoch,
+        }
+        for k in ("accuracy", "macro_f1", "uar", "kl"):
+            r[f"val {k}"] = self.val.get(k)
+        for k in ("accuracy", "macro_f1", "uar", "kl"):
+            r[f"test {k}"] = self.test.get(k)
+        for s, m in enumerate(self.test_stages):
+            r[f"test stage{s + 1} accuracy"] = m.get("accuracy")
+        r["modified"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else ""
+        return r
+
+
+def _pick(metrics: dict[str, Any] | None) -> dict[str, float | None]:
+    if not isinstance(metrics, dict):
+        return {}
+    return {k: _num(metrics.get(k)) for k in SUMMARY_METRICS if k in metrics}
+
+
+def summarize_run(path: Path) -> RunSummary:
+    path = Path(path)
+    s = RunSummary(name=path.name, path=path)
+    cfg = _read_yaml(path / "config.yaml")
+    if cfg:
+        s.method = str(cfg.get("method", "?"))
+        model = cfg.get("model") or {}
+        s.stages = str(model.get("stages", ""))
+        s.preset = model.get("preset")
+        bb = cfg.get("backbone") or {}
+        s.random_weights = bb.get("pretrained") in (None, "none", "")
+        s.backbone = f"{bb.get('model_name', '?')}" + (" (random)" if s.random_weights else f" ({bb.get('pretrained')})")
+        data = cfg.get("data") or {}
+        s.data = str(data.get("format", "?")) + (f": {Path(str(data['root'])).name}" if data.get("root") else "")
+        ep = (cfg.get("train") or {}).get("epochs") or {}
+        try:
+            s.epochs_total = int(ep.get("warmup", 0)) + int(ep.get("unfreeze", 0)) + int(ep.get("global", 0))
+        except (TypeError, ValueError):
+            s.epochs_total = None
+        s.select_metric = (cfg.get("train") or {}).get("select_metric")
+    records = read_metrics(path / "metrics.jsonl")
+    evals = [r for r in records if r.get("kind") == "eval" and r.get("split", "val") == "val"]
+    s.epochs_done = max((int(r.get("epoch") or 0) for r in evals), default=0)
+    best = [r for r in evals if r.get("best")]
+    if best:
+        s.best_epoch = int(best[-1].get("epoch") or 0)
+        s.val = _pick((best[-1].get("metrics") or {}).get("fused"))
+    report = read_json(path / "eval.json")
+    if isinstance(report, dict):
+        s.status = "complete"
+        s.best_epoch = report.get("best_epoch", s.best_epoch)
+        s.select_metric = report.get("select_metric", s.select_metric)
+        val, test = report.get("val") or {}, report.get("test") or {}
+        if val:
+            s.val = _pick(val.get("fused"))
+        if test:
+            s.test = _pick(test.get("fused"))
+            s.test_stages = [_pick(m) for m in test.get("stages") or []]
+        if report.get("method"):
+            s.method = str(report["method"])
+    elif not cfg and not records:
+        s.status = "empty"
+    ck = path / "checkpoints"
+    if ck.is_dir():
+        s.checkpoints = sorted(p.stem for p in ck.glob("*.safetensors") if not p.name.endswith(".train.safetensors"))
+    try:
+        s.modified = max((p.stat().st_mtime for p in (path / "metrics.jsonl", path / "eval.json", path / "config.yaml")
+                          if p.exists()), default=path.stat().st_mtime)
+    except OSError:
+        s.modified = 0.0
+    return s
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
+    """Run folders directly under ``runs_dir``, newest first (hidden folders skipped)."""
+    root = Path(runs_dir).expanduser()
+    if not root.is_dir():
+        return []
+    out = []
+    for child in root.iterdir():
+        if child.name.startswith(".") or not child.is_dir() or child.is_symlink():
+            continue
+        if not any((child / f).exists() for f in ("config.yaml", "metrics.jsonl", "eval.json", "train.log")):
+            continue
+        out.append(summarize_run(child))
+    return sorted(out, key=lambda r: r.modified, reverse=True)
+
+
+def runs_table(runs: list[RunSummary]) -> list[dict[str, Any]]:
+    return [r.row() for r in runs]
+
+
+def stage_table(run: RunSummary, split: str = "test") -> list[dict[str, Any]]:
+    """Per-stage metrics of one run (from eval.json), fused last."""
+    report = read_json(run.path / "eval.json")
+    if not isinstance(report, dict) or not isinstance(report.get(split), dict):
+        return []
+    rows = []
+    for s, m in enumerate(report[split].get("stages") or []):
+        rows.append({"run": run.name, "stage": f"stage {s + 1}", **_pick(m)})
+    rows.append({"run": run.name, "stage": "fused", **_pick(report[split].get("fused"))})
+    return rows
+
+
+def checkpoint_choices(runs: list[RunSummary]) -> list[tuple[str, Path]]:
+    """(label, path) for every run's best and last checkpoints (plus any others saved)."""
+    out = []
+    for r in runs:
+        names = sorted(r.checkpoints, key=lambda n: (n != "best", n != "last", n))
+        for n in names:
+            p = r.path / "checkpoints" / f"{n}.safetensors"
+            if p.is_file():
+                out.append((f"{r.name} · {n}", p))
+    return out
+
+
+# ---- ablations (``cascade ablate`` output: <runs_dir>/ablate-*/results.{json,csv}, runs/) ----------
+@dataclass
+class AblationSummary:
+    name: str
+    path: Path
+    rows: list[dict[str, Any]]
+    runs: list[RunSummary]
+    select_metric: str | None = None
+    random_weights: bool | None = None
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    out = []
+    for r in rows:
+        out.append({k: (_num(v) if k not in ("method", "run_dir", "random_weights") and _num(v) is not None else v)
+                    for k, v in r.items()})
+    return out
+
+
+def read_ablation(path: Path) -> AblationSummary | None:
+    path = Path(path)
+    payload = read_json(path / "results.json")
+    rows: list[dict[str, Any]] = []
+    select = random = None
+    if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+        rows = [r for r in payload["rows"] if isinstance(r, dict)]
+        select, random = payload.get("select_metric"), payload.get("random_weights")
+    elif (path / "results.csv").is_file():
+        rows = _csv_rows(path / "results.csv")
+    runs = list_runs(path / "runs")
+    if not rows and not runs:
+        return None
+    return AblationSummary(name=path.name, path=path, rows=rows, runs=runs, select_metric=select,
+                           random_weights=random)
+
+
+def list_ablations(runs_dir: str | os.PathLike) -> list[AblationSummary]:
+    """Ablation folders directly under ``runs_dir`` (``results.json``/``results.csv`` or a ``runs/`` folder)."""
+    root = Path(runs_dir).expanduser()
+    if not root.is_dir():
+        return []
+    out = []
+    for child in sorted(root.iterdir(), reverse=True):
+        if child.name.startswith(".") or not child.is_dir() or child.is_symlink():
+            continue
+        if not ((child / "results.json").is_file() or (child / "results.csv").is_file()):
+            continue
+        summary = read_ablation(child)
+        if summary is not None:
+            out.append(summary)
+    return out
+
+
+def ablation_table(ab: AblationSummary, metrics: tuple[str, ...] = SUMMARY_METRICS) -> list[dict[str, Any]]:
+    """Mean and sample std per method over seeds (test split, val-selected checkpoint)."""
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for r in ab.rows:
+        methods.setdefault(str(r.get("method")), []).append(r)
+    out = []
+    for method, rows in methods.items():
+        row: dict[str, Any] = {"method": method, "seeds": len(rows)}
+        for m in metrics:
+            vals = [v for v in (_num(r.get(m)) for r in rows) if v is not None]
+            if vals:
+                mean = sum(vals) / len(vals)
+                std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+                row[m], row[f"{m} std"] = mean, std
+            else:
+                row[m], row[f"{m} std"] = None, None
+        out.append(row)
+    return out

@@ -1,0 +1,85 @@
+"""The training worker the dashboard starts: ``python -m cascade.dashboard.worker RUN_DIR``.
+
+It reads the run config (YAML) from stdin, calls the trainer's library entry point
+(:func:`cascade.train.train`) with ``run_dir=RUN_DIR`` and writes nothing but the run
+folder. A separate process keeps each run isolated from the dashboard and from other
+runs, and is easy to stop:
+
+- SIGTERM (the dashboard's *Stop*) ends training cleanly at the next step — the
+  trainer writes ``checkpoints/last``, evaluates the best checkpoint and ``eval.json``;
+- the worker also stops when the dashboard process that started it is gone.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_STOPPED = 3
+
+
+class StopWhenAsked:
+    """Trainer callback: stop after the current step on SIGTERM or when the parent dies."""
+
+    def __init__(self, parent_pid: int):
+        self.parent_pid = parent_pid
+        self.requested = False
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        self.requested = True
+        self.reason = self.reason or reason
+
+    def _check(self, state) -> None:
+        if self.parent_pid > 1 and os.getppid() != self.parent_pid:
+            self.request("the dashboard that started this run has exited")
+        if self.requested:
+            state.should_stop = True
+
+    on_train_start = _check
+    on_step_end = _check
+    on_epoch_end = _check
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m cascade.dashboard.worker RUN_DIR  (run config YAML on stdin)", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns on every random init
+    stopper = StopWhenAsked(int(os.environ.get("CASCADE_DASHBOARD_PID", "0") or 0))
+
+    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        stopper.request("stopped from the dashboard")
+
+    signal.signal(signal.SIGTERM, on_term)
+    text = sys.stdin.read()
+    try:
+        import yaml
+
+        from ..train import RunConfig, train
+        from ..train.run_config import validate_run_config
+        cfg: RunConfig = validate_run_config(yaml.safe_load(text) or {})
+        print(f"worker pid {os.getpid()}: training into {run_dir}", flush=True)
+        train(cfg, callbacks=[stopper], run_dir=run_dir)
+    except BaseException as exc:  # noqa: BLE001 - everything goes to the log, then a non-zero exit
+        if isinstance(exc, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr, flush=True)
+            return 130
+        traceback.print_exc()
+        print(f"TRAINING FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if stopper.requested:
+        print(f"STOPPED: {stopper.reason}", flush=True)
+        return EXIT_STOPPED
+    print("DONE", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

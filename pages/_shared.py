@@ -1,0 +1,300 @@
+"""Streamlit glue shared by ``app.py`` and the pages: cached resources, sidebar, context.
+
+Every piece of logic lives in :mod:`cascade.dashboard` and :mod:`analysis`; this module
+only holds things with ``st.cache_resource`` (process-wide: models, data, the job
+registry) and the sidebar that chooses model, data and runs folder.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from cascade.dashboard.datasets import (SOURCE_LABELS, LoadedData, default_emotion6_root, load_data,
+                                        make_data_config)
+from cascade.dashboard.jobs import JobRegistry
+from cascade.dashboard.settings import DEMO_MODELS, DashboardSettings, configure_torch_threads
+from cascade.dashboard.weights import Downloader, ModelChoice, WeightsStatus, check_weights, choose_model
+
+CTX_KEY = "_cascade_ctx"
+configure_torch_threads()  # once per server process (this module is imported once)
+
+
+# ---- process-wide resources --------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def job_registry() -> JobRegistry:
+    return JobRegistry()
+
+
+@st.cache_resource(show_spinner=False, ttl=300)
+def weights_status(model_name: str, pretrained: str | None, timeout: float) -> WeightsStatus:
+    return check_weights(model_name, pretrained, timeout)
+
+
+@st.cache_resource(show_spinner=False)
+def downloader(model_name: str, pretrained: str) -> Downloader:
+    return Downloader(model_name, pretrained)
+
+
+@st.cache_resource(show_spinner="Loading the backbone…", max_entries=4)
+def get_backbone(name: str, pretrained: str | None, seed: int, device: str):
+    import logging
+
+    from cascade import load_backbone
+    logging.getLogger().setLevel(logging.ERROR)
+    return load_backbone(name, pretrained, device=device, seed=seed, network_timeout=3.0)
+
+
+@st.cache_resource(show_spinner="Building the model (class texts are encoded once, then cached on disk)…",
+                   max_entries=8)
+def get_fresh_model(name: str, pretrained: str | None, seed: int, device: str, classnames: tuple[str, ...],
+                    preset: str):
+    from cascade.dashboard.models import fresh_model
+    backbone = get_backbone(name, pretrained, seed, device)
+    return fresh_model(backbone, list(classnames), preset=preset, seed=seed)
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
+def get_checkpoint_model(path: str, mtime: float, device: str):  # noqa: ARG001 - mtime: reload on change
+    from cascade.checkpoint import read_meta
+    from cascade.dashboard.models import BackboneSpec, load_run_checkpoint
+    spec = BackboneSpec.from_meta(read_meta(path))
+    backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device)
+    return load_run_checkpoint(path, backbone)
+
+
+@st.cache_resource(show_spinner="Scanning the data…", max_entries=6)
+def get_data(config_json: str) -> LoadedData:
+    from cascade.data import DataConfig
+    return load_data(DataConfig.model_validate_json(config_json))
+
+
+FEATURES_SPINNER = "Extracting per-block features once (then cached on disk)…"
+
+
+@st.cache_resource(show_spinner=FEATURES_SPINNER, max_entries=12)
+def get_checkpoint_features(path: str, mtime: float, split: str, which: str, device: str):
+    """All-block features of a checkpoint's model (``which="run"``) or of frozen CLIP (``"frozen"``)."""
+    from analysis.features import run_features
+    from pages._sources import load_run_from_model
+    model = get_checkpoint_model(path, mtime, device)
+    run = load_run_from_model(Path(path), model)
+    return run_features(run, split, which=which, progress=False, device=device)
+
+
+@st.cache_resource(show_spinner=FEATURES_SPINNER, max_entries=12)
+def get_untrained_features(name: str, pretrained: str | None, seed: int, device: str, data_json: str, split: str,
+                           which: str):
+    from analysis.features import zero_prompt_model
+    from pages._sources import untrained_features
+    data = get_data(data_json)
+    model = get_fresh_model(name, pretrained, seed, device, tuple(data.classnames), "b32-4stage")
+    return untrained_features(model if which == "run" else zero_prompt_model(model), data, split, all_blocks=True)
+
+
+@st.cache_resource(show_spinner="Preparing the σ sweep…", max_entries=6)
+def get_sigma_bundle(source: str, mtime: float, split: str, model_key: tuple, data_json: str, device: str):
+    from pages._sources import sigma_bundle
+    if source == "untrained":
+        name, pretrained, seed = model_key
+        data = get_data(data_json)
+        model = get_fresh_model(name, pretrained, seed, device, tuple(data.classnames), "b32-4stage")
+        fs = get_untrained_features(name, pretrained, seed, device, data_json, split, "run")
+        return sigma_bundle(model, fs, label=f"untrained b32-4stage on {name}", checkpoint=None, split=split)
+    model = get_checkpoint_model(source, mtime, device)
+    fs = get_checkpoint_features(source, mtime, split, "run", device)
+    p = Path(source)
+    return sigma_bundle(model, fs, label=f"{p.parent.parent.name} · {p.stem}", checkpoint=p, split=split)
+
+
+@st.cache_resource(show_spinner="Computing drift over the run's checkpoints (features are cached on disk)…",
+                   max_entries=4)
+def get_checkpoint_drift(run_dir: str, stamp: tuple, split: str, device: str):  # noqa: ARG001 - stamp: reload
+    from analysis.drift import drift_over_checkpoints
+    return drift_over_checkpoints(run_dir, split, device=device)
+
+
+# ---- the per-session context (chosen in the sidebar) ---------------------------------------
+@dataclass
+class Context:
+    settings: DashboardSettings
+    choice: ModelChoice
+    runs_dir: Path
+    data_config: Any | None          # cascade.data.DataConfig
+    data_error: str | None
+
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    def data(self) -> LoadedData | None:
+        """The sidebar's data set (scanned once per process), or None after showing the error."""
+        if self.data_config is None:
+            st.error(f"Data: {self.data_error}")
+            return None
+        try:
+            return get_data(self.data_config.model_dump_json())
+        except Exception as exc:  # noqa: BLE001 - DataError and friends: shown, never a crash
+            st.error(f"Data could not be loaded: {exc}")
+            return None
+
+    def backbone(self):
+        c = self.choice
+        return get_backbone(c.model_name, c.pretrained, c.seed, self.device)
+
+    def zero_shot_model(self, classnames: list[str], preset: str = "zeroshot"):
+        c = self.choice
+        return get_fresh_model(c.model_name, c.pretrained, c.seed, self.device, tuple(classnames), preset)
+
+    def _model_key(self) -> tuple:
+        return (self.choice.model_name, self.choice.pretrained, self.choice.seed)
+
+    def _data_json(self) -> str:
+        if self.data_config is None:
+            raise ValueError(f"data: {self.data_error}")
+        return self.data_config.model_dump_json()
+
+    def sigma_bundle(self, source: str | os.PathLike, split: str):
+        """A σ-tuner bundle for a checkpoint path, or for ``"untrained"`` (sidebar data)."""
+        if str(source) == "untrained":
+            return get_sigma_bundle("untrained", 0.0, split, self._model_key(), self._data_json(), self.device)
+        p = Path(source)
+        return get_sigma_bundle(str(p), p.stat().st_mtime, split, (), "", self.device)
+
+    def features(self, source: str | os.PathLike, split: str, which: str = "run"):
+        """All-block features of a source (checkpoint path or ``"untrained"``) or of its frozen CLIP."""
+        if str(source) == "untrained":
+            name, pretrained, seed = self._model_key()
+            return get_untrained_features(name, pretrained, seed, self.device, self._data_json(), split, which)
+        p = Path(source)
+        return get_checkpoint_features(str(p), p.stat().st_mtime, split, which, self.device)
+
+    def source_model(self, source: str | os.PathLike):
+        """The model of a source: a checkpoint's, or the untrained b32-4stage cascade on the sidebar data."""
+        if str(source) == "untrained":
+            data = get_data(self._data_json())
+            return self.zero_shot_model(data.classnames, "b32-4stage")
+        return self.checkpoint_model(source)
+
+    def checkpoint_drift(self, run_dir: str | os.PathLike, split: str):
+        from pages._sources import checkpoint_paths
+        stamp = tuple((p.name, p.stat().st_mtime) for p in checkpoint_paths(Path(run_dir)))
+        return get_checkpoint_drift(str(run_dir), stamp, split, self.device)
+
+    def checkpoint_model(self, path: str | os.PathLike):
+        p = Path(path)
+        return get_checkpoint_model(str(p), p.stat().st_mtime, self.device)
+
+
+def _leave_legacy_pages_mode() -> None:
+    """Make sure ``app.py``'s ``st.navigation`` is in charge.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy (v1) multipage app until
+    ``st.navigation`` is first called in the process. So the very first request a fresh
+    server gets for a deep link such as ``/overview`` would run ``pages/overview.py`` on
+    its own, with a sidebar listing every file in ``pages/``. Detect that once per
+    session, switch the legacy mode off and rerun: the rerun starts from ``app.py``.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - internal layout changed: nothing to fix
+        return
+    if getattr(PagesManager, "uses_pages_directory", False) and not st.session_state.get("_left_v1_pages"):
+        st.session_state["_left_v1_pages"] = True
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def context() -> Context:
+    """Every page starts here: the sidebar (model, data, runs folder) and the demo banner.
+
+    The pages render these themselves rather than ``app.py``, so a page shows the same
+    whether it runs under ``st.navigation`` or on its own (as ``AppTest`` runs files in
+    ``pages/``).
+    """
+    _leave_legacy_pages_mode()
+    ctx = render_sidebar(show=True)
+    demo_banner(ctx)
+    return ctx
+
+
+def render_sidebar(show: bool = True) -> Context:
+    """Model status, data source and runs folder; returns (and stores) the session's context."""
+    settings = DashboardSettings.from_env()
+    status = weights_status(settings.model_name, settings.pretrained, settings.weights_timeout)
+    dl = None
+    if status.state == "downloadable" and settings.pretrained:
+        dl = downloader(settings.model_name, settings.pretrained)
+        if dl.state == "idle":  # once per process; a failure is reported, not retried on every rerun
+            dl.start()
+        if dl.state == "done":
+            weights_status.clear()
+            status = check_weights(settings.model_name, settings.pretrained, settings.weights_timeout)
+    demo_default = settings.demo_model if settings.demo_model in DEMO_MODELS else DEMO_MODELS[0]
+    ss = st.session_state
+    # The chosen values live under "sb_*"; the widgets use "w_sb_*" keys that are re-seeded
+    # from them on every run and copy back only when the user changes them. Widget state
+    # alone would not survive a page switch (each page renders its own sidebar).
+    ss.setdefault("sb_demo_model", demo_default)
+    ss.setdefault("sb_data_kind", "synthetic")
+    ss.setdefault("sb_data_path", "")
+    ss.setdefault("sb_synthetic_size", settings.synthetic_size)
+    ss.setdefault("sb_runs_dir", str(settings.runs_dir))
+
+    def bound(kind, label: str, name: str, *args, **kwargs):
+        widget_key = f"w_{name}"
+        ss[widget_key] = ss[name]
+        return kind(label, *args, key=widget_key, on_change=_store, args=(widget_key, name), **kwargs)
+
+    if show:
+        sb = st.sidebar
+        sb.subheader("Model")
+        if status.usable:
+            sb.success(f"{settings.model_name} · `{settings.pretrained}` weights", icon=":material/check_circle:")
+        else:
+            sb.warning("Demo mode: random weights", icon=":material/science:")
+            bound(sb.selectbox, "Demo backbone", "sb_demo_model", DEMO_MODELS,
+                  help="ViT-B-32: real size (slower on CPU). cascade-tiny: 12 blocks of width 64, "
+                       "64-px images — fast. Default from CASCADE_DEMO_MODEL.")
+        sb.caption(f"Weights check: {status.state} ({status.seconds * 1000:.0f} ms)")
+        sb.subheader("Data")
+        bound(sb.selectbox, "Source", "sb_data_kind", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get)
+        kind = ss["sb_data_kind"]
+        if kind == "synthetic":
+            bound(sb.number_input, "Synthetic images", "sb_synthetic_size", min_value=24, max_value=20000, step=100)
+        else:
+            if kind == "emotion6" and not ss["sb_data_path"]:
+                ss["sb_data_path"] = default_emotion6_root()
+            placeholder = "path/to/manifest.csv" if kind == "manifest" else "path/to/folder"
+            bound(sb.text_input, "Path", "sb_data_path", placeholder=placeholder)
+        sb.subheader("Runs")
+        bound(sb.text_input, "Runs folder", "sb_runs_dir", help="Folder of run folders (CASCADE_RUNS_DIR)")
+        active = job_registry().active()
+        if active:
+            sb.caption("Training now: " + ", ".join(f"`{j.name}`" for j in active))
+
+    demo_model = ss["sb_demo_model"] if ss["sb_demo_model"] in DEMO_MODELS else demo_default
+    choice = choose_model(settings, status, demo_model=demo_model, downloader=dl)
+    data_config, data_error = None, None
+    try:
+        data_config = make_data_config(ss["sb_data_kind"], ss["sb_data_path"],
+                                       synthetic_size=int(ss["sb_synthetic_size"]))
+    except Exception as exc:  # noqa: BLE001 - shown on the pages that need data
+        data_error = str(exc)
+    runs_dir = Path(os.path.expanduser(str(ss["sb_runs_dir"]).strip() or "runs"))
+    ctx = Context(settings=settings, choice=choice, runs_dir=runs_dir, data_config=data_config,
+                  data_error=data_error)
+    ss[CTX_KEY] = ctx
+    return ctx
+
+
+def _store(widget_key: str, name: str) -> None:
+    st.session_state[name] = st.session_state[widget_key]
+
+
+def demo_banner(ctx: Context) -> None:
+    if ctx.choice.demo:
+        st.warning(ctx.choice.banner, icon=":material/science:")
