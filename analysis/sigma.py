@@ -651,7 +651,8 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     from safetensors.torch import load_file, save_file
 
     from analysis.features import file_sha256, find_checkpoint
-    from cascade.checkpoint import _atomic_write_text, meta_path, read_meta
+    from cascade.checkpoint import meta_path, read_meta
+    from cascade.fileio import atomic_write_text
 
     src = find_checkpoint(run_or_checkpoint, checkpoint)
     out = Path(out_path)
@@ -683,7 +684,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=st_meta)
-    _atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
+    atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
     os.replace(tmp, out)
     return out
 

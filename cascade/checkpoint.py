@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import CascadeConfig
+from .fileio import atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
@@ -35,12 +36,6 @@ def meta_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON beside it, each atomically."""
     path = Path(path)
@@ -59,11 +54,10 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None
     }
     if extra:
         meta["extra"] = extra
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "cascade", "format_version": str(FORMAT_VERSION)})
     # JSON first, then the tensors: a reader that finds the .safetensors always finds its JSON.
-    _atomic_write_text(meta_path(path), json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(meta_path(path), json.dumps(meta, indent=2))
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "cascade", "format_version": str(FORMAT_VERSION)})
     return path
 
 

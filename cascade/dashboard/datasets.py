@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DataConfig, DataError, DatasetIndex, load_index
-from ..data.splits import resolve_splits
+from ..data import DataConfig, DataError, DatasetIndex
+from ..train.data import DataBundle as LoadedData  # noqa: F401  (the pages name it so)
+from ..train.data import load_data  # noqa: F401
 
 SOURCE_LABELS: dict[str, str] = {
     "synthetic": "Built-in synthetic faces",
@@ -60,26 +61,6 @@ class DataSummary:
     num_bad: int = 0
     bad: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LoadedData:
-    config: DataConfig
-    index: DatasetIndex
-    splits: dict[str, list[int]]
-
-    @property
-    def classnames(self) -> list[str]:
-        return list(self.index.classnames)
-
-
-def load_data(cfg: DataConfig) -> LoadedData:
-    """Scan the data (raises :class:`cascade.data.DataError` with a readable message)."""
-    index = load_index(cfg)
-    splits = resolve_splits(cfg, index)
-    for k in ("train", "val", "test"):
-        splits.setdefault(k, [])
-    return LoadedData(cfg, index, splits)
 
 
 def example_item(index: DatasetIndex, prefer_mixed: bool = True) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..fileio import atomic_write_text  # noqa: F401  (re-exported for data.splits)
 
 log = logging.getLogger("cascade.data")
 
@@ -90,21 +91,3 @@ class DataReport:
         return atomic_write_text(path, self.to_json() + "\n")
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write via a temp file in the same folder so a crash never leaves half a file behind."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target

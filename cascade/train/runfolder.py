@@ -8,12 +8,12 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..fileio import atomic_write_text  # noqa: F401  (re-exported for the trainer)
 from .run_config import RunConfig, sanitize_run_name
 
 CONFIG = "config.yaml"
@@ -54,30 +54,6 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_clean(obj), indent=indent, default=_json_default)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; run files are meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -10,21 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+from support.browser import needs_browser
+
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "configs" / "synthetic-tiny.yaml"
 
 
-def _browser() -> bool:
-    try:
-        from analysis.export import find_browser
-
-        find_browser()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
-needs_browser = pytest.mark.skipif(not _browser(), reason="no Chromium for kaleido")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from analysis.figures import (
 )
 from analysis.sigma import nga_limits, nga_weight_curves
 
+from support.browser import needs_browser
+
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
 STAGES = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11], [12]]
 
@@ -119,17 +121,9 @@ def test_confusion_matrix_figure():
     assert np.array_equal(np.asarray(raw.data[0].z), cm)
 
 
-def _browser() -> bool:
-    try:
-        from analysis.export import find_browser
-
-        find_browser()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
-@pytest.mark.skipif(not _browser(), reason="no Chromium for kaleido")
+@needs_browser
 def test_figures_export_as_svg(tmp_path):
     from analysis.export import export_figure
 

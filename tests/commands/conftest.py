@@ -1,1 +1,1 @@
-from .threads import _one_thread  # noqa: F401 (autouse fixture)
+from support.threads import _one_thread  # noqa: F401 (autouse fixture)

@@ -10,7 +10,7 @@ import pytest
 
 from cascade.cli import main
 
-from .threads import one_thread
+from support.threads import one_thread
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "configs" / "synthetic-tiny.yaml"

@@ -1,7 +1,7 @@
 import pytest
 
 from .helpers import tiny_config
-from .threads import _one_thread  # noqa: F401 (autouse fixture)
+from support.threads import _one_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="session")

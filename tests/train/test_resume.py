@@ -41,7 +41,7 @@ def _same_tensors(a, b):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from .threads import one_thread
+    from support.threads import one_thread
 
     with one_thread():
         return train(tiny_config(tmp_path_factory.mktemp("ref"), *STEPS, "run.name=ref"), quiet=True)
