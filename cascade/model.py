@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Backbone, BackboneInfo
+from .blocks import RowSelection, block_forward, has_hooks, needed_rows, patch_embed, patchify_supported, supports_fast_block
 from .classifier import TextClassifier, build_classifier
 from .config import CascadeConfig
 from .nga import SigmaBank, aggregate, nga_weights
@@ -59,6 +60,9 @@ class CascadeCLIP(nn.Module):
         self.classnames = list(classnames)
         self.backbone_info: BackboneInfo = info
         self.visual = backbone.visual
+        # Run blocks through :func:`block_forward` (same math as open_clip's block, with
+        # unread output rows skipped). False: call each open_clip block as is.
+        self.use_fast_blocks = True
         for p in self.visual.parameters():
             p.requires_grad_(False)
 
@@ -141,36 +145,83 @@ class CascadeCLIP(nn.Module):
         return lam
 
     # ---- forward pieces -----------------------------------------------------------
-    def _pool(self, x: torch.Tensor, n_prompt: int) -> torch.Tensor:
+    def _pool(self, x: torch.Tensor, n_prompt: int, keep: RowSelection | None = None) -> torch.Tensor:
         if self.config.pooling == "cls":
             return x[:, 0]
+        if keep is not None and keep.patches_only:
+            return x.mean(dim=1)
         return x[:, 1 + n_prompt:].mean(dim=1)
+
+    def _embeds(self, images: torch.Tensor) -> torch.Tensor:
+        """open_clip's ``visual._embeds``; with the fast path the patch convolution (stride =
+        kernel) runs as one matmul over the unfolded patches (faster on CPU and GPU)."""
+        if self._fast_blocks() and patchify_supported(self.visual, images):
+            return patch_embed(self.visual, images)
+        return self.visual._embeds(images)
 
     def forward_prefix(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens after the frozen prefix blocks, [B, 1+N, D]; never needs gradients."""
+        fast = self._fast_blocks()
         with torch.no_grad():
-            x = self.visual._embeds(images)
+            x = self._embeds(images)
             for blk in self.visual.transformer.resblocks[:self.frozen_prefix]:
-                x = blk(x)
+                x = block_forward(blk, x) if fast and not has_hooks(blk) else blk(x)
         return x
 
     def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int]) -> tuple[list[torch.Tensor], list[int]]:
-        """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``."""
+        """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``.
+
+        Each block only computes the output rows something downstream reads (see
+        :func:`needed_rows`): the last block only its pooled rows, and a block whose
+        prompt tokens the next block replaces only CLS and the patches. Keys and values
+        still come from every row, so the kept rows are exactly what the full block
+        gives them; the dropped rows were never read.
+        """
         feats, ids = [], []
         n_prompt = 0
         resblocks = self.visual.transformer.resblocks
+        replace = self.config.prompt_mode == "replace"
+        fast = self._fast_blocks()
         for i in range(start, self.depth):
             block = i + 1
             point = self._point_of_block.get(block)
+            run_fast = fast and not has_hooks(resblocks[i])
+            new_prompts = None
             if point is not None:
                 m = self.prompts.tokens[point]
-                x = insert_prompts(x, self.prompts.get(point), n_prompt, self.config.prompt_mode)
-                n_prompt = m if self.config.prompt_mode == "replace" else n_prompt + m
-            x = resblocks[i](x)
+                if run_fast:
+                    # block_forward inserts the tokens itself (their LayerNorm and projections
+                    # are computed once for the batch, not once per image).
+                    if replace and n_prompt > 0:
+                        x = torch.cat([x[:, :1], x[:, 1 + n_prompt:]], dim=1)
+                    new_prompts = self.prompts.get(point)
+                else:
+                    x = insert_prompts(x, self.prompts.get(point), n_prompt, self.config.prompt_mode)
+                n_prompt = m if replace else n_prompt + m
+            keep = None
+            if run_fast:
+                length = x.shape[1] + (0 if new_prompts is None else new_prompts.shape[0])
+                keep = needed_rows(
+                    length, n_prompt, last=block == self.depth, pooling=self.config.pooling,
+                    prompts_replaced=replace and self._point_of_block.get(block + 1) is not None and n_prompt > 0,
+                )
+                x = block_forward(resblocks[i], x, keep, prompts=new_prompts)
+                if keep is not None and keep.drops_prompts:
+                    n_prompt = 0
+            else:
+                x = resblocks[i](x)
             if block in collect:
-                feats.append(self._pool(x, n_prompt))
+                feats.append(self._pool(x, n_prompt, keep))
                 ids.append(block)
         return feats, ids
+
+    def _fast_blocks(self) -> bool:
+        """Whether every block is a plain open_clip block that :func:`block_forward` reproduces."""
+        flag = getattr(self, "_fast_blocks_flag", None)
+        if flag is None:
+            flag = all(supports_fast_block(b) for b in self.visual.transformer.resblocks)
+            self._fast_blocks_flag = flag
+        return flag and self.use_fast_blocks
 
     def _norm_features(self, raw: list[torch.Tensor], ids: list[int]) -> list[torch.Tensor]:
         out = []
@@ -192,7 +243,7 @@ class CascadeCLIP(nn.Module):
             if images is None:
                 raise ValueError("forward_features needs images or prefix_tokens")
             if all_blocks:
-                x, start = self.visual._embeds(images), 0
+                x, start = self._embeds(images), 0
             else:
                 x, start = self.forward_prefix(images), self.frozen_prefix
         else:

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# GPU figures of `cascade bench` on a lent H100/H200 (about 3 minutes, at most 5; every step has a timeout).
+#
+#   bash benchmarks/gpu_bench.sh            # from the repository root; results in $OUT (default benchmarks/out)
+#
+# With the device tool: carry [".whl"], command "bash benchmarks/gpu_bench.sh".
+# The repository's .venv does not travel: the machine's own python3 (with torch) is used.
+# When open_clip (or pydantic, ftfy) is missing there, wheels in .whl/ are installed into
+# /tmp/site; .whl/ holds open_clip_torch, ftfy, wcwidth, pydantic, pydantic_core,
+# annotated_types, typing_inspection (cp312, manylinux) -- see the device README.
+set -u
+OUT=${OUT:-benchmarks/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+say() { echo; echo "== $*"; }
+
+say "GPU"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
+
+say "python packages"
+if ! $PY -c 'import torch, open_clip, pydantic, ftfy' 2>/dev/null; then
+  $PY -c 'import torch, open_clip' 2>&1 | tail -1
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    echo "installing carried wheels from .whl/ into /tmp/site"
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+fi
+if ! $PY -c 'import torch, open_clip; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "| open_clip", open_clip.__version__)'; then
+  echo "open_clip is not importable with $PY and no usable wheels were carried (.whl/): cannot run the bench."
+  echo "Fix: here, pip download the wheels listed above into .whl/ (device README) and carry .whl"
+  exit 2
+fi
+# The package itself: an editable install when pip can do it offline, else the source tree on PYTHONPATH.
+timeout 30 $PY -m pip install -q -e . --no-deps --no-build-isolation >/dev/null 2>&1 || echo "(pip install -e . unavailable; using PYTHONPATH)"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+$PY -c 'import cascade, sys; print("cascade", cascade.__version__, "from", cascade.__file__)' || exit 3
+
+say "cascade bench --device cuda (bf16 autocast; figures at batch 32, MFU at batch 256)"
+timeout 100 $PY -m cascade bench --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+
+# torch.compile takes about a minute per variant on an H100: one process each, so a
+# timeout loses only its own row (each JSON also holds the eager rows as its baseline).
+for variant in bf16-weights autocast; do
+  say "MFU with torch.compile ($variant)"
+  PYTHONWARNINGS=ignore timeout 100 $PY -m cascade bench --device cuda --figures cuda --compile $variant --repeats 5 \
+    --no-reference --json "$OUT/bench_cuda_compile_$variant.json" > "$OUT/bench_cuda_compile_$variant.txt" 2>&1
+  echo "exit $?"; grep -A 12 "^6\. CUDA" "$OUT/bench_cuda_compile_$variant.txt" | grep -v "^   [A-Z]" || tail -5 "$OUT/bench_cuda_compile_$variant.txt"
+done
+echo done

@@ -1,0 +1,70 @@
+"""``cascade bench``: throughput, memory, data-pipeline and MFU figures (see cascade.bench)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _figures(text: str) -> tuple[str, ...]:
+    from ..bench import FIGURES
+
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in FIGURES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown figure(s) {bad}; choose from {', '.join(FIGURES)}")
+    return names
+
+
+def _workers(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--data-workers: expected e.g. 0,1,2, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="measure throughput, memory, data pipeline and MFU side by side",
+        description="Time plain CLIP, the cascade model and the baselines side by side in one process "
+                    "(interleaved rounds, medians, ratios); print a table and write JSON.")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--model", default="ViT-B-32", help="open_clip model (random weights), e.g. ViT-B-32, cascade-tiny")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quick", action="store_true", help="smoke test: few repeats, small analysis/data sizes")
+    p.add_argument("--json", dest="json_path", default=None, metavar="FILE", help="write the results here")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per figure (default 5 CPU, 10 CUDA, 2 quick)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="default: fp32 on CPU, bf16 autocast on CUDA")
+    p.add_argument("--figures", type=_figures, default=None,
+                   help="comma-separated subset of inference,training,prefix_cache,memory,data,analysis,cuda")
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="skip the cascade-through-open_clip-blocks reference rows")
+    p.add_argument("--mfu-batch-size", type=int, default=256, help="batch for the CUDA MFU figure")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s of the GPU (MFU denominator)")
+    p.add_argument("--compile", nargs="?", const="both", default=None, choices=["autocast", "bf16-weights", "both"],
+                   help="CUDA figure: also time torch.compile of the cascade training step (bf16 autocast, "
+                        "bf16-stored backbone, or both; about a minute of compiling each)")
+    p.add_argument("--data-root", default=None, help="Emotion6 folder (default ../shared/datasets/Emotion6)")
+    p.add_argument("--data-workers", type=_workers, default=None, help="DataLoader worker counts, e.g. 0,1,2")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.set_defaults(func=handler)
+
+
+def handler(args) -> int:
+    import sys
+
+    from ..bench import FIGURES, BenchOptions, run_bench
+    from ..bench.report import format_report, write_json
+
+    opts = BenchOptions(
+        device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,
+        warmup=args.warmup, precision=args.precision, figures=args.figures or FIGURES, reference=args.reference,
+        mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile,
+        data_root=args.data_root, data_workers=args.data_workers or [], threads=args.threads,
+    )
+    res = run_bench(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_report(res))
+    if args.json_path:
+        path = write_json(res, args.json_path)
+        print(f"\nwrote {path}")
+    return 0

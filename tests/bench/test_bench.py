@@ -1,0 +1,177 @@
+"""Smoke test of ``cascade bench --quick`` on the tiny model (no timing asserts)."""
+import json
+import math
+
+import pytest
+import torch
+
+from cascade.bench import FIGURES
+from cascade.cli import main
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["bench", "--model", "cascade-tiny", "--quick", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    return json.loads(path.read_text())
+
+
+def test_every_figure_present(bench_json):
+    for key in ("meta", "targets", *FIGURES):
+        assert key in bench_json, key
+    assert bench_json["meta"]["model"] == "cascade-tiny"
+    assert bench_json["meta"]["quick"] is True
+
+
+@pytest.mark.parametrize("figure", ["inference", "training"])
+def test_throughput_figures(bench_json, figure):
+    rows = bench_json[figure]["variants"]
+    assert {"plain", "cascade", "shallow", "vpt-deep"} <= set(rows)
+    for name, row in rows.items():
+        for key in ("images_per_second", "seconds_median", "ratio_to_plain", "gflop_per_image"):
+            assert _positive(row[key]), (figure, name, key, row[key])
+    assert rows["plain"]["ratio_to_plain"] == 1.0
+
+
+def test_ratios_and_frozen_backbone(bench_json):
+    inf, tr = bench_json["inference"], bench_json["training"]
+    assert _positive(inf["cascade_vs_plain"]) and _positive(inf["cascade_vs_shallow"])
+    assert _positive(tr["cascade_train_vs_plain_forward"])
+    fb = tr["frozen_backbone"]
+    assert fb["backbone_params_requiring_grad"] == 0
+    assert fb["backbone_params_with_grad"] == 0
+    assert fb["trainable_params_with_grad"] > 0
+
+
+def test_prefix_cache(bench_json):
+    pc = bench_json["prefix_cache"]
+    assert pc["identical_logits"] is True
+    assert pc["frozen_prefix_blocks"] == 5
+    for row in pc["variants"].values():
+        assert _positive(row["images_per_second"])
+    assert 0 < pc["flop_saving"] < 1
+
+
+def test_memory(bench_json):
+    mem = bench_json["memory"]
+    assert {"plain", "cascade", "shallow", "vpt-deep"} <= set(mem)
+    for name, kinds in mem.items():
+        for what, m in kinds.items():
+            assert _positive(m.get("cpu_peak_rss_mb", m.get("cuda_peak_allocated_mb"))), (name, what)
+
+
+def test_data_figure(bench_json):
+    data = bench_json["data"]
+    if not data["available"]:
+        assert "Emotion6" in data["skipped"]
+        return
+    for row in data["loaders"]:
+        assert _positive(row["images_per_second"]) and _positive(row["steady_images_per_second"])
+    assert set(data["starved"]) == set(data["model_images_per_second"])
+
+
+def test_analysis_and_cuda_rows(bench_json):
+    for key in ("sigma_sweep", "cka"):
+        row = bench_json["analysis"][key]
+        if row["available"]:
+            assert any(_positive(v) for k, v in row.items() if "second" in k or k.endswith("_ms")), row
+        else:
+            assert "not available" in row["skipped"] or "failed" in row["skipped"]
+    cuda = bench_json["cuda"]
+    if not torch.cuda.is_available():
+        assert cuda["available"] is False and "cuda" in cuda["skipped"]
+
+
+def test_targets_listed(bench_json):
+    names = {t["name"] for t in bench_json["targets"]}
+    assert "cascade inference time / plain encode_image" in names
+    assert "cascade train step time / plain forward" in names
+    for t in bench_json["targets"]:
+        assert t["applies"] is False or t["name"] in ("cached == uncached logits", "backbone params with .grad")
+
+
+# ---- the fast block path (cascade.blocks.block_forward) agrees with open_clip's blocks ----
+CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+
+
+def _run(model, x, y, fast):
+    from cascade import cascade_loss
+
+    model.use_fast_blocks = fast
+    model.zero_grad(set_to_none=True)
+    out = model(x, return_block_features=True)
+    cascade_loss(out, y)["total"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.use_fast_blocks = True
+    return out, grads
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("b32-4stage", {}),
+    ("b32-4stage", {"prompt_mode": "append", "pooling": "mean", "prompt_sharing": "shared"}),
+    ("b16-3stage", {}),
+    ("shallow", {}),
+    ("vpt-deep", {"pooling": "mean"}),
+])
+def test_fast_blocks_match_open_clip_blocks(tiny_backbone, preset, overrides):
+    from cascade import CascadeConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset(preset, **overrides))
+    with torch.no_grad():
+        for _, p in model.cascade_named_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x, y = torch.randn(3, 3, 64, 64), torch.tensor([0, 3, 5])
+    ref, ref_g = _run(model, x, y, fast=False)
+    new, new_g = _run(model, x, y, fast=True)
+    torch.testing.assert_close(new.logits, ref.logits, atol=2e-5, rtol=0)
+    torch.testing.assert_close(new.block_features, ref.block_features, atol=2e-5, rtol=1e-5)
+    assert set(new_g) == set(ref_g) and new_g
+    for name in ref_g:
+        torch.testing.assert_close(new_g[name], ref_g[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert all(p.grad is None for p in model.visual.parameters())
+
+
+def test_hooked_blocks_see_full_sequences(tiny_backbone):
+    """A forward hook on a block (feature capture) makes that block run as open_clip's module."""
+    from cascade import CascadeConfig, build_model
+
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage"))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(x).logits
+    seen = []
+    last = model.visual.transformer.resblocks[-1]
+    handle = last.register_forward_hook(lambda m, a, out: seen.append(out.shape[1]))
+    try:
+        with torch.no_grad():
+            hooked = model(x).logits
+    finally:
+        handle.remove()
+    assert seen == [1 + 16 + tiny_backbone.info.num_patches]
+    torch.testing.assert_close(hooked, plain, atol=2e-5, rtol=0)
+
+
+def test_row_plan_and_flops(tiny_backbone):
+    from cascade import CascadeConfig, build_model
+    from cascade.bench.flops import cascade_flops, plain_flops
+
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage"))
+    n = tiny_backbone.info.num_patches
+    rows = [(b["rows_in"], b["rows_out"]) for b in cascade_flops(model).blocks]
+    full, drop = (1 + 16 + n, 1 + 16 + n), (1 + 16 + n, 1 + n)
+    assert rows == [full] * 3 + [drop] + [full] * 3 + [drop] + [full] * 2 + [drop] + [(1 + 16 + n, 1)]
+    slow = cascade_flops(model, fast=False)
+    assert cascade_flops(model).forward < slow.forward
+    assert plain_flops(tiny_backbone.info, tiny_backbone.visual).forward > 0
