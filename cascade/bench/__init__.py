@@ -45,7 +45,7 @@ def _loadavg() -> str | None:
 
 
 def targets(res: dict, opts: BenchOptions) -> list[dict]:
-    """The issue's targets, evaluated on this run (they apply to a full ViT-B-32 batch-32 run)."""
+    """The performance targets, evaluated on this run (they apply to a full ViT-B-32 batch-32 run)."""
     full = opts.model == "ViT-B-32" and not opts.quick
     cpu = full and opts.device == "cpu" and opts.batch_size == 32
     out = []

@@ -16,7 +16,7 @@ from .timing import compare, measure_peak, synchronizer
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
 
 # name -> preset. "cascade" is the method (b32-4stage, M = 16 per stage); the others
-# are the baselines the issue compares against.
+# are the baselines it is compared against.
 VARIANTS: dict[str, str] = {
     "cascade": "b32-4stage",
     "shallow": "shallow",
