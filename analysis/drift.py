@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from analysis.cka import DEFAULT_BATCH_SIZE, cka_matrix
+from cascade.fileio import to_json
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +413,7 @@ class DriftMonitor:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_json_clean(rec)) + "\n")
+            fh.write(to_json(rec, indent=None) + "\n")
 
     # -- trainer hooks ----------------------------------------------------------------------
     def on_train_start(self, state: Any) -> None:
@@ -472,14 +473,6 @@ def _epoch1(state: Any) -> int | None:
     return None if e is None else int(e) + 1
 
 
-def _json_clean(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _json_clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_json_clean(v) for v in o]
-    return o
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import open_clip
 import torch
 from open_clip import pretrained as oc_pretrained
 
+from .fileio import atomic_path
+
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 TINY_MODEL = "cascade-tiny"
 _registered = False
@@ -241,7 +243,6 @@ def save_backbone_weights(backbone: Backbone, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     return path

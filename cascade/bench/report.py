@@ -1,30 +1,15 @@
 """The bench's printed table and its JSON file."""
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
+from .. import fileio
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(result), indent=2))
-    os.replace(tmp, path)
-    return path
+    return fileio.write_json(path, result)
 
 
 def _f(v: Any, spec: str = ".2f") -> str:

@@ -21,6 +21,7 @@ from ..backbone import Backbone, load_backbone
 from ..checkpoint import CheckpointError, load_checkpoint, read_meta
 from ..classifier import TextClassifier, text_class_embeddings
 from ..config import CascadeConfig
+from ..fileio import atomic_path
 from ..model import CascadeCLIP, build_model
 from ..vocab import TEMPLATES, vocabulary
 
@@ -59,10 +60,8 @@ def class_text_embeddings(backbone: Backbone, classnames: list[str], use_disk: b
     emb = text_class_embeddings(backbone, vocabulary(classnames)).cpu().contiguous()
     if use_disk:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            save_file({"embeddings": emb}, str(tmp))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({"embeddings": emb}, str(tmp))
         except OSError:
             pass  # read-only home: just recompute next time
     return emb

@@ -20,17 +20,10 @@ from pathlib import Path
 DEMO_MODELS = ("ViT-B-32", "cascade-tiny")
 
 
-def _float(name: str, default: float, lo: float, hi: float) -> float:
+def _env_number(name: str, default, lo, hi, kind=float):
+    """``kind(os.environ[name])`` clamped to [lo, hi]; the default when unset or unparsable."""
     try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return min(hi, max(lo, value))
-
-
-def _int(name: str, default: int, lo: int, hi: int) -> int:
-    try:
-        value = int(os.environ.get(name, default))
+        value = kind(os.environ.get(name, default))
     except ValueError:
         return default
     return min(hi, max(lo, value))
@@ -60,9 +53,9 @@ class DashboardSettings:
             model_name=os.environ.get("CASCADE_MODEL", "ViT-B-32").strip() or "ViT-B-32",
             pretrained=pretrained,
             demo_model=demo,
-            weights_timeout=_float("CASCADE_WEIGHTS_TIMEOUT", 3.0, 0.1, 30.0),
+            weights_timeout=_env_number("CASCADE_WEIGHTS_TIMEOUT", 3.0, 0.1, 30.0),
             device=device,
-            synthetic_size=_int("CASCADE_SYNTHETIC_SIZE", 600, 24, 20000),
+            synthetic_size=_env_number("CASCADE_SYNTHETIC_SIZE", 600, 24, 20000, int),
         )
 
     def with_runs_dir(self, path: str | os.PathLike) -> "DashboardSettings":
@@ -86,7 +79,7 @@ def configure_torch_threads() -> int:
     """
     import torch
 
-    n = _int("CASCADE_TORCH_THREADS", max(1, (os.cpu_count() or 2) // 2), 1, 256)
+    n = _env_number("CASCADE_TORCH_THREADS", max(1, (os.cpu_count() or 2) // 2), 1, 256, int)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

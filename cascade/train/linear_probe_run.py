@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..fileio import atomic_path
 from ..metrics import EmotionMetrics
 from .evaluation import metrics_summary
 from .runfolder import EVAL, write_json
@@ -49,12 +50,12 @@ class LinearProbeHead:
 
     def save(self, path: str | os.PathLike, meta: dict[str, Any]) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"coef": torch.from_numpy(self.coef).contiguous(), "intercept": torch.from_numpy(self.intercept),
-                   "classes": torch.from_numpy(self.classes)}, str(tmp),
-                  metadata={"format": "cascade-linear-probe", "num_classes": str(self.num_classes)})
-        write_json(path.with_suffix(".json"), meta)
-        os.replace(tmp, path)
+        # JSON before the tensors land: a reader that finds the .safetensors finds its JSON.
+        with atomic_path(path) as tmp:
+            save_file({"coef": torch.from_numpy(self.coef).contiguous(), "intercept": torch.from_numpy(self.intercept),
+                       "classes": torch.from_numpy(self.classes)}, str(tmp),
+                      metadata={"format": "cascade-linear-probe", "num_classes": str(self.num_classes)})
+            write_json(path.with_suffix(".json"), meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LinearProbeHead":

@@ -3,7 +3,6 @@ checkpoints, evaluation and environment — every file written atomically."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import socket
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..fileio import atomic_write_text  # noqa: F401  (re-exported for the trainer)
+from ..fileio import atomic_write_text, to_json, write_json  # noqa: F401  (re-exported for the trainer)
 from .run_config import RunConfig, sanitize_run_name
 
 CONFIG = "config.yaml"
@@ -27,37 +26,6 @@ CHECKPOINTS = "checkpoints"
 
 class RunFolderError(ValueError):
     """A run folder is missing, incomplete, or would be overwritten."""
-
-
-def _json_default(o: Any) -> Any:
-    if torch.is_tensor(o):
-        return o.tolist()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def _clean(o: Any) -> Any:
-    """NaN/inf become null: strict JSON readers (browsers, jq) reject the bare tokens."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-def to_json(obj: Any, indent: int | None = 2) -> str:
-    return json.dumps(_clean(obj), indent=indent, default=_json_default)
-
-
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

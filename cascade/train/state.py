@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..fileio import atomic_path
 from .runfolder import write_json
 
 STATE_VERSION = 1
@@ -58,13 +59,11 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 def save_train_state(path: str | os.PathLike, tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     scalars = {"state_version": STATE_VERSION, **scalars}
     text = json.dumps(scalars)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={"format": "cascade-train-state", "state": text})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format": "cascade-train-state", "state": text})
     write_json(path.with_suffix(".json"), scalars)
     return path
 
