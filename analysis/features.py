@@ -19,7 +19,6 @@ padding, since shards differ by at most one item) and puts them back in dataset 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +31,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from cascade.fileio import atomic_path, atomic_write_text
 
 POOLINGS = ("cls", "mean")
 CACHE_FORMAT_VERSION = 1
@@ -158,15 +159,11 @@ class FeatureSet:
         path = Path(path)
         if path.suffix != ".safetensors":
             raise ValueError(f"{path}: feature sets are written as .safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        save_file(self.tensors(), str(tmp), metadata={"format": "cascade-features",
-                                                       "format_version": str(CACHE_FORMAT_VERSION)})
-        jpath = path.with_suffix(".json")
-        jtmp = jpath.with_name(jpath.name + f".{os.getpid()}.tmp")
-        jtmp.write_text(json.dumps(self.meta(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
-        os.replace(jtmp, jpath)  # JSON last: a reader that finds the JSON finds the tensors
+        with atomic_path(path) as tmp:
+            save_file(self.tensors(), str(tmp), metadata={"format": "cascade-features",
+                                                           "format_version": str(CACHE_FORMAT_VERSION)})
+        # JSON last: a reader that finds the JSON finds the tensors.
+        atomic_write_text(path.with_suffix(".json"), json.dumps(self.meta(), indent=1, sort_keys=True))
         return path
 
     @classmethod
@@ -351,38 +348,6 @@ def _barrier() -> None:
         d.barrier()
 
 
-@contextlib.contextmanager
-def _pooling(model, poolings: Sequence[str]):
-    """Make ``model`` pool every requested way at once: features come out as [B, P, D].
-
-    The LayerNorm acts on the last dimension, so it treats each pooling separately. The
-    override lives on this instance only and is removed on exit; while it is on, the
-    model's row-skipping fast blocks are switched off (they keep only the rows the
-    model's own pooling reads). With only the model's own pooling nothing changes.
-    """
-    poolings = list(poolings)
-    if poolings == [model.config.pooling]:
-        yield False
-        return
-
-    def pool(x: torch.Tensor, n_prompt: int, *args: Any, **kwargs: Any) -> torch.Tensor:
-        outs = [x[:, 0] if p == "cls" else x[:, 1 + n_prompt:].mean(dim=1) for p in poolings]
-        return torch.stack(outs, dim=1)
-
-    had_flag = "use_fast_blocks" in model.__dict__
-    fast = model.__dict__.get("use_fast_blocks")
-    model._pool = pool
-    model.use_fast_blocks = False
-    try:
-        yield True
-    finally:
-        del model._pool
-        if had_flag:
-            model.use_fast_blocks = fast
-        else:
-            del model.use_fast_blocks
-
-
 def _batch_images(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     if isinstance(batch, dict):
         return batch["image"], batch.get("label"), batch.get("dist"), batch.get("index")
@@ -485,24 +450,20 @@ def extract_features(
         from tqdm.auto import tqdm
 
         bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or rank != 0, leave=False)
-        with _pooling(model, poolings) as multi:
-            for batch in bar:
-                images, y, p, ix = _batch_images(batch)
-                images = images.to(device, non_blocking=True)
-                bf = model.forward_features(images, all_blocks=all_blocks)
-                f = bf.features.float()
-                if not multi:
-                    f = f.unsqueeze(2)  # [K, B, 1, D]
-                feats.append(f.cpu())
-                block_ids = bf.block_ids
-                b = images.shape[0]
-                labels.append(torch.as_tensor(y).long().cpu() if y is not None else torch.full((b,), -1))
-                if p is not None:
-                    dists.append(torch.as_tensor(p).float().cpu())
-                if ix is None:
-                    has_index = False
-                    ix = torch.zeros(b, dtype=torch.long)
-                idxs.append(torch.as_tensor(ix).long().cpu())
+        for batch in bar:
+            images, y, p, ix = _batch_images(batch)
+            images = images.to(device, non_blocking=True)
+            bf = model.forward_features(images, all_blocks=all_blocks, poolings=poolings)
+            feats.append(bf.features.float().cpu())  # [K, B, P, D]
+            block_ids = bf.block_ids
+            b = images.shape[0]
+            labels.append(torch.as_tensor(y).long().cpu() if y is not None else torch.full((b,), -1))
+            if p is not None:
+                dists.append(torch.as_tensor(p).float().cpu())
+            if ix is None:
+                has_index = False
+                ix = torch.zeros(b, dtype=torch.long)
+            idxs.append(torch.as_tensor(ix).long().cpu())
     finally:
         if device != own_device:
             model.to(own_device)

@@ -9,6 +9,7 @@ features → logits; σ enters only here, which makes σ sweeps exact), and
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -145,8 +146,9 @@ class CascadeCLIP(nn.Module):
         return lam
 
     # ---- forward pieces -----------------------------------------------------------
-    def _pool(self, x: torch.Tensor, n_prompt: int, keep: RowSelection | None = None) -> torch.Tensor:
-        if self.config.pooling == "cls":
+    @staticmethod
+    def _pool(x: torch.Tensor, n_prompt: int, keep: RowSelection | None, pooling: str) -> torch.Tensor:
+        if pooling == "cls":
             return x[:, 0]
         if keep is not None and keep.patches_only:
             return x.mean(dim=1)
@@ -168,8 +170,10 @@ class CascadeCLIP(nn.Module):
                 x = block_forward(blk, x) if fast and not has_hooks(blk) else blk(x)
         return x
 
-    def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int]) -> tuple[list[torch.Tensor], list[int]]:
-        """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``.
+    def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int],
+                    poolings: tuple[str, ...]) -> tuple[list[torch.Tensor], list[int]]:
+        """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``
+        ([B, D] for one pooling, [B, P, D] for several).
 
         Each block only computes the output rows something downstream reads (see
         :func:`needed_rows`): the last block only its pooled rows, and a block whose
@@ -201,8 +205,9 @@ class CascadeCLIP(nn.Module):
             keep = None
             if run_fast:
                 length = x.shape[1] + (0 if new_prompts is None else new_prompts.shape[0])
+                # Several poolings read different rows of the last block: keep them all.
                 keep = needed_rows(
-                    length, n_prompt, last=block == self.depth, pooling=self.config.pooling,
+                    length, n_prompt, last=block == self.depth and len(poolings) == 1, pooling=poolings[0],
                     prompts_replaced=replace and self._point_of_block.get(block + 1) is not None and n_prompt > 0,
                 )
                 x = block_forward(resblocks[i], x, keep, prompts=new_prompts)
@@ -211,7 +216,8 @@ class CascadeCLIP(nn.Module):
             else:
                 x = resblocks[i](x)
             if block in collect:
-                feats.append(self._pool(x, n_prompt, keep))
+                pooled = [self._pool(x, n_prompt, keep, p) for p in poolings]
+                feats.append(pooled[0] if len(pooled) == 1 else torch.stack(pooled, dim=1))
                 ids.append(block)
         return feats, ids
 
@@ -233,12 +239,20 @@ class CascadeCLIP(nn.Module):
         return out
 
     def forward_features(self, images: torch.Tensor | None = None, *, prefix_tokens: torch.Tensor | None = None,
-                         all_blocks: bool = False) -> BlockFeatures:
-        """Per-block features after pooling and LayerNorm.
+                         all_blocks: bool = False, poolings: Sequence[str] | None = None) -> BlockFeatures:
+        """Per-block features after pooling and LayerNorm, [K, B, D].
 
         Pass ``prefix_tokens`` (from :meth:`forward_prefix`, possibly cached) instead of
         images to skip the frozen prefix. ``all_blocks`` also returns prefix blocks.
+        ``poolings`` (e.g. ``("cls", "mean")``) pools each way in the same pass and
+        returns [K, B, P, D]; the LayerNorm acts on the last dimension, so on each
+        pooling separately. By default the config's pooling alone.
         """
+        if poolings is not None:
+            poolings = tuple(poolings)
+            bad = [p for p in poolings if p not in ("cls", "mean")]
+            if not poolings or bad:
+                raise ValueError(f"poolings: expected a non-empty list of 'cls'/'mean', got {list(poolings)}")
         if prefix_tokens is None:
             if images is None:
                 raise ValueError("forward_features needs images or prefix_tokens")
@@ -251,8 +265,11 @@ class CascadeCLIP(nn.Module):
                 raise ValueError("all_blocks needs images: the prefix blocks' features are not in prefix_tokens")
             x, start = prefix_tokens, self.frozen_prefix
         collect = set(range(1, self.depth + 1)) if all_blocks else set(self.feature_blocks)
-        raw, ids = self._run_blocks(x, start, collect)
-        return BlockFeatures(torch.stack(self._norm_features(raw, ids)), ids)
+        raw, ids = self._run_blocks(x, start, collect, poolings or (self.config.pooling,))
+        feats = torch.stack(self._norm_features(raw, ids))
+        if poolings is not None and len(poolings) == 1:
+            feats = feats.unsqueeze(2)
+        return BlockFeatures(feats, ids)
 
     def forward_head(self, feats: BlockFeatures | torch.Tensor, *, sigmas: torch.Tensor | None = None) -> CascadeOutput:
         """From per-block features (the stage blocks, in order) to all outputs.

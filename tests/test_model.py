@@ -183,3 +183,15 @@ def test_device_follows_backbone(tiny_backbone):
     model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage"))
     devices = {p.device for p in model.parameters()}
     assert devices == {torch.device("cpu")}
+
+
+def test_several_poolings_in_one_pass(tiny_backbone):
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage", prompt_tokens=4))
+    x = images(tiny_backbone, n=3)
+    with torch.no_grad():
+        both = model.forward_features(x, all_blocks=True, poolings=["cls", "mean"]).features
+        own = model.forward_features(x, all_blocks=True).features
+    assert both.shape == (12, 3, 2, tiny_backbone.info.width)
+    torch.testing.assert_close(both[:, :, 0], own, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="poolings"):
+        model.forward_features(x, poolings=["max"])
