@@ -24,6 +24,11 @@ from .nga import SigmaBank, aggregate, nga_weights
 from .prompts import PromptBank, insert_prompts
 
 PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
+# Parts of the frozen ViT that stay float32 when the rest is stored in bf16/fp16: the
+# final LayerNorm and projection are tiny, and keeping them (and everything after them)
+# in float32 keeps logits and losses at full precision.
+FP32_VISUAL_PARTS = ("ln_post", "proj")
+FROZEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -140,6 +145,32 @@ class CascadeCLIP(nn.Module):
                                                                      device=self.nga.log_sigma.device)
         return [nga_weights(len(blocks), sig[s], self.config.nga) for s, blocks in enumerate(self.stage_blocks)]
 
+    @property
+    def frozen_dtype(self) -> torch.dtype:
+        """dtype the frozen ViT blocks compute in (see :meth:`set_frozen_dtype`)."""
+        return self.visual.class_embedding.dtype
+
+    def set_frozen_dtype(self, dtype: torch.dtype | str) -> "CascadeCLIP":
+        """Store the frozen ViT (embeddings and blocks) in ``dtype``: ``fp32``, ``bf16`` or ``fp16``.
+
+        Halves the weight and activation traffic of the backbone, with no per-step weight
+        casts as under autocast. Everything that trains (prompts, σ, λ, heads, classifier,
+        stage LayerNorms) stays float32, as do ``ln_post`` and ``proj``: block features are
+        cast to float32 before the LayerNorm, so heads, logits and losses are float32.
+        Prompt tokens are cast to ``dtype`` where they enter the blocks.
+        """
+        if isinstance(dtype, str):
+            if dtype not in FROZEN_DTYPES:
+                raise ValueError(f"frozen dtype: expected one of {sorted(FROZEN_DTYPES)}, got {dtype!r}")
+            dtype = FROZEN_DTYPES[dtype]
+        for name, p in self.visual.named_parameters():
+            if p.is_floating_point() and name.split(".", 1)[0] not in FP32_VISUAL_PARTS:
+                p.data = p.data.to(dtype)
+        for name, b in self.visual.named_buffers():
+            if b.is_floating_point() and name.split(".", 1)[0] not in FP32_VISUAL_PARTS:
+                b.data = b.data.to(dtype)
+        return self
+
     def current_fusion_weights(self) -> torch.Tensor:
         lam = torch.zeros(self.num_stages, device=self.fusion_logits.device)
         lam[self.fused_stages] = torch.softmax(self.fusion_logits.float(), dim=0)
@@ -157,6 +188,7 @@ class CascadeCLIP(nn.Module):
     def _embeds(self, images: torch.Tensor) -> torch.Tensor:
         """open_clip's ``visual._embeds``; with the fast path the patch convolution (stride =
         kernel) runs as one matmul over the unfolded patches (faster on CPU and GPU)."""
+        images = images.to(self.frozen_dtype)
         if self._fast_blocks() and patchify_supported(self.visual, images):
             return patch_embed(self.visual, images)
         return self.visual._embeds(images)
@@ -232,6 +264,7 @@ class CascadeCLIP(nn.Module):
     def _norm_features(self, raw: list[torch.Tensor], ids: list[int]) -> list[torch.Tensor]:
         out = []
         for f, block in zip(raw, ids):
+            f = f.to(self.visual.ln_post.weight.dtype)
             if self.stage_norms is not None and block >= self.first_stage_block:
                 out.append(self.stage_norms[self.stage_of_block(block)](f))
             else:
@@ -263,7 +296,7 @@ class CascadeCLIP(nn.Module):
         else:
             if all_blocks:
                 raise ValueError("all_blocks needs images: the prefix blocks' features are not in prefix_tokens")
-            x, start = prefix_tokens, self.frozen_prefix
+            x, start = prefix_tokens.to(self.frozen_dtype), self.frozen_prefix
         collect = set(range(1, self.depth + 1)) if all_blocks else set(self.feature_blocks)
         raw, ids = self._run_blocks(x, start, collect, poolings or (self.config.pooling,))
         feats = torch.stack(self._norm_features(raw, ids))
@@ -371,6 +404,17 @@ class CascadeCLIP(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """State of everything the method adds (what a checkpoint stores)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("visual.")}
+
+
+def compile_model(model: nn.Module, mode: str = "default", backend: str = "inductor") -> nn.Module:
+    """``torch.compile(model)`` with ``mode`` (default, reduce-overhead, max-autotune, ...).
+
+    Modes belong to inductor; other backends (``aot_eager`` to debug) take ``default`` only.
+    The compiled module shares the model's parameters.
+    """
+    if backend != "inductor" and mode != "default":
+        raise ValueError(f"torch.compile mode {mode!r} needs the inductor backend (got {backend!r})")
+    return torch.compile(model, backend=backend, **({"mode": mode} if backend == "inductor" else {}))
 
 
 def build_model(backbone: Backbone, classnames: list[str], config: CascadeConfig | None = None,

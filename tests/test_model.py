@@ -195,3 +195,48 @@ def test_several_poolings_in_one_pass(tiny_backbone):
     torch.testing.assert_close(both[:, :, 0], own, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="poolings"):
         model.forward_features(x, poolings=["max"])
+
+
+@pytest.mark.parametrize("dtype,tol", [("bf16", 3e-2), ("fp16", 5e-3)])
+def test_frozen_dtype_keeps_trainables_fp32_and_outputs_close(dtype, tol):
+    # A fresh backbone: set_frozen_dtype converts the (shared) visual tower in place.
+    backbone = load_backbone("cascade-tiny", None, seed=0)
+    reference = build_model(backbone, CLASSES)
+    model = build_model(load_backbone("cascade-tiny", None, seed=0), CLASSES)
+    model.load_state_dict(reference.state_dict())
+    model.set_frozen_dtype(dtype)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    assert model.frozen_dtype == low
+    assert model.visual.transformer.resblocks[0].attn.in_proj_weight.dtype == low
+    assert model.visual.ln_post.weight.dtype == torch.float32 and model.visual.proj.dtype == torch.float32
+    assert {p.dtype for _, p in model.cascade_named_parameters()} == {torch.float32}
+    x = images(backbone)
+    out, ref = model(x), reference(x)
+    assert out.logits.dtype == torch.float32 and out.stage_embeddings.dtype == torch.float32
+    scale = ref.logits.abs().max()
+    assert (out.logits - ref.logits).abs().max() <= tol * scale
+    cascade_loss(out, torch.tensor([0, 1, 2, 3]))["total"].backward()
+    assert model.prompts.params[0].grad is not None and model.prompts.params[0].grad.dtype == torch.float32
+    assert all(p.grad is None for p in model.visual.parameters())
+    # Prefix tokens (e.g. a float32 cache) are taken in the blocks' dtype.
+    with torch.no_grad():
+        cached = model.forward_prefix(x).float()
+        torch.testing.assert_close(model(prefix_tokens=cached).logits, model(x).logits)
+
+
+def test_frozen_dtype_rejects_unknown_names():
+    model = build_model(load_backbone("cascade-tiny", None, seed=0), CLASSES)
+    with pytest.raises(ValueError, match="frozen dtype.*int8"):
+        model.set_frozen_dtype("int8")
+
+
+def test_compile_model_mode_needs_inductor(tiny_backbone):
+    from cascade.model import compile_model
+
+    model = build_model(tiny_backbone, CLASSES)
+    with pytest.raises(ValueError, match="reduce-overhead.*inductor"):
+        compile_model(model, "reduce-overhead", "aot_eager")
+    compiled = compile_model(model, "default", "eager")
+    x = images(tiny_backbone)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x).logits, model(x).logits)

@@ -30,7 +30,8 @@ class BenchOptions:
     reference: bool = True                # also time the model through open_clip's block modules
     mfu_batch_size: int = 256
     peak_tflops: float | None = None
-    compile: str | None = None            # CUDA: autocast | bf16-weights | both
+    compile: str | None = None            # torch.compile mode for the compiled rows; None: none
+    compile_backend: str = "inductor"
     data_root: str | None = None
     data_workers: list[int] = field(default_factory=list)
     threads: int | None = None
@@ -150,7 +151,9 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         _guard(res, "inference", lambda: bench_inference(ctx, models, reference=opts.reference), log)
     if "training" in want:
         log("bench: training steps ...")
-        _guard(res, "training", lambda: bench_training(ctx, models, reference=opts.reference), log)
+        _guard(res, "training", lambda: bench_training(ctx, models, reference=opts.reference,
+                                                       compile_mode=opts.compile, compile_backend=opts.compile_backend),
+               log)
     if "prefix_cache" in want:
         log("bench: frozen-prefix cache ...")
         _guard(res, "prefix_cache", lambda: bench_prefix_cache(ctx), log)
@@ -183,7 +186,8 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
 
             _guard(res, "cuda", lambda: bench_cuda(
                 backbone, batch_size=opts.batch_size if opts.quick else opts.mfu_batch_size, repeats=repeats,
-                warmup=warmup, quick=opts.quick, peak_override=opts.peak_tflops, compile_model=opts.compile), log)
+                warmup=warmup, quick=opts.quick, peak_override=opts.peak_tflops, compile_mode=opts.compile,
+                compile_backend=opts.compile_backend), log)
     res["targets"] = targets(res, opts)
     res["meta"]["loadavg_end"] = _loadavg()
     res["meta"]["seconds"] = time.perf_counter() - start

@@ -1,11 +1,14 @@
 """Figure 6 (CUDA only): bf16 autocast, the attention kernel in use, throughput and MFU."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import re
 
 import torch
 
+from ..model import compile_model
 from .flops import cascade_flops, counted_flops, peak_tflops, plain_flops
 from .model_bench import BenchContext, build_variants, inference, plain_forward, train_step
 from .timing import compare
@@ -15,10 +18,7 @@ GEMM_PATTERN = re.compile(r"gemm|xmma|cutlass|nvjet|sm\d+_.*mma|cublas", re.I)
 
 
 def bf16_backbone(backbone):
-    """A copy of ``backbone`` with its (frozen) weights in bf16."""
-    import copy
-    import dataclasses
-
+    """A copy of ``backbone`` with all its weights in bf16."""
     model = copy.deepcopy(backbone.model).to(torch.bfloat16)
     return dataclasses.replace(backbone, model=model)
 
@@ -75,10 +75,11 @@ def kernel_trace(fn, device: torch.device, top: int = 12) -> dict:
 
 
 def bench_cuda(backbone, *, batch_size: int, repeats: int, warmup: int, quick: bool,
-               peak_override: float | None = None, compile_model: str | None = None, device: str = "cuda") -> dict:
-    """``compile_model``: also time torch.compile of the cascade training step with the
-    backbone under bf16 autocast (``autocast``), stored in bf16 (``bf16-weights``) or
-    ``both`` (each compile takes about a minute on an H100).
+               peak_override: float | None = None, compile_mode: str | None = None,
+               compile_backend: str = "inductor", device: str = "cuda") -> dict:
+    """``compile_mode``: also time ``torch.compile`` (that mode) of the cascade training step,
+    under bf16 autocast and with the frozen backbone stored in bf16 (each compile takes
+    about a minute on an H100).
     ``device`` other than cuda is for dry runs of this code path (no kernel names, no peak)."""
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -92,11 +93,13 @@ def bench_cuda(backbone, *, batch_size: int, repeats: int, warmup: int, quick: b
         "available": True,
         "device_name": name,
         "capability": ".".join(map(str, torch.cuda.get_device_capability(device))) if on_cuda else None,
-        "precision": "bf16 autocast (fp32 weights and residual stream)",
+        "precision": "bf16 autocast (fp32 weights and residual stream); 'frozen bf16' rows: the frozen ViT "
+                     "stored in bf16 without autocast (train.frozen_dtype: bf16)",
         "batch_size": batch_size,
         "peak_bf16_tflops": peak,
         "peak_source": peak_source,
         "sdpa": sdpa_flags() if on_cuda else None,
+        "compile": None if compile_mode is None else {"mode": compile_mode, "backend": compile_backend},
     }
     fns = {
         "plain inference": plain_forward(ctx, x),
@@ -110,23 +113,26 @@ def bench_cuda(backbone, *, batch_size: int, repeats: int, warmup: int, quick: b
         "cascade train step": cascade_flops(cascade, batch_size=batch_size).train_step,
         "shallow train step": cascade_flops(models["shallow"], batch_size=batch_size).train_step,
     }
-    # The frozen backbone stored in bf16 (as OpenAI's CLIP runs in fp16 on GPUs): no casts,
-    # half the activation traffic; the trainable parameters stay fp32 (AdamW master weights).
+    # The frozen backbone stored in bf16 (as OpenAI's CLIP runs in fp16 on GPUs): no per-step
+    # weight casts, half the activation traffic. Plain inference: all of the ViT in bf16.
+    # Cascade: what train.frozen_dtype=bf16 does (the trainable parameters, ln_post/proj and
+    # the losses stay fp32; AdamW keeps fp32 weights).
     ctx16 = BenchContext(bf16_backbone(backbone), device, batch_size, precision="fp32", warmup=warmup,
                          repeats=repeats)
-    cascade16 = build_variants(ctx16, ["cascade"])["cascade"]
     x16 = x.to(torch.bfloat16)
+    ctx_frozen = BenchContext(copy.deepcopy(backbone), device, batch_size, precision="fp32", warmup=warmup,
+                              repeats=repeats)
+    cascade16 = build_variants(ctx_frozen, ["cascade"])["cascade"].set_frozen_dtype("bf16")
     fns["plain inference (bf16 weights)"] = plain_forward(ctx16, x16)
-    fns["cascade train step (bf16 weights)"] = train_step(ctx16, cascade16, x16, y)
+    fns["cascade train step (frozen bf16)"] = train_step(ctx_frozen, cascade16, x16, y)
     flops["plain inference (bf16 weights)"] = flops["plain inference"]
-    flops["cascade train step (bf16 weights)"] = flops["cascade train step"]
-    if compile_model:
-        todo = [("autocast", "cascade train step (torch.compile)", ctx, cascade, x),
-                ("bf16-weights", "cascade train step (bf16 weights, torch.compile)", ctx16, cascade16, x16)]
-        todo = [t[1:] for t in todo if compile_model in (t[0], "both")]
-        for label, c, m, xx in todo:
+    flops["cascade train step (frozen bf16)"] = flops["cascade train step"]
+    if compile_mode:
+        for label, c, m, xx in [(f"cascade train step (torch.compile {compile_mode})", ctx, cascade, x),
+                                (f"cascade train step (frozen bf16, torch.compile {compile_mode})", ctx_frozen,
+                                 cascade16, x16)]:
             try:
-                fn = train_step(c, torch.compile(m), xx, y)
+                fn = train_step(c, compile_model(m, compile_mode, compile_backend), xx, y)
                 fn()  # compiles here, so a failure drops this row only
                 fns[label] = fn
                 flops[label] = flops["cascade train step"]

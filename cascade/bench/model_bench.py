@@ -9,7 +9,7 @@ import torch
 
 from ..config import CascadeConfig
 from ..losses import cascade_loss
-from ..model import CascadeCLIP, build_model
+from ..model import CascadeCLIP, build_model, compile_model
 from .flops import cascade_flops, plain_flops
 from .timing import compare, measure_peak, synchronizer
 
@@ -72,7 +72,7 @@ def plain_forward(ctx: BenchContext, x: torch.Tensor) -> Callable[[], object]:
 
 def inference(ctx: BenchContext, model: CascadeCLIP, x: torch.Tensor, fast: bool = True) -> Callable[[], object]:
     def run():
-        model.use_fast_blocks = fast
+        getattr(model, "_orig_mod", model).use_fast_blocks = fast  # the module under torch.compile
         with torch.no_grad(), ctx.autocast():
             return model(x)
     return run
@@ -86,7 +86,9 @@ def train_step(ctx: BenchContext, model: CascadeCLIP, x: torch.Tensor | None, y:
     opt = torch.optim.AdamW(params, lr=1e-4, **kwargs)
 
     def run():
-        model.use_fast_blocks = fast
+        getattr(model, "_orig_mod", model).use_fast_blocks = fast  # the module under torch.compile
+        if hasattr(model, "_orig_mod"):
+            torch.compiler.cudagraph_mark_step_begin()   # one training iteration per call
         model.train()
         with ctx.autocast():
             out = model(x, prefix_tokens=prefix_tokens) if prefix_tokens is not None else model(x)
@@ -114,11 +116,12 @@ def _rows(timings, items, base: str, flops: dict[str, float] | None = None) -> d
 
 
 def _measure_variants(ctx: BenchContext, models: dict[str, CascadeCLIP], make_fn, flop_kind: str,
-                      reference: bool) -> tuple[dict, dict]:
+                      reference: bool, extra: dict | None = None) -> tuple[dict, dict]:
     """Time plain ``encode_image`` and every variant side by side; rows with FLOPs and ratios.
 
     ``reference`` adds the cascade model run through open_clip's own block modules
     (the code before the fast path), the before/after of this package's model change.
+    ``extra``: more rows, name → a module wrapping the cascade model (same FLOPs).
     """
     x = ctx.images()
     fns = {"plain": plain_forward(ctx, x)}
@@ -126,12 +129,16 @@ def _measure_variants(ctx: BenchContext, models: dict[str, CascadeCLIP], make_fn
         fns[name] = make_fn(m, x, True)
     if reference and "cascade" in models:
         fns["cascade (open_clip blocks)"] = make_fn(models["cascade"], x, False)
+    for name, m in (extra or {}).items():
+        fns[name] = make_fn(m, x, True)
     t = compare(fns, items=ctx.batch_size, warmup=ctx.warmup, repeats=ctx.repeats, sync=ctx.sync)
     if "cascade" in models:
         models["cascade"].use_fast_blocks = True
     flops = {"plain": plain_flops(ctx.backbone.info, ctx.backbone.visual).forward}
     for name, m in models.items():
         flops[name] = getattr(cascade_flops(m, batch_size=ctx.batch_size), flop_kind)
+    for name in extra or {}:
+        flops[name] = flops["cascade"]
     if "cascade (open_clip blocks)" in fns:
         flops["cascade (open_clip blocks)"] = getattr(
             cascade_flops(models["cascade"], fast=False, batch_size=ctx.batch_size), flop_kind)
@@ -152,13 +159,27 @@ def bench_inference(ctx: BenchContext, models: dict[str, CascadeCLIP], *, refere
     return out
 
 
-def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, reference: bool = True) -> dict:
-    """Figure 2: training-step images/s per variant, as a ratio to plain forward time."""
+def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, reference: bool = True,
+                   compile_mode: str | None = None, compile_backend: str = "inductor") -> dict:
+    """Figure 2: training-step images/s per variant, as a ratio to plain forward time.
+
+    ``compile_mode``: also the cascade step through ``torch.compile`` (that mode), the
+    path of ``train.compile``; it compiles during the untimed warm-up round.
+    """
     y = ctx.labels()
-    _, rows = _measure_variants(ctx, models, lambda m, x, fast: train_step(ctx, m, x, y, fast=fast),
-                                "train_step", reference)
+    compiled = {}
+    if compile_mode and "cascade" in models:
+        compiled["cascade (torch.compile)"] = compile_model(models["cascade"], compile_mode, compile_backend)
+
+    def make(m, x, fast):
+        return train_step(ctx, m, x, y, fast=fast)
+
+    _, rows = _measure_variants(ctx, models, make, "train_step", reference, extra=compiled)
     rows["plain"]["what"] = "encode_image forward (no grad), the reference"
     out = {"variants": rows, "batch_size": ctx.batch_size, "precision": ctx.precision}
+    if compiled:
+        out["compile"] = {"mode": compile_mode, "backend": compile_backend}
+        out["compiled_vs_eager"] = rows["cascade (torch.compile)"]["seconds_median"] / rows["cascade"]["seconds_median"]
     if "cascade" in models:
         out["cascade_train_vs_plain_forward"] = rows["cascade"]["ratio_to_plain"]
         out["frozen_backbone"] = frozen_check(models["cascade"], ctx.images(), y, ctx)

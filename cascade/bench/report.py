@@ -56,6 +56,10 @@ def format_report(res: dict) -> str:
         fb = tr["frozen_backbone"]
         lines.append(f"   backbone params requiring grad: {fb['backbone_params_requiring_grad']}, "
                      f"with .grad after backward: {fb['backbone_params_with_grad']}")
+    if "compiled_vs_eager" in tr:
+        c = tr["compile"]
+        lines.append(f"   torch.compile (mode {c['mode']}, {c['backend']}) step time / eager cascade step: "
+                     f"{tr['compiled_vs_eager']:.3f}")
     pc = res.get("prefix_cache")
     if pc and "variants" in pc:
         rows = [[k, _f(v["images_per_second"], ".1f"), _f(v["seconds_median"], ".3f")] for k, v in pc["variants"].items()]

@@ -41,9 +41,12 @@ def register(subparsers) -> None:
                    help="skip the cascade-through-open_clip-blocks reference rows")
     p.add_argument("--mfu-batch-size", type=int, default=256, help="batch for the CUDA MFU figure")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s of the GPU (MFU denominator)")
-    p.add_argument("--compile", nargs="?", const="both", default=None, choices=["autocast", "bf16-weights", "both"],
-                   help="CUDA figure: also time torch.compile of the cascade training step (bf16 autocast, "
-                        "bf16-stored backbone, or both; about a minute of compiling each)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="also time torch.compile of the cascade training step (train.compile) in the training "
+                        "figure and, on CUDA, with autocast and with a bf16 frozen backbone; MODE default "
+                        "'default' (compiling takes about a minute per row)")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend of --compile")
     p.add_argument("--data-root", default=None, help="Emotion6 folder (default ../shared/datasets/Emotion6)")
     p.add_argument("--data-workers", type=_workers, default=None, help="DataLoader worker counts, e.g. 0,1,2")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -59,7 +62,7 @@ def handler(args) -> int:
     opts = BenchOptions(
         device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,
         warmup=args.warmup, precision=args.precision, figures=args.figures or FIGURES, reference=args.reference,
-        mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile,
+        mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile, compile_backend=args.compile_backend,
         data_root=args.data_root, data_workers=args.data_workers or [], threads=args.threads,
     )
     res = run_bench(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))

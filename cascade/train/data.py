@@ -145,7 +145,7 @@ def frozen_embedding(model, images: torch.Tensor | None = None, prefix: torch.Te
     x = model.forward_prefix(images) if prefix is None else prefix
     for blk in visual.transformer.resblocks[model.frozen_prefix:]:
         x = blk(x)
-    pooled = visual.ln_post(x[:, 0])
+    pooled = visual.ln_post(x[:, 0].to(visual.ln_post.weight.dtype))
     return pooled @ visual.proj
 
 
@@ -160,7 +160,7 @@ def build_prefix_cache(model, source: ImageSource, device: torch.device, batch_s
     for batch in source.iterate(batches, 0):
         images = batch["image"].to(device, non_blocking=True)
         p = model.forward_prefix(images)
-        chunks.append(p.float().cpu())
+        chunks.append(p.cpu())   # the backbone's dtype: a bf16 backbone halves the cache
         if with_frozen:
             frozen.append(frozen_embedding(model, prefix=p).float().cpu())
         labels.append(batch["label"])

@@ -19,7 +19,7 @@ from ..backbone import load_backbone
 from ..checkpoint import load_into, save_checkpoint
 from ..losses import LossWeights, cascade_loss
 from ..methods import METHODS
-from ..model import build_model
+from ..model import build_model, compile_model
 from .batches import num_batches, rank_batches
 from .data import (DataBundle, build_prefix_cache, describe_sizes, frozen_embedding, load_data, make_sources,
                    save_split_file)
@@ -129,6 +129,12 @@ class Trainer:
                                       quick_gelu=bb.quick_gelu)
         _seed_everything(tc.seed)
         self.model = build_model(self.backbone, self.data.classnames, config.model_config_for_method())
+        # The linear probe runs open_clip's encode_image, whose float32 ln_post/proj would
+        # meet low-precision block outputs: it keeps float32 weights (it trains nothing in them).
+        if tc.frozen_dtype != "fp32" and not self.method.linear_probe:
+            self.model.set_frozen_dtype(tc.frozen_dtype)
+        self.forward_train = self._compiled_forward()
+        self._compiled_rows: int | None = None
         self.random_weights = self.backbone.info.random_weights
 
         # ---- run folder (rank 0 writes)
@@ -172,6 +178,38 @@ class Trainer:
             self._load_state()
 
     # ---- helpers ----------------------------------------------------------------------
+    def _compiled_forward(self):
+        """The module the training step calls: the model, or ``torch.compile`` of it.
+
+        Only the training forward is compiled: evaluation batches differ in size and run
+        without gradients, and would only add graphs. The compiled module shares the
+        model's parameters, so checkpoints, σ and evaluation see the same state.
+        """
+        tc = self.tc
+        if tc.compile == "none":
+            return self.model
+        return compile_model(self.model, tc.compile, tc.compile_backend)
+
+    def _forward_for(self, rows: int):
+        """The compiled forward for the batch size it was compiled for; eager for the rest.
+
+        Only an epoch's short last batch differs, once per epoch: running it eagerly costs
+        far less than a second compilation (about a minute per graph with inductor on GPUs).
+        """
+        if self.forward_train is self.model:
+            return self.model
+        if self._compiled_rows is None:
+            self._compiled_rows = rows
+        return self.forward_train if rows == self._compiled_rows else self.model
+
+    def _new_phase_graphs(self) -> None:
+        """A phase changes which parameters need gradients, so the compiled graphs of the
+        previous phase can never run again: drop them instead of filling dynamo's cache
+        (whose size limit would otherwise silently fall back to eager)."""
+        if self.tc.compile != "none":
+            torch._dynamo.reset()
+            self.forward_train = self._compiled_forward()
+
     def say(self, msg: str) -> None:
         if not self.quiet and self.ctx.is_main:
             print(msg, file=sys.stderr, flush=True)
@@ -268,6 +306,9 @@ class Trainer:
             self.say(f"WARNING: {RANDOM_WEIGHTS_NOTE}")
         if self.tc.amp != "none" and self.amp == "none":
             self.say(f"note: train.amp={self.tc.amp} applies to CUDA only; running in float32 on {self.device}")
+        if self.tc.frozen_dtype != "fp32" or self.tc.compile != "none":
+            self.say(f"frozen backbone in {self.tc.frozen_dtype}; torch.compile: {self.tc.compile}"
+                     + (f" ({self.tc.compile_backend})" if self.tc.compile != "none" else ""))
         if self.cache_seconds:
             self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s")
         if not self.resume:
@@ -275,7 +316,8 @@ class Trainer:
                                     "parameters": self.model.parameter_report(),
                                     "steps_per_epoch": self.steps_per_epoch, "total_steps": s.total_steps,
                                     "sizes": self.data.sizes(), "random_weights": self.random_weights,
-                                    "prefix_cache": bool(self.tc.cache_prefix and self.method.trains)})
+                                    "prefix_cache": bool(self.tc.cache_prefix and self.method.trains),
+                                    "frozen_dtype": self.tc.frozen_dtype, "compile": self.tc.compile})
         self._callbacks("on_train_start")
         if self.method.linear_probe:
             return self._linear_probe()
@@ -304,6 +346,7 @@ class Trainer:
         s.phase = phase
         names = self.sets.names_for(self.model, phase)
         counts = apply_phase(self.model, names)
+        self._new_phase_graphs()
         active = [p for n, p in self.named_params.items() if n in names]
         if start_step == 0:
             self.metrics_log.write({"kind": "phase", "phase": phase.name, "epoch": epoch + 1,
@@ -396,8 +439,13 @@ class Trainer:
             if frozen is None:
                 frozen = frozen_embedding(self.model, images=batch["image"].to(self.device))
             frozen = frozen.to(self.device)
+        forward = self._forward_for(labels.shape[0])
+        if forward is not self.model:
+            # A new iteration for CUDA graph trees (mode reduce-overhead): last step's graph
+            # outputs are no longer read, so their memory may be reused.
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast_context(self.device, self.amp):
-            out = self.model(**model_inputs(batch, self.device))
+            out = forward(**model_inputs(batch, self.device))
         terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
                              frozen_embedding=frozen, smoothing=tc.loss.label_smoothing)
         keys = list(terms)

@@ -131,6 +131,14 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["bf16", "fp16", "none"] = Field("none", description="autocast on CUDA; ignored on CPU")
+    frozen_dtype: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="store the frozen ViT blocks in this dtype (trainable parameters, heads and losses "
+                            "stay float32); bf16 skips autocast's per-step weight casts on GPUs")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "none", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
+                            "graphs); recompiles once per phase; evaluation stays eager")
+    compile_backend: str = Field("inductor", description="torch.compile backend (modes other than default "
+                                                         "need inductor)")
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = Field(True, description="pinned host memory (CUDA only)")
     cache_prefix: bool = Field(False, description="compute the frozen prefix blocks once per image and reuse it")
@@ -145,6 +153,21 @@ class TrainConfig(_Strict):
     def _known_metric(cls, v: str) -> str:
         metric_direction(v)
         return v
+
+    @model_validator(mode="after")
+    def _compile_backend_known(self) -> "TrainConfig":
+        if self.compile == "none":
+            return self
+        import torch._dynamo
+
+        known = torch._dynamo.list_backends(exclude_tags=())
+        if self.compile_backend not in known:
+            raise ValueError(f"compile_backend: unknown torch.compile backend {self.compile_backend!r}; "
+                             f"choose one of {', '.join(sorted(known))}")
+        if self.compile_backend != "inductor" and self.compile != "default":
+            raise ValueError(f"compile: mode {self.compile!r} needs compile_backend: inductor "
+                             f"(got {self.compile_backend!r}); use compile: default with other backends")
+        return self
 
     @model_validator(mode="after")
     def _cache_needs_fixed_inputs(self) -> "TrainConfig":

@@ -175,3 +175,26 @@ def test_row_plan_and_flops(tiny_backbone):
     slow = cascade_flops(model, fast=False)
     assert cascade_flops(model).forward < slow.forward
     assert plain_flops(tiny_backbone.info, tiny_backbone.visual).forward > 0
+
+
+@pytest.mark.slow
+def test_cuda_figure_dry_run_on_cpu(tiny_backbone):
+    """The CUDA figure's code path (autocast, bf16 frozen backbone, compiled rows), run on the CPU."""
+    import copy
+
+    from cascade.bench.cuda_bench import bench_cuda
+
+    backbone = copy.deepcopy(tiny_backbone)
+    out = bench_cuda(backbone, batch_size=4, repeats=1, warmup=0, quick=True, device="cpu",
+                     compile_mode="default", compile_backend="aot_eager")
+    assert "errors" not in out, out.get("errors")
+    rows = out["variants"]
+    assert {"plain inference", "cascade inference", "cascade train step", "shallow train step",
+            "plain inference (bf16 weights)", "cascade train step (frozen bf16)",
+            "cascade train step (torch.compile default)",
+            "cascade train step (frozen bf16, torch.compile default)"} == set(rows)
+    for name, r in rows.items():
+        assert _positive(r["images_per_second"]) and _positive(r["gflop_per_image"]), name
+    assert out["compile"] == {"mode": "default", "backend": "aot_eager"}
+    # The bench's copies leave the caller's backbone in float32.
+    assert backbone.visual.class_embedding.dtype == torch.float32

@@ -1,0 +1,85 @@
+"""train.compile and train.frozen_dtype: same training, other execution."""
+import json
+
+import pytest
+import torch
+
+from cascade.train import train
+from cascade.train.run_config import TrainConfig
+
+from .helpers import read_jsonl, tiny_config
+
+
+def _losses(path):
+    return [line["loss"] for line in read_jsonl(path / "metrics.jsonl") if line["kind"] == "step"]
+
+
+def _eval(path):
+    return json.loads((path / "eval.json").read_text())
+
+
+def _graphs_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+@pytest.fixture(scope="module")
+def eager_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("eager")
+    return train(tiny_config(runs, "run.name=eager", "train.log_every_steps=1"), quiet=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
+    torch._dynamo.reset()
+    before = _graphs_compiled()
+    path = train(tiny_config(tmp_path, f"run.name=compiled-{backend}", "train.log_every_steps=1",
+                             "train.compile=default", f"train.compile_backend={backend}"), quiet=True)
+    assert _graphs_compiled() > before          # the step really ran through dynamo
+    eager, compiled = _losses(eager_run), _losses(path)
+    assert len(eager) == len(compiled) > 3
+    tol = 1e-5 if backend == "aot_eager" else 1e-4   # inductor fuses and reorders float sums
+    for a, b in zip(eager, compiled):
+        assert b == pytest.approx(a, abs=tol, rel=tol)
+    ea, ca = _eval(eager_run), _eval(path)
+    assert ca["best_epoch"] == ea["best_epoch"]
+    for k in ("accuracy", "macro_f1", "kl"):
+        assert ca["test"]["fused"][k] == pytest.approx(ea["test"]["fused"][k], abs=1e-3)
+    start = read_jsonl(path / "metrics.jsonl")[0]
+    assert start["compile"] == "default"
+    # Checkpoint keys come from the model, not the compiled wrapper (no "_orig_mod." prefix).
+    from safetensors import safe_open
+
+    with safe_open(path / "checkpoints" / "best.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert keys and not any("_orig_mod" in k for k in keys)
+
+
+@pytest.mark.slow
+def test_bf16_frozen_backbone_trains_close_to_fp32(tmp_path, eager_run):
+    path = train(tiny_config(tmp_path, "run.name=bf16", "train.log_every_steps=1", "train.frozen_dtype=bf16"),
+                 quiet=True)
+    eager, low = _losses(eager_run), _losses(path)
+    assert len(eager) == len(low)
+    first = eager[0]["total"]
+    # bf16 keeps ~3 significant digits in the backbone; losses stay float32 and close.
+    assert low[0]["total"] == pytest.approx(first, rel=3e-2)
+    assert all(torch.isfinite(torch.tensor(line["total"])) for line in low)
+    assert read_jsonl(path / "metrics.jsonl")[0]["frozen_dtype"] == "bf16"
+    from safetensors import safe_open
+
+    with safe_open(path / "checkpoints" / "best.safetensors", "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert dtypes == {torch.float32}            # trainable state is float32 whatever the backbone
+
+
+def test_compile_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="compile_backend.*no-such-backend"):
+        TrainConfig(compile="default", compile_backend="no-such-backend")
+    with pytest.raises(ValueError, match="compile: mode 'reduce-overhead' needs compile_backend: inductor"):
+        TrainConfig(compile="reduce-overhead", compile_backend="aot_eager")
+    with pytest.raises(ValueError, match="frozen_dtype"):
+        TrainConfig(frozen_dtype="int8")
+    assert TrainConfig(compile="max-autotune").compile_backend == "inductor"
