@@ -119,8 +119,8 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     from ..backbone import load_backbone
     from .analysis_bench import bench_analysis
     from .data_bench import bench_data
-    from .model_bench import (BenchContext, bench_inference, bench_memory, bench_prefix_cache, bench_training,
-                              build_variants)
+    from .model_bench import (BenchContext, bench_compiled_training, bench_inference, bench_memory,
+                              bench_prefix_cache, bench_training, build_variants)
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -151,9 +151,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         _guard(res, "inference", lambda: bench_inference(ctx, models, reference=opts.reference), log)
     if "training" in want:
         log("bench: training steps ...")
-        _guard(res, "training", lambda: bench_training(ctx, models, reference=opts.reference,
-                                                       compile_mode=opts.compile, compile_backend=opts.compile_backend),
-               log)
+        _guard(res, "training", lambda: bench_training(ctx, models, reference=opts.reference), log)
     if "prefix_cache" in want:
         log("bench: frozen-prefix cache ...")
         _guard(res, "prefix_cache", lambda: bench_prefix_cache(ctx), log)
@@ -188,6 +186,10 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
                 backbone, batch_size=opts.batch_size if opts.quick else opts.mfu_batch_size, repeats=repeats,
                 warmup=warmup, quick=opts.quick, peak_override=opts.peak_tflops, compile_mode=opts.compile,
                 compile_backend=opts.compile_backend), log)
+    if opts.compile and "training" in want and "variants" in res.get("training", {}):
+        log(f"bench: torch.compile (mode {opts.compile}) of the training step ...")
+        _guard(res["training"], "compile", lambda: bench_compiled_training(ctx, models["cascade"], opts.compile,
+                                                                          opts.compile_backend), log)
     res["targets"] = targets(res, opts)
     res["meta"]["loadavg_end"] = _loadavg()
     res["meta"]["seconds"] = time.perf_counter() - start

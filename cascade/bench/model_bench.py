@@ -116,12 +116,11 @@ def _rows(timings, items, base: str, flops: dict[str, float] | None = None) -> d
 
 
 def _measure_variants(ctx: BenchContext, models: dict[str, CascadeCLIP], make_fn, flop_kind: str,
-                      reference: bool, extra: dict | None = None) -> tuple[dict, dict]:
+                      reference: bool) -> tuple[dict, dict]:
     """Time plain ``encode_image`` and every variant side by side; rows with FLOPs and ratios.
 
     ``reference`` adds the cascade model run through open_clip's own block modules
     (the code before the fast path), the before/after of this package's model change.
-    ``extra``: more rows, name → a module wrapping the cascade model (same FLOPs).
     """
     x = ctx.images()
     fns = {"plain": plain_forward(ctx, x)}
@@ -129,16 +128,12 @@ def _measure_variants(ctx: BenchContext, models: dict[str, CascadeCLIP], make_fn
         fns[name] = make_fn(m, x, True)
     if reference and "cascade" in models:
         fns["cascade (open_clip blocks)"] = make_fn(models["cascade"], x, False)
-    for name, m in (extra or {}).items():
-        fns[name] = make_fn(m, x, True)
     t = compare(fns, items=ctx.batch_size, warmup=ctx.warmup, repeats=ctx.repeats, sync=ctx.sync)
     if "cascade" in models:
         models["cascade"].use_fast_blocks = True
     flops = {"plain": plain_flops(ctx.backbone.info, ctx.backbone.visual).forward}
     for name, m in models.items():
         flops[name] = getattr(cascade_flops(m, batch_size=ctx.batch_size), flop_kind)
-    for name in extra or {}:
-        flops[name] = flops["cascade"]
     if "cascade (open_clip blocks)" in fns:
         flops["cascade (open_clip blocks)"] = getattr(
             cascade_flops(models["cascade"], fast=False, batch_size=ctx.batch_size), flop_kind)
@@ -159,31 +154,36 @@ def bench_inference(ctx: BenchContext, models: dict[str, CascadeCLIP], *, refere
     return out
 
 
-def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, reference: bool = True,
-                   compile_mode: str | None = None, compile_backend: str = "inductor") -> dict:
-    """Figure 2: training-step images/s per variant, as a ratio to plain forward time.
-
-    ``compile_mode``: also the cascade step through ``torch.compile`` (that mode), the
-    path of ``train.compile``; it compiles during the untimed warm-up round.
-    """
+def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, reference: bool = True) -> dict:
+    """Figure 2: training-step images/s per variant, as a ratio to plain forward time."""
     y = ctx.labels()
-    compiled = {}
-    if compile_mode and "cascade" in models:
-        compiled["cascade (torch.compile)"] = compile_model(models["cascade"], compile_mode, compile_backend)
-
-    def make(m, x, fast):
-        return train_step(ctx, m, x, y, fast=fast)
-
-    _, rows = _measure_variants(ctx, models, make, "train_step", reference, extra=compiled)
+    _, rows = _measure_variants(ctx, models, lambda m, x, fast: train_step(ctx, m, x, y, fast=fast),
+                                "train_step", reference)
     rows["plain"]["what"] = "encode_image forward (no grad), the reference"
     out = {"variants": rows, "batch_size": ctx.batch_size, "precision": ctx.precision}
-    if compiled:
-        out["compile"] = {"mode": compile_mode, "backend": compile_backend}
-        out["compiled_vs_eager"] = rows["cascade (torch.compile)"]["seconds_median"] / rows["cascade"]["seconds_median"]
     if "cascade" in models:
         out["cascade_train_vs_plain_forward"] = rows["cascade"]["ratio_to_plain"]
         out["frozen_backbone"] = frozen_check(models["cascade"], ctx.images(), y, ctx)
     return out
+
+
+def bench_compiled_training(ctx: BenchContext, model: CascadeCLIP, mode: str, backend: str = "inductor") -> dict:
+    """The cascade training step eager and through ``torch.compile`` (``train.compile``), side by side.
+
+    Run after every other figure: compiled CPU kernels bring their own OpenMP threads,
+    which must not share the cores with the other figures' timings.
+    """
+    x, y = ctx.images(), ctx.labels()
+    fns = {"cascade": train_step(ctx, model, x, y),
+           "cascade (torch.compile)": train_step(ctx, compile_model(model, mode, backend), x, y)}
+    t = compare(fns, items=ctx.batch_size, warmup=ctx.warmup + 1, repeats=ctx.repeats, sync=ctx.sync)
+    rows = {}
+    for name, tm in t.items():
+        row = tm.to_dict()
+        row["images_per_second"] = row.pop("items_per_second")
+        rows[name] = row
+    return {"mode": mode, "backend": backend, "variants": rows,
+            "compiled_vs_eager": t["cascade (torch.compile)"].median / t["cascade"].median}
 
 
 def frozen_check(model: CascadeCLIP, x: torch.Tensor, y: torch.Tensor, ctx: BenchContext) -> dict:

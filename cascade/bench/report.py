@@ -56,10 +56,13 @@ def format_report(res: dict) -> str:
         fb = tr["frozen_backbone"]
         lines.append(f"   backbone params requiring grad: {fb['backbone_params_requiring_grad']}, "
                      f"with .grad after backward: {fb['backbone_params_with_grad']}")
-    if "compiled_vs_eager" in tr:
-        c = tr["compile"]
-        lines.append(f"   torch.compile (mode {c['mode']}, {c['backend']}) step time / eager cascade step: "
-                     f"{tr['compiled_vs_eager']:.3f}")
+    c = tr.get("compile")
+    if c and "compiled_vs_eager" in c:
+        ips = {k: v["images_per_second"] for k, v in c["variants"].items()}
+        lines.append(f"   torch.compile (mode {c['mode']}, {c['backend']}), timed last: step time / eager step "
+                     f"{c['compiled_vs_eager']:.3f} ({ips['cascade (torch.compile)']:.1f} vs {ips['cascade']:.1f} img/s)")
+    elif c:
+        lines.append(f"   torch.compile: {c.get('error')}")
     pc = res.get("prefix_cache")
     if pc and "variants" in pc:
         rows = [[k, _f(v["images_per_second"], ".1f"), _f(v["seconds_median"], ".3f")] for k, v in pc["variants"].items()]

@@ -198,3 +198,20 @@ def test_cuda_figure_dry_run_on_cpu(tiny_backbone):
     assert out["compile"] == {"mode": "default", "backend": "aot_eager"}
     # The bench's copies leave the caller's backbone in float32.
     assert backbone.visual.class_embedding.dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_compiled_training_row(tmp_path):
+    path = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["bench", "--model", "cascade-tiny", "--quick", "--figures", "training", "--compile",
+                   "--compile-backend", "aot_eager", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    comp = json.loads(path.read_text())["training"]["compile"]
+    assert comp["mode"] == "default" and comp["backend"] == "aot_eager"
+    assert set(comp["variants"]) == {"cascade", "cascade (torch.compile)"}
+    assert _positive(comp["compiled_vs_eager"])
+    assert all(_positive(r["images_per_second"]) for r in comp["variants"].values())
