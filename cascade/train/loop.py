@@ -451,14 +451,6 @@ class Trainer:
         keys = list(terms)
         values = torch.stack([terms[k].detach().float() * weight for k in keys])
         self.ctx.all_reduce_(values)
-        values = values.cpu()
-        where = f"epoch {epoch + 1}, step {s.step_in_epoch + 1} (global step {s.global_step + 1})"
-        bad = [k for k, v in zip(keys, values.tolist()) if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLossError(
-                f"non-finite loss at {where}: term(s) {', '.join(bad)} = "
-                + ", ".join(f"{values[keys.index(k)].item()}" for k in bad)
-                + f". Training stopped; {self._kept()}. Lower the learning rates (train.lr.*) or check the data.")
         loss = terms["total"] * weight
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -469,12 +461,25 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         with_grad = [p for p in active if p.grad is not None]
+        norm = None
         if with_grad:
             max_norm = tc.grad_clip if tc.grad_clip is not None else float("inf")
             norm = torch.nn.utils.clip_grad_norm_(with_grad, max_norm)
-            if not bool(torch.isfinite(norm)) and self.scaler is None:
-                raise NonFiniteLossError(f"non-finite gradient norm ({float(norm)}) at {where}; training stopped; "
-                                         f"{self._kept()}")
+        # One device-to-host copy per step (loss terms and gradient norm together): each
+        # sync stalls the host until the GPU drains. Both checks still precede the update.
+        stats = values if norm is None else torch.cat([values, norm.detach().float().view(1).to(values.device)])
+        stats = stats.cpu().tolist()
+        values = stats[:len(keys)]
+        where = f"epoch {epoch + 1}, step {s.step_in_epoch + 1} (global step {s.global_step + 1})"
+        bad = [k for k, v in zip(keys, values) if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite loss at {where}: term(s) {', '.join(bad)} = "
+                + ", ".join(f"{values[keys.index(k)]}" for k in bad)
+                + f". Training stopped; {self._kept()}. Lower the learning rates (train.lr.*) or check the data.")
+        if norm is not None and not math.isfinite(stats[-1]) and self.scaler is None:
+            raise NonFiniteLossError(f"non-finite gradient norm ({stats[-1]}) at {where}; training stopped; "
+                                     f"{self._kept()}")
         s.lr = set_lr(self.optimizer, lr_factor(s.global_step, s.total_steps, tc.warmup_steps, tc.schedule,
                                                 tc.min_lr_ratio))
         if self.scaler is not None:
@@ -482,7 +487,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return {k: float(v) for k, v in zip(keys, values.tolist())}
+        return {k: float(v) for k, v in zip(keys, values)}
 
     # ---- the end --------------------------------------------------------------------------
     def _finish(self, val_best: dict[str, Any] | None = None) -> Path:
