@@ -42,7 +42,10 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best", device:
     if not path.is_file():
         raise RunFolderError(f"{path}: no such checkpoint (the run has "
                              f"{sorted(p.stem for p in folder.checkpoints.glob('*.safetensors') if '.train' not in p.name)})")
-    return load_checkpoint(path, backbone=backbone, device=device), cfg
+    model = load_checkpoint(path, backbone=backbone, device=device)
+    if cfg.train.frozen_dtype != "fp32":
+        model.set_frozen_dtype(cfg.train.frozen_dtype)   # the model as it was trained and selected
+    return model, cfg
 
 
 def evaluate_run(run_dir: str | os.PathLike, split: str = "test", checkpoint: str = "best", *,

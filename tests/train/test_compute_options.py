@@ -73,6 +73,12 @@ def test_bf16_frozen_backbone_trains_close_to_fp32(tmp_path, eager_run):
     with safe_open(path / "checkpoints" / "best.safetensors", "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert dtypes == {torch.float32}            # trainable state is float32 whatever the backbone
+    # Evaluating the run folder again uses the run's backbone dtype: eval.json is reproduced.
+    from cascade.evaluate import evaluate_run
+
+    again = evaluate_run(path, "test", write=False)["metrics"]["fused"]
+    for k, v in _eval(path)["test"]["fused"].items():
+        assert again[k] == pytest.approx(v, abs=1e-6), k
 
 
 def test_compile_config_errors_name_the_field():
