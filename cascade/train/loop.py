@@ -135,6 +135,7 @@ class Trainer:
             self.model.set_frozen_dtype(tc.frozen_dtype)
         self.forward_train = self._compiled_forward()
         self._compiled_rows: int | None = None
+        self._compile_pending = False
         self.random_weights = self.backbone.info.random_weights
 
         # ---- run folder (rank 0 writes)
@@ -209,6 +210,7 @@ class Trainer:
         if self.tc.compile != "none":
             torch._dynamo.reset()
             self.forward_train = self._compiled_forward()
+            self._compile_pending = True
 
     def say(self, msg: str) -> None:
         if not self.quiet and self.ctx.is_main:
@@ -440,10 +442,14 @@ class Trainer:
                 frozen = frozen_embedding(self.model, images=batch["image"].to(self.device))
             frozen = frozen.to(self.device)
         forward = self._forward_for(labels.shape[0])
+        compiling = forward is not self.model and self._compile_pending
         if forward is not self.model:
             # A new iteration for CUDA graph trees (mode reduce-overhead): last step's graph
             # outputs are no longer read, so their memory may be reused.
             torch.compiler.cudagraph_mark_step_begin()
+        if compiling:
+            self.say(f"compiling the training step for phase {s.phase.name} (torch.compile {tc.compile}) ...")
+            t_compile = time.perf_counter()
         with autocast_context(self.device, self.amp):
             out = forward(**model_inputs(batch, self.device))
         terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
@@ -487,6 +493,13 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if compiling:
+            self._compile_pending = False
+            seconds = time.perf_counter() - t_compile
+            self.metrics_log.write({"kind": "compile", "phase": s.phase.name, "epoch": epoch + 1,
+                                    "global_step": s.global_step + 1, "mode": tc.compile,
+                                    "backend": tc.compile_backend, "first_step_seconds": round(seconds, 3)})
+            self.say(f"compiled in {seconds:.1f}s (first step of the phase, compilation included)")
         return {k: float(v) for k, v in zip(keys, values)}
 
     # ---- the end --------------------------------------------------------------------------

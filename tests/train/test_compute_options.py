@@ -47,8 +47,13 @@ def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
     assert ca["best_epoch"] == ea["best_epoch"]
     for k in ("accuracy", "macro_f1", "kl"):
         assert ca["test"]["fused"][k] == pytest.approx(ea["test"]["fused"][k], abs=1e-3)
-    start = read_jsonl(path / "metrics.jsonl")[0]
-    assert start["compile"] == "default"
+    records = read_jsonl(path / "metrics.jsonl")
+    assert records[0]["compile"] == "default"
+    # One compilation per phase, each logged with its phase and the first step's time.
+    phases = [r["phase"] for r in records if r["kind"] == "phase"]
+    compiles = [r for r in records if r["kind"] == "compile"]
+    assert [r["phase"] for r in compiles] == phases
+    assert all(r["first_step_seconds"] > 0 and r["backend"] == backend for r in compiles)
     # Checkpoint keys come from the model, not the compiled wrapper (no "_orig_mod." prefix).
     from safetensors import safe_open
 
