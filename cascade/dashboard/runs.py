@@ -162,6 +162,9 @@ def summarize_run(path: Path) -> RunSummary:
         bb = cfg.get("backbone") or {}
         s.random_weights = bb.get("pretrained") in (None, "none", "")
         s.backbone = f"{bb.get('model_name', '?')}" + (" (random)" if s.random_weights else f" ({bb.get('pretrained')})")
+        frozen_dtype = (cfg.get("train") or {}).get("frozen_dtype") or "fp32"
+        if frozen_dtype != "fp32":
+            s.backbone += f", {frozen_dtype} blocks"   # results differ slightly from float32 blocks
         data = cfg.get("data") or {}
         s.data = str(data.get("format", "?")) + (f": {Path(str(data['root'])).name}" if data.get("root") else "")
         ep = (cfg.get("train") or {}).get("epochs") or {}

@@ -450,18 +450,26 @@ class Trainer:
         if compiling:
             self.say(f"compiling the training step for phase {s.phase.name} (torch.compile {tc.compile}) ...")
             t_compile = time.perf_counter()
-        with autocast_context(self.device, self.amp):
-            out = forward(**model_inputs(batch, self.device))
-        terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
-                             frozen_embedding=frozen, smoothing=tc.loss.label_smoothing)
-        keys = list(terms)
-        values = torch.stack([terms[k].detach().float() * weight for k in keys])
-        self.ctx.all_reduce_(values)
-        loss = terms["total"] * weight
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
+        try:
+            with autocast_context(self.device, self.amp):
+                out = forward(**model_inputs(batch, self.device))
+            terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
+                                 frozen_embedding=frozen, smoothing=tc.loss.label_smoothing)
+            keys = list(terms)
+            values = torch.stack([terms[k].detach().float() * weight for k in keys])
+            self.ctx.all_reduce_(values)
+            loss = terms["total"] * weight
+            # The backward graph is compiled on its first call too.
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        except Exception as exc:
+            if not compiling:
+                raise
+            raise RuntimeError(f"train.compile={tc.compile} (backend {tc.compile_backend}): compiling the training "
+                               f"step failed in phase {s.phase.name}: {exc.__class__.__name__}: {exc}. "
+                               f"Set train.compile: none to train without torch.compile; {self._kept()}") from exc
         mask_frozen_grads(self.optimizer)
         all_reduce_grads(active, self.ctx)
         if self.scaler is not None:

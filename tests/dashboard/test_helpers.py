@@ -88,12 +88,13 @@ def test_safe_run_dir_stays_inside(tmp_path):
         assert p.parent == tmp_path.resolve()
 
 
-def _fake_run(root: Path, name: str, acc: float, done: bool = True) -> Path:
+def _fake_run(root: Path, name: str, acc: float, done: bool = True, frozen_dtype: str = "fp32") -> Path:
     d = root / name
     (d / "checkpoints").mkdir(parents=True)
     (d / "config.yaml").write_text("method: cascade\nbackbone: {model_name: cascade-tiny, pretrained: null}\n"
                                    "model: {stages: '1-4,5-8,9-11,12'}\ndata: {format: synthetic}\n"
-                                   "train: {epochs: {warmup: 1, unfreeze: 1, global: 1}}\n")
+                                   "train: {epochs: {warmup: 1, unfreeze: 1, global: 1}, "
+                                   f"frozen_dtype: {frozen_dtype}}}\n")
     fused = {"accuracy": acc, "macro_f1": acc, "uar": acc, "kl": 1 - acc}
     lines = [{"kind": "start", "total_steps": 6, "steps_per_epoch": 2, "random_weights": True},
              {"kind": "phase", "phase": "warmup", "epoch": 1, "stages": [4]},
@@ -110,7 +111,7 @@ def _fake_run(root: Path, name: str, acc: float, done: bool = True) -> Path:
 
 def test_list_runs_and_summaries(tmp_path):
     _fake_run(tmp_path, "a", 0.5)
-    _fake_run(tmp_path, "b", 0.7, done=False)
+    _fake_run(tmp_path, "b", 0.7, done=False, frozen_dtype="bf16")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / "not-a-run").mkdir()
     runs = {r.name: r for r in list_runs(tmp_path)}
@@ -118,6 +119,7 @@ def test_list_runs_and_summaries(tmp_path):
     assert runs["a"].status == "complete" and runs["a"].test["accuracy"] == 0.5
     assert runs["b"].status == "incomplete" and runs["b"].val["accuracy"] == 0.7
     assert runs["a"].epochs_total == 3 and runs["a"].backbone == "cascade-tiny (random)"
+    assert runs["b"].backbone == "cascade-tiny (random), bf16 blocks"   # the compute dtype shows with the run
     row = runs["a"].row()
     assert row["test stage4 accuracy"] == 0.5
     assert len(read_metrics(tmp_path / "a" / "metrics.jsonl")) == 5  # the torn last line is skipped

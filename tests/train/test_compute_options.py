@@ -94,3 +94,19 @@ def test_compile_config_errors_name_the_field():
     with pytest.raises(ValueError, match="frozen_dtype"):
         TrainConfig(frozen_dtype="int8")
     assert TrainConfig(compile="max-autotune").compile_backend == "inductor"
+
+
+def test_a_failing_compilation_names_the_setting(tmp_path, monkeypatch):
+    import cascade.train.loop as loop
+
+    def broken(model, mode, backend):
+        def fail(**_):
+            raise RuntimeError("inductor: no working C++ compiler")
+        return fail
+
+    monkeypatch.setattr(loop, "compile_model", broken)
+    cfg = tiny_config(tmp_path, "run.name=broken", "train.compile=default")
+    with pytest.raises(RuntimeError, match=r"train.compile=default \(backend inductor\): compiling the training "
+                                           r"step failed in phase warmup: RuntimeError: "
+                                           r"inductor: no working C\+\+ compiler.*train.compile: none"):
+        train(cfg, quiet=True)
