@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# GPU figures of `cascade bench` on a lent H100/H200 (about 6 minutes, at most 9; every step has a timeout).
+# GPU figures of `cascade bench` and of the trainer on a lent H100/H200. Every step has a timeout.
 #
-#   bash benchmarks/gpu_bench.sh            # from the repository root; results in $OUT (default benchmarks/out)
+#   bash benchmarks/gpu_bench.sh                    # everything: about 8 minutes, at most 13
+#   bash benchmarks/gpu_bench.sh bench compile      # eager figures + compiled step: about 5, at most 9
+#   bash benchmarks/gpu_bench.sh trainer            # the trainer end to end: about 3, at most 4
 #
-# With the device tool: carry [".whl"], command "bash benchmarks/gpu_bench.sh".
+# From the repository root; results in $OUT (default benchmarks/out).
+# With the device tool (10 minutes a command): carry [".whl"], command
+# "bash benchmarks/gpu_bench.sh bench compile", then "bash benchmarks/gpu_bench.sh trainer".
 # The repository's .venv does not travel: the machine's own python3 (with torch) is used.
 # When open_clip (or pydantic, ftfy) is missing there, wheels in .whl/ are installed into
 # /tmp/site; .whl/ holds open_clip_torch, ftfy, wcwidth, pydantic, pydantic_core,
@@ -14,6 +18,8 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 say() { echo; echo "== $*"; }
+STAGES=" ${*:-bench compile trainer} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 say "GPU"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv 2>&1 | tee "$OUT/gpu.txt"
@@ -37,17 +43,24 @@ timeout 30 $PY -m pip install -q -e . --no-deps --no-build-isolation >/dev/null 
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY -c 'import cascade, sys; print("cascade", cascade.__version__, "from", cascade.__file__)' || exit 3
 
-say "cascade bench --device cuda (bf16 autocast; figures at batch 32, MFU at batch 256)"
-timeout 100 $PY -m cascade bench --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+if want bench; then
+  say "cascade bench --device cuda (bf16 autocast; figures at batch 32, MFU at batch 256)"
+  timeout 100 $PY -m cascade bench --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+fi
 
 # torch.compile takes about a minute per row on an H100 (two rows per mode: autocast and a
 # bf16 frozen backbone). One process per mode, so a timeout loses only that mode's rows
 # (each JSON also holds the eager rows as its baseline). reduce-overhead adds CUDA graphs,
 # which remove the per-kernel launch cost that bounds the eager step.
-for mode in reduce-overhead default; do
+want compile && for mode in reduce-overhead default; do
   say "MFU with torch.compile (mode $mode)"
   PYTHONWARNINGS=ignore timeout 200 $PY -m cascade bench --device cuda --figures cuda --compile $mode --repeats 5 \
     --no-reference --json "$OUT/bench_cuda_compile_$mode.json" > "$OUT/bench_cuda_compile_$mode.txt" 2>&1
   echo "exit $?"; grep -A 14 "^6\. CUDA" "$OUT/bench_cuda_compile_$mode.txt" | grep -v "^   [A-Z]" || tail -5 "$OUT/bench_cuda_compile_$mode.txt"
 done
+if want trainer; then
+  say "trainer end to end (ViT-B-32, batch 256, synthetic images, prefix cache): eager, bf16, compiled"
+  PYTHONWARNINGS=ignore timeout 240 $PY benchmarks/trainer_throughput.py --device cuda --workers 8 \
+    --json "$OUT/trainer_throughput.json" 2>&1 | grep -v "^WARNING" | tail -8
+fi
 echo done

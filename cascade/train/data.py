@@ -128,14 +128,37 @@ class CacheSource:
     def iterate(self, batches: list[list[int]], epoch: int = 0) -> Iterator[dict[str, Any]]:
         for b in batches:
             idx = torch.as_tensor(b, dtype=torch.long)
-            out = {"prefix": self.prefix[idx], "label": self.labels[idx], "dist": self.dists[idx],
+            on = idx.to(self.prefix.device)   # gather where the tokens live: no host copy when on the GPU
+            out = {"prefix": self.prefix[on], "label": self.labels[idx], "dist": self.dists[idx],
                    "index": self.indices[idx], "pos": idx}
             if self.frozen is not None:
-                out["frozen"] = self.frozen[idx]
+                out["frozen"] = self.frozen[on]
             yield out
 
     def nbytes(self) -> int:
-        return self.prefix.numel() * self.prefix.element_size()
+        return sum(t.numel() * t.element_size() for t in (self.prefix, self.frozen) if t is not None)
+
+    def to(self, device: torch.device | str) -> "CacheSource":
+        """The cached tokens (and frozen embeddings) moved to ``device``; labels stay on the host."""
+        self.prefix = self.prefix.to(device)
+        if self.frozen is not None:
+            self.frozen = self.frozen.to(device)
+        return self
+
+
+def cache_placement(setting: str, device: torch.device, nbytes: int, free_bytes: int | None) -> torch.device:
+    """Where a prefix cache of ``nbytes`` lives: ``host``, ``device``, or ``auto`` (the training
+    device when it is a GPU with at least 4× the cache's size free, else the host).
+
+    On the GPU each batch is gathered in place; on the host it is gathered and then copied
+    over, every step, from pageable memory.
+    """
+    host = torch.device("cpu")
+    if device.type == "cpu" or setting == "host":
+        return host
+    if setting == "device":
+        return device
+    return device if free_bytes is not None and nbytes * 4 <= free_bytes else host
 
 
 @torch.no_grad()

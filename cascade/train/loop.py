@@ -21,8 +21,8 @@ from ..losses import LossWeights, cascade_loss
 from ..methods import METHODS
 from ..model import build_model, compile_model
 from .batches import num_batches, rank_batches
-from .data import (DataBundle, build_prefix_cache, describe_sizes, frozen_embedding, load_data, make_sources,
-                   save_split_file)
+from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, load_data,
+                   make_sources, save_split_file)
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
@@ -136,6 +136,7 @@ class Trainer:
         self.forward_train = self._compiled_forward()
         self._compiled_rows: int | None = None
         self._compile_pending = False
+        self._graph_trainable: frozenset[str] | None = None
         self.random_weights = self.backbone.info.random_weights
 
         # ---- run folder (rank 0 writes)
@@ -153,6 +154,7 @@ class Trainer:
         self.sources = make_sources(self.data, self.model, seed=tc.seed, augment=tc.augment,
                                     num_workers=tc.num_workers, pin_memory=pin)
         self.cache_seconds = 0.0
+        self.cache_bytes, self.cache_device = 0, None
         if tc.cache_prefix and self.method.trains and not self.method.linear_probe:
             t0 = time.perf_counter()
             with autocast_context(self.device, "none"):
@@ -160,6 +162,12 @@ class Trainer:
                                                       with_frozen=self.loss_weights.distill > 0)
                                 for k, s in self.sources.items()}
             self.cache_seconds = time.perf_counter() - t0
+            nbytes = sum(src.nbytes() for src in self.sources.values())
+            free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+            self.cache_device = cache_placement(tc.cache_device, self.device, nbytes, free)
+            for src in self.sources.values():
+                src.to(self.cache_device)
+            self.cache_bytes = nbytes
 
         # ---- schedule and optimiser
         self.sets = TrainableSets.from_model(self.model)
@@ -203,14 +211,17 @@ class Trainer:
             self._compiled_rows = rows
         return self.forward_train if rows == self._compiled_rows else self.model
 
-    def _new_phase_graphs(self) -> None:
+    def _new_phase_graphs(self, trainable: frozenset[str]) -> None:
         """A phase changes which parameters need gradients, so the compiled graphs of the
         previous phase can never run again: drop them instead of filling dynamo's cache
-        (whose size limit would otherwise silently fall back to eager)."""
-        if self.tc.compile != "none":
-            torch._dynamo.reset()
-            self.forward_train = self._compiled_forward()
-            self._compile_pending = True
+        (whose size limit would otherwise silently fall back to eager). Epochs of the same
+        phase keep their graphs."""
+        if self.tc.compile == "none" or trainable == self._graph_trainable:
+            return
+        torch._dynamo.reset()
+        self.forward_train = self._compiled_forward()
+        self._compile_pending = True
+        self._graph_trainable = trainable
 
     def say(self, msg: str) -> None:
         if not self.quiet and self.ctx.is_main:
@@ -312,7 +323,9 @@ class Trainer:
             self.say(f"frozen backbone in {self.tc.frozen_dtype}; torch.compile: {self.tc.compile}"
                      + (f" ({self.tc.compile_backend})" if self.tc.compile != "none" else ""))
         if self.cache_seconds:
-            self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s")
+            self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s "
+                     f"({self.cache_bytes / 2**20:.0f} MiB, in {'host' if self.cache_device.type == 'cpu' else 'GPU'} "
+                     "memory)")
         if not self.resume:
             self.metrics_log.write({"kind": "start", "method": self.config.method,
                                     "parameters": self.model.parameter_report(),
@@ -348,7 +361,7 @@ class Trainer:
         s.phase = phase
         names = self.sets.names_for(self.model, phase)
         counts = apply_phase(self.model, names)
-        self._new_phase_graphs()
+        self._new_phase_graphs(frozenset(names))
         active = [p for n, p in self.named_params.items() if n in names]
         if start_step == 0:
             self.metrics_log.write({"kind": "phase", "phase": phase.name, "epoch": epoch + 1,

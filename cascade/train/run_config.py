@@ -142,6 +142,9 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = Field(True, description="pinned host memory (CUDA only)")
     cache_prefix: bool = Field(False, description="compute the frozen prefix blocks once per image and reuse it")
+    cache_device: Literal["auto", "host", "device"] = Field(
+        "auto", description="where the prefix cache lives; auto: on the GPU when it takes at most a quarter of "
+                            "the free GPU memory, else in host memory")
     select_metric: str = Field("accuracy", description="val metric that picks the best checkpoint, e.g. accuracy, macro_f1, kl")
     save_every_steps: int = Field(0, ge=0, description="also write checkpoints/last every N steps (0: epoch ends only)")
     log_every_steps: int = Field(10, ge=1, description="a metrics.jsonl line every N training steps")

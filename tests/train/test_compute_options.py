@@ -27,7 +27,7 @@ def _graphs_compiled() -> int:
 @pytest.fixture(scope="module")
 def eager_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("eager")
-    return train(tiny_config(runs, "run.name=eager", "train.log_every_steps=1"), quiet=True)
+    return train(tiny_config(runs, "run.name=eager", "train.log_every_steps=1", "train.epochs.global=2"), quiet=True)
 
 
 @pytest.mark.slow
@@ -36,7 +36,8 @@ def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
     torch._dynamo.reset()
     before = _graphs_compiled()
     path = train(tiny_config(tmp_path, f"run.name=compiled-{backend}", "train.log_every_steps=1",
-                             "train.compile=default", f"train.compile_backend={backend}"), quiet=True)
+                             "train.epochs.global=2", "train.compile=default", f"train.compile_backend={backend}"),
+                 quiet=True)
     assert _graphs_compiled() > before          # the step really ran through dynamo
     eager, compiled = _losses(eager_run), _losses(path)
     assert len(eager) == len(compiled) > 3
@@ -49,10 +50,11 @@ def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
         assert ca["test"]["fused"][k] == pytest.approx(ea["test"]["fused"][k], abs=1e-3)
     records = read_jsonl(path / "metrics.jsonl")
     assert records[0]["compile"] == "default"
-    # One compilation per phase, each logged with its phase and the first step's time.
+    # One compilation per phase (not per epoch), each logged with its phase and the first step's time.
     phases = [r["phase"] for r in records if r["kind"] == "phase"]
+    assert phases == ["warmup", "unfreeze", "global", "global"]
     compiles = [r for r in records if r["kind"] == "compile"]
-    assert [r["phase"] for r in compiles] == phases
+    assert [r["phase"] for r in compiles] == ["warmup", "unfreeze", "global"]
     assert all(r["first_step_seconds"] > 0 and r["backend"] == backend for r in compiles)
     # Checkpoint keys come from the model, not the compiled wrapper (no "_orig_mod." prefix).
     from safetensors import safe_open
@@ -64,8 +66,8 @@ def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
 
 @pytest.mark.slow
 def test_bf16_frozen_backbone_trains_close_to_fp32(tmp_path, eager_run):
-    path = train(tiny_config(tmp_path, "run.name=bf16", "train.log_every_steps=1", "train.frozen_dtype=bf16"),
-                 quiet=True)
+    path = train(tiny_config(tmp_path, "run.name=bf16", "train.log_every_steps=1", "train.epochs.global=2",
+                             "train.frozen_dtype=bf16"), quiet=True)
     eager, low = _losses(eager_run), _losses(path)
     assert len(eager) == len(low)
     first = eager[0]["total"]

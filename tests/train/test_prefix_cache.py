@@ -42,3 +42,45 @@ def test_prefix_cache_gives_identical_results(tmp_path):
             assert sb == pytest.approx(sa, abs=1e-6)
     start = [json.loads(line) for line in (tmp_path / "cache-true" / "metrics.jsonl").read_text().splitlines()][0]
     assert start["prefix_cache"] is True
+
+
+def test_cache_placement_rules():
+    import torch
+
+    from cascade.train.data import cache_placement
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    gib = 2**30
+    assert cache_placement("auto", cpu, gib, None) == cpu                 # CPU training: the host
+    assert cache_placement("auto", gpu, gib, 4 * gib) == gpu              # a quarter of the free memory fits
+    assert cache_placement("auto", gpu, gib, 4 * gib - 1) == cpu          # more than a quarter: the host
+    assert cache_placement("host", gpu, 1, 80 * gib) == cpu
+    assert cache_placement("device", gpu, 100 * gib, gib) == gpu          # asked for explicitly
+
+
+def test_cache_source_gathers_where_its_tokens_live():
+    import torch
+
+    from cascade.train.data import CacheSource
+
+    prefix = torch.arange(5 * 3 * 2, dtype=torch.float32).view(5, 3, 2)
+    src = CacheSource(prefix, torch.arange(5), torch.eye(5), torch.arange(10, 15), frozen=torch.ones(5, 4))
+    assert src.nbytes() == prefix.numel() * 4 + 5 * 4 * 4
+    assert src.to("cpu") is src
+    batch = next(src.iterate([[4, 1]]))
+    torch.testing.assert_close(batch["prefix"], prefix[[4, 1]])
+    assert batch["label"].tolist() == [4, 1] and batch["index"].tolist() == [14, 11]
+    assert batch["frozen"].shape == (2, 4)
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs CUDA")
+def test_cache_on_the_gpu_gathers_there():
+    import torch
+
+    from cascade.train.data import CacheSource
+
+    prefix = torch.randn(5, 3, 2)
+    src = CacheSource(prefix, torch.arange(5), torch.eye(5), torch.arange(5)).to("cuda")
+    batch = next(src.iterate([[4, 1]]))
+    assert batch["prefix"].is_cuda and not batch["label"].is_cuda
+    torch.testing.assert_close(batch["prefix"].cpu(), prefix[[4, 1]])
