@@ -10,10 +10,11 @@ with random weights, one ``global`` phase (every stage trains, the step that
 ``cascade bench`` counts), and reads the images/s the trainer logs. The first logged
 window of each run holds warm-up (and compilation): it is reported, not averaged.
 
-Variants (one run each, same data, same seed):
-  eager     train.amp=bf16 on CUDA (float32 on CPU), train.compile=none
-  bf16      train.frozen_dtype=bf16, train.amp=none
-  compiled  train.frozen_dtype=bf16, train.amp=none, train.compile=<--compile> (default reduce-overhead on CUDA)
+Variants (one run each, same data, same seed; the b32-4stage preset with 16 prompt tokens):
+  eager          train.amp=bf16 on CUDA (float32 on CPU), train.compile=none
+  bf16           train.frozen_dtype=bf16, train.amp=none
+  compiled       train.frozen_dtype=bf16, train.amp=none, train.compile=<--compile> (default reduce-overhead on CUDA)
+  compiled-fp32  as eager, with train.compile=<--compile>   (not run unless named in --variants)
 MFU = images/s x the analytic training-step FLOPs per image / the device's peak bf16 FLOP/s.
 """
 from __future__ import annotations
@@ -31,13 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "synthetic-tiny.yaml"
 
 
+VARIANTS = ("eager", "bf16", "compiled", "compiled-fp32")
+
+
 def variant_overrides(name: str, device: str, compile_mode: str, backend: str) -> list[str]:
+    amp = f"train.amp={'bf16' if device == 'cuda' else 'none'}"
+    compiled = [f"train.compile={compile_mode}", f"train.compile_backend={backend}"]
     if name == "eager":
-        return [f"train.amp={'bf16' if device == 'cuda' else 'none'}", "train.compile=none"]
+        return [amp, "train.compile=none"]
     if name == "bf16":
         return ["train.amp=none", "train.frozen_dtype=bf16", "train.compile=none"]
-    return ["train.amp=none", "train.frozen_dtype=bf16", f"train.compile={compile_mode}",
-            f"train.compile_backend={backend}"]
+    if name == "compiled":
+        return ["train.amp=none", "train.frozen_dtype=bf16", *compiled]
+    if name == "compiled-fp32":
+        return [amp, *compiled]
+    raise SystemExit(f"--variants: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
 
 
 def run_variant(name: str, args, runs_dir: Path) -> dict:
@@ -47,6 +56,7 @@ def run_variant(name: str, args, runs_dir: Path) -> dict:
     settings = variant_overrides(name, args.device, args.compile, args.compile_backend)
     overrides = [
         f"backbone.model_name={args.model}", "backbone.pretrained=none",
+        "model.preset=b32-4stage", "model.prompt_tokens=16",            # the step cascade bench counts
         f"data.synthetic.num_samples={args.images * 100 // 70 + 1}",   # the train split is 70 %
         f"data.synthetic.image_size={args.image_size}",
         "train.epochs.warmup=0", "train.epochs.unfreeze=0", f"train.epochs.global={args.epochs}",

@@ -157,7 +157,8 @@ class CascadeCLIP(nn.Module):
         casts as under autocast. Everything that trains (prompts, σ, λ, heads, classifier,
         stage LayerNorms) stays float32, as do ``ln_post`` and ``proj``: block features are
         cast to float32 before the LayerNorm, so heads, logits and losses are float32.
-        Prompt tokens are cast to ``dtype`` where they enter the blocks.
+        Prompt tokens are cast to ``dtype`` where they enter the blocks. The visual tower
+        is the backbone's own (not a copy): other models built on it see the change too.
         """
         if isinstance(dtype, str):
             if dtype not in FROZEN_DTYPES:
