@@ -10,7 +10,7 @@ import torch
 
 from ..model import compile_model
 from .flops import cascade_flops, counted_flops, peak_tflops, plain_flops
-from .model_bench import BenchContext, build_variants, inference, plain_forward, train_step
+from .model_bench import BenchContext, build_variants, frozen_bf16_variant, inference, plain_forward, train_step
 from .timing import compare
 
 ATTENTION_PATTERNS = ("flash", "fmha", "efficient", "cudnn_sdpa", "attention")
@@ -120,16 +120,14 @@ def bench_cuda(backbone, *, batch_size: int, repeats: int, warmup: int, quick: b
     ctx16 = BenchContext(bf16_backbone(backbone), device, batch_size, precision="fp32", warmup=warmup,
                          repeats=repeats)
     x16 = x.to(torch.bfloat16)
-    ctx_frozen = BenchContext(copy.deepcopy(backbone), device, batch_size, precision="fp32", warmup=warmup,
-                              repeats=repeats)
-    cascade16 = build_variants(ctx_frozen, ["cascade"])["cascade"].set_frozen_dtype("bf16")
+    cascade16 = frozen_bf16_variant(ctx)
     fns["plain inference (bf16 weights)"] = plain_forward(ctx16, x16)
-    fns["cascade train step (frozen bf16)"] = train_step(ctx_frozen, cascade16, x16, y)
+    fns["cascade train step (frozen bf16)"] = train_step(ctx16, cascade16, x16, y)
     flops["plain inference (bf16 weights)"] = flops["plain inference"]
     flops["cascade train step (frozen bf16)"] = flops["cascade train step"]
     if compile_mode:
         for label, c, m, xx in [(f"cascade train step (torch.compile {compile_mode})", ctx, cascade, x),
-                                (f"cascade train step (frozen bf16, torch.compile {compile_mode})", ctx_frozen,
+                                (f"cascade train step (frozen bf16, torch.compile {compile_mode})", ctx16,
                                  cascade16, x16)]:
             try:
                 fn = train_step(c, compile_model(m, compile_mode, compile_backend), xx, y)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +60,12 @@ def build_variants(ctx: BenchContext, names: list[str] | None = None) -> dict[st
         model = build_model(ctx.backbone, CLASSES, CascadeConfig.from_preset(VARIANTS.get(name, name)))
         out[name] = model.to(ctx.device).eval()
     return out
+
+
+def frozen_bf16_variant(ctx: BenchContext, name: str = "cascade") -> CascadeCLIP:
+    """Variant ``name`` on a copy of the backbone stored in bf16 (``train.frozen_dtype: bf16``)."""
+    model = build_model(copy.deepcopy(ctx.backbone), CLASSES, CascadeConfig.from_preset(VARIANTS.get(name, name)))
+    return model.to(ctx.device).eval().set_frozen_dtype("bf16")
 
 
 def plain_forward(ctx: BenchContext, x: torch.Tensor) -> Callable[[], object]:
@@ -157,7 +164,11 @@ def bench_inference(ctx: BenchContext, models: dict[str, CascadeCLIP], *, refere
 def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, reference: bool = True) -> dict:
     """Figure 2: training-step images/s per variant, as a ratio to plain forward time."""
     y = ctx.labels()
-    _, rows = _measure_variants(ctx, models, lambda m, x, fast: train_step(ctx, m, x, y, fast=fast),
+    variants = dict(models)
+    if "cascade" in models and ctx.precision == "fp32":
+        # The trainer's train.frozen_dtype=bf16 (on CUDA, figure 6 times it at batch 256).
+        variants["cascade (frozen bf16)"] = frozen_bf16_variant(ctx)
+    _, rows = _measure_variants(ctx, variants, lambda m, x, fast: train_step(ctx, m, x, y, fast=fast),
                                 "train_step", reference)
     rows["plain"]["what"] = "encode_image forward (no grad), the reference"
     out = {"variants": rows, "batch_size": ctx.batch_size, "precision": ctx.precision}

@@ -42,6 +42,8 @@ def test_throughput_figures(bench_json, figure):
         for key in ("images_per_second", "seconds_median", "ratio_to_plain", "gflop_per_image"):
             assert _positive(row[key]), (figure, name, key, row[key])
     assert rows["plain"]["ratio_to_plain"] == 1.0
+    if figure == "training":   # fp32 run: the bf16-stored backbone is timed beside it
+        assert "cascade (frozen bf16)" in rows
 
 
 def test_ratios_and_frozen_backbone(bench_json):
