@@ -181,8 +181,9 @@ def bench_training(ctx: BenchContext, models: dict[str, CascadeCLIP], *, referen
 def bench_compiled_training(ctx: BenchContext, model: CascadeCLIP, mode: str, backend: str = "inductor") -> dict:
     """The cascade training step eager and through ``torch.compile`` (``train.compile``), side by side.
 
-    Run after every other figure: compiled CPU kernels bring their own OpenMP threads,
-    which must not share the cores with the other figures' timings.
+    Run after every other figure: timed among them, in the same process, compiled code
+    slowed the figures that followed (on 2 cores the prefix-cache saving read 22 % instead
+    of 27 %).
     """
     x, y = ctx.images(), ctx.labels()
     fns = {"cascade": train_step(ctx, model, x, y),

@@ -62,7 +62,8 @@ def handler(args) -> int:
     opts = BenchOptions(
         device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,
         warmup=args.warmup, precision=args.precision, figures=args.figures or FIGURES, reference=args.reference,
-        mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile, compile_backend=args.compile_backend,
+        mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile,
+        compile_backend=args.compile_backend,
         data_root=args.data_root, data_workers=args.data_workers or [], threads=args.threads,
     )
     res = run_bench(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
