@@ -10,7 +10,8 @@ import torch
 
 from ..model import compile_model
 from .flops import cascade_flops, counted_flops, peak_tflops, plain_flops
-from .model_bench import BenchContext, build_variants, frozen_bf16_variant, inference, plain_forward, train_step
+from .model_bench import (BenchContext, build_variants, frozen_bf16_variant, image_row, inference, plain_forward,
+                          train_step)
 from .timing import compare
 
 ATTENTION_PATTERNS = ("flash", "fmha", "efficient", "cudnn_sdpa", "attention")
@@ -140,8 +141,7 @@ def bench_cuda(backbone, *, batch_size: int, repeats: int, warmup: int, quick: b
     t = compare(fns, items=batch_size, warmup=warmup + 1, repeats=repeats, sync=ctx.sync, inner=inner)
     rows = {}
     for k, tm in t.items():
-        row = tm.to_dict()
-        row["images_per_second"] = row.pop("items_per_second")
+        row = image_row(tm)
         row["seconds_per_call"] = tm.median / inner
         row["gflop_per_image"] = flops[k] / 1e9
         row["achieved_tflops"] = flops[k] * batch_size * inner / tm.median / 1e12

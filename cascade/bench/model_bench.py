@@ -108,11 +108,17 @@ def train_step(ctx: BenchContext, model: CascadeCLIP, x: torch.Tensor | None, y:
     return run
 
 
+def image_row(t) -> dict:
+    """A timing's figures, with its throughput named in images."""
+    row = t.to_dict()
+    row["images_per_second"] = row.pop("items_per_second")
+    return row
+
+
 def _rows(timings, items, base: str, flops: dict[str, float] | None = None) -> dict:
     rows = {}
     for name, t in timings.items():
-        row = t.to_dict()
-        row["images_per_second"] = row.pop("items_per_second")
+        row = image_row(t)
         row["ratio_to_plain"] = t.median / timings[base].median
         row["cpu_ratio_to_plain"] = t.cpu_median / timings[base].cpu_median if timings[base].cpu_median > 0 else None
         if flops and name in flops:
@@ -189,11 +195,7 @@ def bench_compiled_training(ctx: BenchContext, model: CascadeCLIP, mode: str, ba
     fns = {"cascade": train_step(ctx, model, x, y),
            "cascade (torch.compile)": train_step(ctx, compile_model(model, mode, backend), x, y)}
     t = compare(fns, items=ctx.batch_size, warmup=ctx.warmup + 1, repeats=ctx.repeats, sync=ctx.sync)
-    rows = {}
-    for name, tm in t.items():
-        row = tm.to_dict()
-        row["images_per_second"] = row.pop("items_per_second")
-        rows[name] = row
+    rows = {name: image_row(tm) for name, tm in t.items()}
     return {"mode": mode, "backend": backend, "variants": rows,
             "compiled_vs_eager": t["cascade (torch.compile)"].median / t["cascade"].median}
 
@@ -228,9 +230,7 @@ def bench_prefix_cache(ctx: BenchContext, preset: str = "b16-3stage") -> dict:
         "cached": train_step(ctx, model, None, y, prefix_tokens=cache),
     }
     t = compare(fns, items=ctx.batch_size, warmup=ctx.warmup, repeats=ctx.repeats, sync=ctx.sync)
-    rows = {k: v.to_dict() for k, v in t.items()}
-    for r in rows.values():
-        r["images_per_second"] = r.pop("items_per_second")
+    rows = {k: image_row(v) for k, v in t.items()}
     saving = 1 - t["cached"].median / t["uncached"].median
     cpu_saving = 1 - t["cached"].cpu_median / t["uncached"].cpu_median if t["uncached"].cpu_median > 0 else None
     f_unc = cascade_flops(model, batch_size=ctx.batch_size).train_step
