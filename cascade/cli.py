@@ -3,19 +3,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
+from importlib.metadata import entry_points
 
-# Order is the order shown in --help. ``analysis.commands`` adds cka / sigma-sweep.
+# Order is the order shown in --help; commands of other packages follow.
 COMMAND_MODULES = [
     "cascade.commands.train",
     "cascade.commands.evaluate",
     "cascade.commands.predict",
     "cascade.commands.ablate",
-    "analysis.commands",
     "cascade.commands.bench",
 ]
+# Packages that build on cascade (the project's own ``analysis``: cka, sigma-sweep, ...)
+# add subcommands through this entry-point group, so cascade never imports them by name.
+PLUGIN_GROUP = "cascade.commands"
+
+
+def plugin_registrars() -> list:
+    """``register(subparsers)`` functions of the installed packages that extend the CLI."""
+    return [ep.load() for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cascade {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
         importlib.import_module(name).register(sub)
+    for register in plugin_registrars():
+        register(sub)
     return parser
 
 

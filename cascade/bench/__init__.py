@@ -3,7 +3,8 @@
 Every comparison runs in one process, interleaved (see :mod:`.timing`), and is
 reported as a ratio of medians. Modules: ``timing`` (rounds, medians, peak memory),
 ``flops`` (analytic FLOP counts), ``model_bench`` (figures 1-3), ``data_bench``
-(figure 4), ``analysis_bench`` (figure 5), ``cuda_bench`` (figure 6), ``report``.
+(figure 4), ``cuda_bench`` (figure 6), ``report``; ``plugins`` runs the figures other
+packages add (``analysis``: σ-sweep and CKA timings, figure 5).
 """
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "analysis", "cuda")
+BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda")
+
+
+def all_figures() -> tuple[str, ...]:
+    """The built-in figures, then those of installed plugins (``analysis``, ...)."""
+    from .plugins import plugin_figures
+
+    return BUILTIN_FIGURES + tuple(n for n in plugin_figures() if n not in BUILTIN_FIGURES)
 
 
 @dataclass
@@ -26,7 +34,7 @@ class BenchOptions:
     repeats: int | None = None
     warmup: int | None = None
     precision: str | None = None          # fp32 | bf16; default fp32 on CPU, bf16 on CUDA
-    figures: tuple[str, ...] = FIGURES
+    figures: tuple[str, ...] | None = None   # None: all_figures()
     reference: bool = True                # also time the model through open_clip's block modules
     mfu_batch_size: int = 256
     peak_tflops: float | None = None
@@ -117,10 +125,10 @@ def _epoch_estimate(res: dict, batch_size: int) -> None:
 
 def run_bench(opts: BenchOptions, log=print) -> dict:
     from ..backbone import load_backbone
-    from .analysis_bench import bench_analysis
     from .data_bench import bench_data
     from .model_bench import (BenchContext, bench_compiled_training, bench_inference, bench_memory,
                               bench_prefix_cache, bench_training, build_variants)
+    from .plugins import plugin_figures, run_plugin
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -144,7 +152,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         }
     }
     ctx = BenchContext(backbone, device, opts.batch_size, precision=precision, warmup=warmup, repeats=repeats)
-    want = set(opts.figures)
+    want = set(opts.figures or all_figures())
     models = build_variants(ctx) if want & {"inference", "training", "memory", "data"} else {}
     if "inference" in want:
         log("bench: inference ...")
@@ -171,10 +179,13 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
             num_images=2 * opts.batch_size if opts.quick else 512, root=opts.data_root,
             model_images_per_second=model_ips), log)
     _epoch_estimate(res, opts.batch_size)
-    if "analysis" in want:
-        log("bench: analysis timings ...")
-        _guard(res, "analysis", lambda: bench_analysis(quick=opts.quick, device=str(device), width=info.width,
-                                                       depth=info.depth, embed_dim=info.embed_dim), log)
+    plugins = plugin_figures()
+    context = dict(quick=opts.quick, device=str(device), model=opts.model, batch_size=opts.batch_size,
+                   width=info.width, depth=info.depth, embed_dim=info.embed_dim, image_size=info.image_size,
+                   backbone=backbone)
+    for name in sorted(want & set(plugins)):
+        log(f"bench: {name} ...")
+        _guard(res, name, lambda ep=plugins[name]: run_plugin(ep, context), log)
     if "cuda" in want:
         if device.type != "cuda":
             res["cuda"] = {"available": False, "skipped": f"device is {device.type}: run with --device cuda"}
@@ -196,4 +207,4 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     return res
 
 
-__all__ = ["BenchOptions", "FIGURES", "run_bench", "targets"]
+__all__ = ["BUILTIN_FIGURES", "BenchOptions", "all_figures", "run_bench", "targets"]

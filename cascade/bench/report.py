@@ -30,6 +30,10 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+# Figures printed by their own sections below.
+_KNOWN = {"meta", "targets", "inference", "training", "prefix_cache", "memory", "data", "analysis", "cuda"}
+
+
 def format_report(res: dict) -> str:
     meta = res.get("meta", {})
     lines = [f"cascade bench: {meta.get('model')} ({'random' if meta.get('random_weights') else 'pretrained'} weights), "
@@ -114,6 +118,13 @@ def format_report(res: dict) -> str:
                          f"layers, n={ck.get('n')}, d={ck.get('d')}")
         else:
             lines.append(f"   CKA: {ck.get('skipped')}")
+    for key, fig in res.items():
+        # Figures of other plugins print the rows that carry a one-line summary.
+        if key in _KNOWN or not isinstance(fig, dict):
+            continue
+        rows = [(name, row) for name, row in fig.items() if isinstance(row, dict) and row.get("summary")]
+        if rows:
+            lines.extend(["", f"{key}:"] + [f"   {name}: {row['summary']}" for name, row in rows])
     cu = res.get("cuda")
     if cu is not None:
         if not cu.get("available"):

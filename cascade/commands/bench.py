@@ -5,12 +5,13 @@ import argparse
 
 
 def _figures(text: str) -> tuple[str, ...]:
-    from ..bench import FIGURES
+    from ..bench import all_figures
 
+    known = all_figures()
     names = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [n for n in names if n not in FIGURES]
+    bad = [n for n in names if n not in known]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown figure(s) {bad}; choose from {', '.join(FIGURES)}")
+        raise argparse.ArgumentTypeError(f"unknown figure(s) {bad}; choose from {', '.join(known)}")
     return names
 
 
@@ -36,7 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="default: fp32 on CPU, bf16 autocast on CUDA")
     p.add_argument("--figures", type=_figures, default=None,
-                   help="comma-separated subset of inference,training,prefix_cache,memory,data,analysis,cuda")
+                   help="comma-separated subset of inference,training,prefix_cache,memory,data,cuda and the "
+                        "figures of installed plugins (analysis, ...); default: all")
     p.add_argument("--no-reference", dest="reference", action="store_false",
                    help="skip the cascade-through-open_clip-blocks reference rows")
     p.add_argument("--mfu-batch-size", type=int, default=256, help="batch for the CUDA MFU figure")
@@ -56,12 +58,12 @@ def register(subparsers) -> None:
 def handler(args) -> int:
     import sys
 
-    from ..bench import FIGURES, BenchOptions, run_bench
+    from ..bench import BenchOptions, run_bench
     from ..bench.report import format_report, write_json
 
     opts = BenchOptions(
         device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,
-        warmup=args.warmup, precision=args.precision, figures=args.figures or FIGURES, reference=args.reference,
+        warmup=args.warmup, precision=args.precision, figures=args.figures, reference=args.reference,
         mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile,
         compile_backend=args.compile_backend,
         data_root=args.data_root, data_workers=args.data_workers or [], threads=args.threads,
