@@ -5,9 +5,8 @@ import argparse
 import importlib
 import logging
 import sys
-from importlib.metadata import entry_points
 
-# Order is the order shown in --help; commands of other packages follow.
+# Order is the order shown in --help; commands of plugins (cascade.plugins) follow.
 COMMAND_MODULES = [
     "cascade.commands.train",
     "cascade.commands.evaluate",
@@ -15,18 +14,11 @@ COMMAND_MODULES = [
     "cascade.commands.ablate",
     "cascade.commands.bench",
 ]
-# Packages that build on cascade (the project's own ``analysis``: cka, sigma-sweep, ...)
-# add subcommands through this entry-point group, so cascade never imports them by name.
-PLUGIN_GROUP = "cascade.commands"
-
-
-def plugin_registrars() -> list:
-    """``register(subparsers)`` functions of the installed packages that extend the CLI."""
-    return [ep.load() for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name)]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .plugins import COMMANDS, plugins
 
     parser = argparse.ArgumentParser(prog="cascade",
                                      description="Cascade prompts for CLIP image emotion recognition")
@@ -34,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    for register in plugin_registrars():
-        register(sub)
+    # Packages that build on cascade (the project's own ``analysis``: cka, sigma-sweep, ...).
+    for ep in plugins(COMMANDS).values():
+        ep.load()(sub)
     return parser
 
 

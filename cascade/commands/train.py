@@ -46,33 +46,14 @@ def _train(args: argparse.Namespace) -> int:
         if args.config or overrides or args.run_dir:
             raise ConfigError("--resume: continues the run exactly as configured; "
                               "--config, --set, --pretrained and --run-dir cannot be combined with it")
-        path = train(resume=args.resume, quiet=args.quiet, callbacks=_analysis_callbacks(args.resume))
+        path = train(resume=args.resume, quiet=args.quiet)
     else:
         if not args.config and not overrides:
             raise ConfigError("config: give --config FILE (see configs/) or --resume DIR")
         cfg = load_run_config(args.config, overrides)
-        path = train(cfg, run_dir=args.run_dir, quiet=args.quiet, callbacks=_analysis_callbacks(cfg))
+        path = train(cfg, run_dir=args.run_dir, quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns here
         print(path)
         sys.stdout.flush()
     return 0
 
-
-def _analysis_callbacks(cfg_or_run) -> list:
-    """Drift monitoring (``train.drift.every_k_steps > 0``) lives in the analysis package."""
-    from ..train import load_run_config
-
-    if not isinstance(cfg_or_run, (str, os.PathLike)):
-        cfg = cfg_or_run
-    else:
-        from pathlib import Path
-
-        saved = Path(cfg_or_run) / "config.yaml"
-        if not saved.is_file():
-            return []  # train() reports what is wrong with the run folder
-        cfg = load_run_config(saved)
-    if cfg.train.drift.every_k_steps <= 0:
-        return []
-    from analysis.drift import drift_callbacks
-
-    return drift_callbacks(cfg)

@@ -592,6 +592,9 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
     try:
         if ctx.enabled and resume is None:
             folder = RunFolder(ctx.broadcast_object(str(folder.path)))
+        from ..plugins import configured_callbacks
+
+        callbacks = [*callbacks, *configured_callbacks(cfg)]
         trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx, resume=resume is not None)
         return trainer.run()
     finally:
