@@ -1,6 +1,6 @@
-"""The ``analysis`` figure of ``cascade bench``: σ-sweep and CKA timings.
+"""The figures ``analysis`` adds to ``cascade bench`` (see ``cascade.bench.plugins``).
 
-Registered as the ``cascade.bench`` entry point ``analysis`` (see ``cascade.bench.plugins``).
+:func:`figures` is the ``cascade.bench`` entry point: figure name → function.
 """
 from __future__ import annotations
 
@@ -32,3 +32,8 @@ def bench_analysis(*, quick: bool, device: str, width: int, depth: int, embed_di
         sweep = dict(n=2000, num_sigmas=100, width=width, embed_dim=embed_dim, repeats=3, device=device)
         cka = dict(n=10_000, d=width, layers=depth + 1, batch_size=256, repeats=3, device=device)
     return {"sigma_sweep": _timed(benchmark_sweep, sweep), "cka": _timed(benchmark_cka, cka)}
+
+
+def figures() -> dict[str, Callable[..., dict]]:
+    """``cascade bench --figures NAME`` for each name here."""
+    return {"analysis": bench_analysis}

@@ -4,8 +4,8 @@ cascade never imports such a package by name (the project's own ``analysis`` is 
 looks up these entry-point groups instead.
 
 - ``cascade.commands``: ``register(subparsers)`` adds CLI subcommands (``cka``, ...).
-- ``cascade.bench``: a ``cascade bench`` figure, named by the entry point (see
-  :mod:`cascade.bench.plugins`).
+- ``cascade.bench``: ``figures() -> {name: function}`` adds ``cascade bench`` figures
+  (see :mod:`cascade.bench.plugins`).
 - ``cascade.callbacks``: ``callbacks(run_config) -> list`` gives the trainer callbacks a
   run's config asks for (drift monitoring when ``train.drift.every_k_steps > 0``); the
   trainer adds them to every run, from the CLI, the dashboard or :func:`cascade.train.train`.

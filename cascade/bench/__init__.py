@@ -185,7 +185,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
                    backbone=backbone)
     for name in sorted(want & set(plugins)):
         log(f"bench: {name} ...")
-        _guard(res, name, lambda ep=plugins[name]: run_plugin(ep, context), log)
+        _guard(res, name, lambda fn=plugins[name]: run_plugin(fn, context), log)
     if "cuda" in want:
         if device.type != "cuda":
             res["cuda"] = {"available": False, "skipped": f"device is {device.type}: run with --device cuda"}
