@@ -5,13 +5,17 @@
   how far the prompts pushed each block's representation;
 * each stage's Z_s against frozen CLIP's final embedding (:func:`stage_drift`,
   :func:`stage_vs_frozen_matrix`);
-* during training, :class:`DriftMonitor` (a trainer callback) on a fixed probe batch,
-  warning when a stage's drift ``1 - CKA`` passes a threshold;
+* during training, :class:`DriftMonitor` (a trainer callback) on a fixed probe set,
+  warning when a stage's drift relative to the untrained model passes a threshold;
 * across a run's saved checkpoints (:func:`drift_over_checkpoints`) or from what the
   monitor logged (:func:`drift_from_logs`).
 
 Drift is ``1 - CKA``: 0 means the representation is the frozen one up to an
-orthogonal map and a scale; values near 1 mean it shares little with it.
+orthogonal map and a scale; values near 1 mean it shares little with it. Even an untrained
+cascade model is not at 0: Z_s is compared with the *projected* frozen embedding and
+``proj`` is not orthogonal (CKA 0.73 on the tiny model before any step). So the monitor
+also reports drift relative to step 0, ``1 - CKA_t / CKA_0`` (the share of the initial
+alignment lost), and its threshold applies to that.
 """
 from __future__ import annotations
 
@@ -253,11 +257,20 @@ def stages_vs_stages_matrix(run_fs, model, other_fs, other_model, *, batch_size:
 # ---------------------------------------------------------------------------
 
 
-def probe_batch(dataset, n: int = 32, seed: int = 0) -> torch.Tensor:
-    """A fixed, seeded set of ``n`` images [n, 3, H, W] from a dataset yielding {"image": ...}."""
+def probe_batch(dataset, n: int | None = 256, seed: int = 0) -> torch.Tensor:
+    """A fixed, seeded set of ``n`` images [n, 3, H, W] from a dataset yielding {"image": ...}
+    (``None`` or more than it holds: all of them)."""
     g = np.random.default_rng(seed)
-    picks = g.choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    size = len(dataset) if n is None else min(n, len(dataset))
+    picks = g.choice(len(dataset), size=size, replace=False)
     return torch.stack([dataset[int(i)]["image"] for i in sorted(picks)])
+
+
+def relative_drift(cka: Sequence[float], baseline: Sequence[float] | None) -> list[float | None]:
+    """``1 - CKA_t / CKA_0`` per entry: the share of the step-0 alignment lost (None without a baseline)."""
+    if baseline is None:
+        return [None] * len(cka)
+    return [None if b is None or c is None or not b > 0 else 1.0 - c / b for c, b in zip(cka, baseline)]
 
 
 def _metrics_log_of(state: Any):
@@ -273,11 +286,13 @@ class DriftMonitor:
     """Trainer callback: drift of every stage (and block) on a fixed probe batch every K steps.
 
     Args:
-        probe_batch: images [B, 3, H, W] (a few dozen is enough; see :func:`probe_batch`),
-            or a dict with ``"image"``. The monitor keeps its own probe, so it works
-            with ``train.cache_prefix`` too.
+        probe_batch: images [B, 3, H, W] (see :func:`probe_batch`; the debiased estimator is
+            noisy below a few hundred), or a dict with ``"image"``. The monitor keeps its own
+            probe, so it works with ``train.cache_prefix`` too.
         every_k_steps: measure when ``global_step % every_k_steps == 0`` (and once at the start).
-        threshold: warn when a stage's drift ``1 - CKA(Z_s, frozen embedding)`` exceeds it.
+        threshold: warn when a stage's drift relative to step 0, ``1 - CKA_t / CKA_0`` of
+            ``CKA(Z_s, frozen embedding)``, exceeds it (without a step-0 measurement, the
+            absolute drift ``1 - CKA_t``).
         which: ``"z"`` compares the stage features Z_s (default, as DESIGN §7), ``"embedding"``
             the stage embeddings e_s = Z_s W_s (what the distillation term pulls; 0 at
             initialisation for a last-block stage).
@@ -315,6 +330,8 @@ class DriftMonitor:
         self.per_block = per_block
         self.log_path = Path(log_path) if log_path is not None else None
         self.batch_size = batch_size
+        self.forward_batch = 64     # images per forward pass of the probe
+        self.baseline: dict[str, list[float]] | None = None   # CKA of the untrained model (step 0)
         self.history: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self._above: set[int] = set()
@@ -323,22 +340,24 @@ class DriftMonitor:
         self._ref_model_id: int | None = None
 
     # -- references ---------------------------------------------------------------------
-    def _images(self, model) -> torch.Tensor:
-        return self.probe.to(next(model.parameters()).device)
-
     @torch.no_grad()
     def _references(self, model) -> None:
         """Frozen CLIP on the probe: its feature blocks and its final embedding (computed once)."""
         from analysis.features import zero_prompt_model
         from cascade.train.data import frozen_embedding
 
-        x = self._images(model)
         frozen = zero_prompt_model(model)
-        bf = frozen.forward_features(x, all_blocks=True)
         fb = list(model.feature_blocks)
-        self._frozen_blocks = bf.features[[bf.block_ids.index(b) for b in fb]].float().cpu()
-        # The same reference the distillation term pulls towards.
-        self._frozen_emb = frozen_embedding(model, images=x).float().cpu()
+        blocks, embs = [], []
+        device = next(model.parameters()).device
+        for chunk in self.probe.split(self.forward_batch):
+            x = chunk.to(device)
+            bf = frozen.forward_features(x, all_blocks=True)
+            blocks.append(bf.features[[bf.block_ids.index(b) for b in fb]].float().cpu())
+            # The same reference the distillation term pulls towards.
+            embs.append(frozen_embedding(model, images=x).float().cpu())
+        self._frozen_blocks = torch.cat(blocks, dim=1)
+        self._frozen_emb = torch.cat(embs)
         self._ref_model_id = id(model)
 
     # -- measuring ------------------------------------------------------------------------
@@ -349,45 +368,67 @@ class DriftMonitor:
             self._references(model)
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
+        zs, blocks, ids = [], [], []
         try:
-            out = model(self._images(model), return_block_features=True)
+            for chunk in self.probe.split(self.forward_batch):
+                out = model(chunk.to(next(model.parameters()).device), return_block_features=True)
+                zs.append(out.stage_features.float().cpu())
+                if out.block_features is not None:
+                    blocks.append(out.block_features.float().cpu())
+                    ids = list(out.block_ids)
         finally:
             for m, t in modes:
                 m.train(t)
-        z = out.stage_features.float()
-        z = (z if self.which == "z" else _raw_embeddings(z, model)).cpu()
+        z = torch.cat(zs, dim=1)
+        z = z if self.which == "z" else _raw_embeddings(z, model)
         bs = self.batch_size or z.shape[1]
-        cka = cka_matrix(z, self._frozen_emb[None], batch_size=_batch(z.shape[1], bs))[:, 0].numpy()
+        cka = [float(v) for v in cka_matrix(z, self._frozen_emb[None], batch_size=_batch(z.shape[1], bs))[:, 0]]
         rec: dict[str, Any] = {"kind": "drift", "global_step": step, "epoch": epoch, "threshold": self.threshold,
-                               "of": "Z_s" if self.which == "z" else "e_s",
-                               "n": int(z.shape[1]), "stage_cka": [float(v) for v in cka],
-                               "stage_drift": [float(1 - v) for v in cka], "time": time.time()}
-        if self.per_block and out.block_features is not None:
-            feats = out.block_features.float().cpu()
-            ids = list(out.block_ids)
+                               "of": "Z_s" if self.which == "z" else "e_s", "n": int(z.shape[1]),
+                               "stage_cka": cka, "stage_drift": [1 - v for v in cka], "time": time.time()}
+        if self.per_block and blocks:
+            feats = torch.cat(blocks, dim=1)
             fb = list(model.feature_blocks)
             sel = feats[[ids.index(b) for b in fb]]
-            vals = _pairwise_cka(sel, self._frozen_blocks, bs, 0)
+            vals = [float(v) for v in _pairwise_cka(sel, self._frozen_blocks, bs, 0)]
             rec["blocks"] = fb
-            rec["block_cka"] = [float(v) for v in vals]
-            rec["block_drift"] = [float(1 - v) for v in vals]
+            rec["block_cka"] = vals
+            rec["block_drift"] = [1 - v for v in vals]
+        return self._add_relative(rec)
+
+    def _add_relative(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Drift relative to the step-0 baseline, and which of the two the threshold reads."""
+        base = self.baseline or {}
+        rec["threshold_on"] = "relative" if base.get("stage") else "absolute"
+        rec["stage_cka_step0"] = base.get("stage")
+        rec["stage_drift_relative"] = relative_drift(rec["stage_cka"], base.get("stage"))
+        if "block_cka" in rec:
+            rec["block_drift_relative"] = relative_drift(rec["block_cka"], base.get("block"))
         return rec
 
     def check(self, model, step: int | None = None, epoch: int | None = None, state: Any = None) -> dict[str, Any]:
         """Measure, warn on threshold crossings, log and keep the record."""
         rec = self.measure(model, step, epoch)
+        if step == 0 and self.baseline is None:
+            # The untrained model: every later measurement is read against this one.
+            self.baseline = {"stage": rec["stage_cka"], "block": rec.get("block_cka")}
+            self._add_relative(rec)
         warned = []
-        for s, d in enumerate(rec["stage_drift"]):
-            if not math.isfinite(d):
+        relative = rec["threshold_on"] == "relative"
+        for s, (d_abs, d_rel) in enumerate(zip(rec["stage_drift"], rec["stage_drift_relative"])):
+            d = d_rel if relative else d_abs
+            if d is None or not math.isfinite(d):
                 continue
             if d > self.threshold:
                 if s not in self._above:
                     blocks = model.stage_blocks[s]
                     span = f"blocks {blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else f"block {blocks[0]}"
                     what = f"Z_{s + 1}" if self.which == "z" else f"e_{s + 1}"
-                    msg = (f"alignment drift: stage {s + 1} ({span}) has 1 - CKA({what}, frozen CLIP embedding) = "
-                           f"{d:.3f} > threshold {self.threshold:g}" + (f" at step {step}" if step is not None else "")
-                           + f". Remedies: {REMEDIES}.")
+                    measured = (f"lost {d:.1%} of its step-0 alignment (CKA({what}, frozen CLIP embedding) "
+                                f"{rec['stage_cka'][s]:.3f}, was {rec['stage_cka_step0'][s]:.3f})"
+                                if relative else f"has 1 - CKA({what}, frozen CLIP embedding) = {d_abs:.3f}")
+                    msg = (f"alignment drift: stage {s + 1} ({span}) {measured} > threshold {self.threshold:g}"
+                           + (f" at step {step}" if step is not None else "") + f". Remedies: {REMEDIES}.")
                     log.warning(msg)
                     self.warnings.append(msg)
                     warned.append(s + 1)
@@ -418,9 +459,11 @@ class DriftMonitor:
     # -- trainer hooks ----------------------------------------------------------------------
     def on_train_start(self, state: Any) -> None:
         # A resumed run already logged its step-0 reference; logging it again would
-        # make its metrics.jsonl differ from an uninterrupted run's.
+        # make its metrics.jsonl differ from an uninterrupted run's. Its baseline is read back.
         if int(getattr(state, "global_step", 0)) == 0:
             self.check(state.model, 0, _epoch1(state), state)
+        elif self.baseline is None:
+            self.baseline = _logged_baseline(state)
 
     def on_step_end(self, state: Any) -> None:
         step = int(getattr(state, "global_step", 0))
@@ -468,6 +511,16 @@ def drift_callbacks(run_config: Any) -> list[Any]:
     return [ConfiguredDriftMonitor(cfg)] if cfg.every_k_steps > 0 else []
 
 
+def _logged_baseline(state: Any) -> dict[str, list[float]] | None:
+    """The step-0 CKA a resumed run logged before it stopped."""
+    sink = _metrics_log_of(state)
+    records = sink.records() if sink is not None and callable(getattr(sink, "records", None)) else []
+    for rec in records:
+        if rec.get("kind") == "drift" and rec.get("global_step") == 0:
+            return {"stage": rec.get("stage_cka"), "block": rec.get("block_cka")}
+    return None
+
+
 def _epoch1(state: Any) -> int | None:
     e = getattr(state, "epoch", None)
     return None if e is None else int(e) + 1
@@ -499,7 +552,8 @@ def drift_from_logs(run_dir: str | os.PathLike):
     """Drift records the monitor logged (metrics.jsonl and drift.jsonl), long format.
 
     Columns: ``global_step``, ``epoch``, ``kind`` ("stage" or "block"), ``index``
-    (1-based stage or block number), ``series`` (e.g. "stage 2"), ``cka``, ``drift``.
+    (1-based stage or block number), ``series`` (e.g. "stage 2"), ``cka``, ``drift`` and
+    ``drift_relative`` (``1 - CKA / CKA at step 0``; None in logs without a step-0 baseline).
     """
     import pandas as pd
 
@@ -514,14 +568,19 @@ def drift_from_logs(run_dir: str | os.PathLike):
             if key in seen:
                 continue
             seen.add(key)
-            for s, c in enumerate(rec.get("stage_cka") or []):
-                rows.append({"global_step": rec.get("global_step"), "epoch": rec.get("epoch"), "kind": "stage",
-                             "index": s + 1, "series": f"stage {s + 1}", "cka": c,
-                             "drift": None if c is None else 1 - c})
-            for b, c in zip(rec.get("blocks") or [], rec.get("block_cka") or []):
-                rows.append({"global_step": rec.get("global_step"), "epoch": rec.get("epoch"), "kind": "block",
-                             "index": b, "series": f"block {b}", "cka": c, "drift": None if c is None else 1 - c})
-    df = pd.DataFrame(rows, columns=["global_step", "epoch", "kind", "index", "series", "cka", "drift"])
+            at = {"global_step": rec.get("global_step"), "epoch": rec.get("epoch")}
+            stage_cka = rec.get("stage_cka") or []
+            stage_rel = rec.get("stage_drift_relative") or [None] * len(stage_cka)
+            for s, (c, r) in enumerate(zip(stage_cka, stage_rel)):
+                rows.append(at | {"kind": "stage", "index": s + 1, "series": f"stage {s + 1}", "cka": c,
+                                  "drift": None if c is None else 1 - c, "drift_relative": r})
+            block_cka = rec.get("block_cka") or []
+            block_rel = rec.get("block_drift_relative") or [None] * len(block_cka)
+            for b, c, r in zip(rec.get("blocks") or [], block_cka, block_rel):
+                rows.append(at | {"kind": "block", "index": b, "series": f"block {b}", "cka": c,
+                                  "drift": None if c is None else 1 - c, "drift_relative": r})
+    df = pd.DataFrame(rows, columns=["global_step", "epoch", "kind", "index", "series", "cka", "drift",
+                                     "drift_relative"])
     return df.sort_values(["kind", "index", "global_step"], kind="stable").reset_index(drop=True)
 
 

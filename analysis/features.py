@@ -492,6 +492,18 @@ def extract_features(
                       if model.config.pooling in features else poolings[0])
 
 
+def targets_kind(index) -> str:
+    return "distributions" if index.has_distributions else "labels only"
+
+
+def without_fake_distributions(fs: FeatureSet, index) -> FeatureSet:
+    """Label-only data has no ground-truth distributions (a one-hot "distribution" would make
+    KL the cross-entropy): its ``dists`` become NaN, so distribution metrics are n/a."""
+    if not index.has_distributions:
+        fs.dists = torch.full_like(fs.dists, float("nan"))
+    return fs
+
+
 def _one_hot_or_nan(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     out = torch.full((labels.shape[0], num_classes), float("nan"))
     ok = labels >= 0
@@ -661,11 +673,13 @@ def run_features(
         poolings,
     )
     cache = FeatureCache(cache_dir if cache_dir is not None else run.run_dir / "features")
+    key["targets"] = targets_kind(run.index)
 
     def compute() -> FeatureSet:
-        return extract_features(model, run.dataset(split), poolings=poolings, batch_size=batch_size, device=device,
-                                classnames=run.index.classnames, progress=progress,
-                                desc=f"{which} features ({split})")
+        return without_fake_distributions(
+            extract_features(model, run.dataset(split), poolings=poolings, batch_size=batch_size, device=device,
+                             classnames=run.index.classnames, progress=progress, desc=f"{which} features ({split})"),
+            run.index)
 
     return cached_features(key, compute, cache, refresh=refresh)
 

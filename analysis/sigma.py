@@ -636,14 +636,19 @@ class SigmaSweeper:
 # ---------------------------------------------------------------------------
 
 
+TUNING_SPLITS = ("train", "val", "test")
+
+
 def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | float, out_path: str | os.PathLike,
-                *, checkpoint: str = "best") -> Path:
+                *, checkpoint: str = "best", tuned_on: str | None = None, allow_test: bool = False) -> Path:
     """Write a copy of a checkpoint with σ replaced; the original is never touched.
 
     ``run_or_checkpoint``: a run folder (its ``checkpoints/<checkpoint>.safetensors``) or
     a ``.safetensors`` checkpoint. σ is stored exactly as ``model.set_sigma`` stores it
     (log of the float32 value), so loading the new checkpoint equals ``set_sigma`` on the
-    old one. No backbone is loaded. The JSON records the source and its hash.
+    old one. No backbone is loaded. The JSON records the source, its hash and
+    ``sigma_tuned_on``: the split σ was chosen on (None: not said). A σ chosen on ``test``
+    is a model selected on test data: it is refused unless ``allow_test``.
     """
     import json
 
@@ -654,6 +659,12 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     from cascade.checkpoint import meta_path, read_meta
     from cascade.fileio import atomic_write_text
 
+    if tuned_on is not None and tuned_on not in TUNING_SPLITS:
+        raise ValueError(f"tuned_on: expected one of {TUNING_SPLITS} or None, got {tuned_on!r}")
+    if tuned_on == "test" and not allow_test:
+        raise ValueError("σ was chosen on the test split: a checkpoint saved with it is a model selected on test "
+                         "data, and its test metrics would be optimistic. Tune on val, or confirm explicitly "
+                         "(allow_test=True) to save it marked sigma_tuned_on: test")
     src = find_checkpoint(run_or_checkpoint, checkpoint)
     out = Path(out_path)
     if out.suffix != ".safetensors":
@@ -679,8 +690,10 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     meta["sigma"] = [float(v) for v in state["nga.log_sigma"].exp()]
     extra = dict(meta.get("extra") or {})
     extra["sigma_applied"] = {"from": str(src), "from_sha256": file_sha256(src),
-                              "sigma": [float(v) for v in values], "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                              "sigma": [float(v) for v in values], "tuned_on": tuned_on,
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     meta["extra"] = extra
+    meta["sigma_tuned_on"] = tuned_on
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=st_meta)

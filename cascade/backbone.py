@@ -1,8 +1,10 @@
 """Loading a frozen open_clip backbone, with a clear account of where its weights came from."""
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +44,12 @@ class BackboneInfo:
     patch_size: int
     num_patches: int
     random_weights: bool
-    quick_gelu: bool
+    quick_gelu: bool                     # the activation the blocks really use (read off the model)
     seed: int | None = None
+    # Where quick_gelu came from: setting, model_name (a -quickgelu config), tag,
+    # open_clip_config.json (beside a weights file), assumed (a weights file with neither:
+    # plain GELU was assumed) or default (random weights).
+    quick_gelu_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,8 +143,70 @@ def _unavailable(name: str, tag: str, reason: str, cache_dir: str | None) -> Wei
     )
 
 
+QUICK_GELU_SIDECAR = "open_clip_config.json"
+_warned_assumed: set[str] = set()
+
+
+def uses_quick_gelu(model: torch.nn.Module) -> bool:
+    """Whether the vision tower's MLPs use QuickGELU (what OpenAI's CLIP weights were trained with)."""
+    return any(type(m).__name__ == "QuickGELU" for m in model.visual.modules())
+
+
+def _sidecar_quick_gelu(weights: str) -> bool | None:
+    """``model_cfg.quick_gelu`` of the ``open_clip_config.json`` beside a weights file
+    (Hugging Face open_clip repos ship one), or None when there is none."""
+    path = Path(weights).parent / QUICK_GELU_SIDECAR
+    if not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"pretrained: {path} is not valid JSON ({exc})") from None
+    model_cfg = cfg.get("model_cfg") if isinstance(cfg, dict) else None
+    if not isinstance(model_cfg, dict):
+        raise ValueError(f"pretrained: {path} has no model_cfg mapping")
+    return bool(model_cfg.get("quick_gelu", False))
+
+
+def resolve_quick_gelu(model_name: str, pretrained: str | os.PathLike | None,
+                       quick_gelu: bool | None = None) -> tuple[bool, str]:
+    """Whether a backbone needs QuickGELU, and where that answer comes from.
+
+    In order: a ``*-quickgelu`` model name; an explicit ``quick_gelu``; random weights
+    (plain GELU); an open_clip tag's own flag; the ``open_clip_config.json`` beside a weights
+    file; otherwise plain GELU is *assumed* (a warning names the setting, once per file).
+    Nothing is downloaded or built.
+    """
+    if model_name.endswith("-quickgelu"):
+        if quick_gelu is False:
+            raise ValueError(f"backbone.quick_gelu: false contradicts model_name {model_name!r}, whose config "
+                             "uses QuickGELU; drop one of them")
+        return True, "model_name"
+    if quick_gelu is not None:
+        return bool(quick_gelu), "setting"
+    if pretrained is None or str(pretrained).lower() in ("", "none", "random"):
+        return False, "default"
+    p = str(pretrained)
+    tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, p)
+    if tag_cfg:
+        return bool(tag_cfg.get("quick_gelu", False)), "tag"
+    if os.path.isfile(p):
+        side = _sidecar_quick_gelu(p)
+        if side is not None:
+            return side, QUICK_GELU_SIDECAR
+        key = os.path.abspath(p)
+        if key not in _warned_assumed:
+            _warned_assumed.add(key)
+            print(f"warning: backbone.quick_gelu is not set for the weights file {p} and no {QUICK_GELU_SIDECAR} "
+                  "lies beside it: assuming plain GELU. Weights trained by OpenAI need QuickGELU: set "
+                  "backbone.quick_gelu: true (CLI --quick-gelu) or use a *-quickgelu model name; the run records "
+                  "quick_gelu_source: assumed.", file=sys.stderr, flush=True)
+        return False, "assumed"
+    return False, "setting"
+
+
 def _model_info(model: torch.nn.Module, name: str, pretrained: str | None, random_weights: bool,
-                quick_gelu: bool, seed: int | None) -> BackboneInfo:
+                quick_gelu: bool, seed: int | None, quick_gelu_source: str | None = None) -> BackboneInfo:
     visual = model.visual
     patch = visual.patch_size[0] if isinstance(visual.patch_size, tuple) else int(visual.patch_size)
     image = visual.image_size[0] if isinstance(visual.image_size, tuple) else int(visual.image_size)
@@ -155,6 +223,7 @@ def _model_info(model: torch.nn.Module, name: str, pretrained: str | None, rando
         random_weights=random_weights,
         quick_gelu=quick_gelu,
         seed=seed,
+        quick_gelu_source=quick_gelu_source,
     )
 
 
@@ -175,13 +244,16 @@ def load_backbone(
     ``None``/``"none"`` for random weights drawn from ``seed`` (flagged in ``info``).
     When a tag's weights are neither cached nor reachable this raises
     :class:`WeightsUnavailableError` within ``network_timeout`` seconds.
+    ``quick_gelu`` (None: decide as :func:`resolve_quick_gelu` does) switches the MLP
+    activation; ``info.quick_gelu`` records what the built model uses and
+    ``info.quick_gelu_source`` where that came from.
     """
     register_model_configs()
     if model_name not in open_clip.list_models():
         raise ValueError(f"model_name: unknown open_clip model {model_name!r}; e.g. ViT-B-32, ViT-B-16, {TINY_MODEL}")
     if isinstance(pretrained, str) and pretrained.lower() in ("", "none", "random"):
         pretrained = None
-    force_quick_gelu = bool(quick_gelu)
+    force_quick_gelu, gelu_source = resolve_quick_gelu(model_name, pretrained, quick_gelu)
     weights_path: str | None = None
     tag: str | None = None
     if pretrained is not None:
@@ -189,9 +261,6 @@ def load_backbone(
         tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, p)
         if tag_cfg:
             tag = p
-            if quick_gelu is None:
-                # The openai (and some LAION) tags were trained with QuickGELU.
-                force_quick_gelu = bool(tag_cfg.get("quick_gelu", False))
             weights_path = _cached_weights(tag_cfg, cache_dir)
             if weights_path is None:
                 ok, why = _reachable(tag_cfg, network_timeout)
@@ -231,8 +300,8 @@ def load_backbone(
     tokenizer = open_clip.get_tokenizer(model_name)
     info = _model_info(
         model, model_name, tag or (str(pretrained) if pretrained is not None else None),
-        random_weights=pretrained is None, quick_gelu=force_quick_gelu,
-        seed=seed if pretrained is None else None,
+        random_weights=pretrained is None, quick_gelu=uses_quick_gelu(model),
+        seed=seed if pretrained is None else None, quick_gelu_source=gelu_source,
     )
     return Backbone(model=model, preprocess=preprocess, tokenizer=tokenizer, info=info)
 

@@ -79,6 +79,25 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{mp}: not valid JSON ({exc})") from exc
 
 
+def recorded_quick_gelu(backbone_meta: dict[str, Any]) -> bool | None:
+    """The MLP activation a checkpoint's backbone used: True for QuickGELU, None if unrecorded.
+
+    A ``*-quickgelu`` model name always means QuickGELU (older checkpoints recorded only
+    whether it was forced, False for such names).
+    """
+    if str(backbone_meta.get("name", "")).endswith("-quickgelu"):
+        return True
+    value = backbone_meta.get("quick_gelu")
+    return None if value is None else bool(value)
+
+
+def quick_gelu_setting(backbone_meta: dict[str, Any]) -> bool | None:
+    """What to pass as ``load_backbone(quick_gelu=...)`` to rebuild a checkpoint's backbone."""
+    if str(backbone_meta.get("name", "")).endswith("-quickgelu"):
+        return None   # the name itself switches it on
+    return recorded_quick_gelu(backbone_meta)
+
+
 def compare(meta: dict[str, Any], model) -> list[str]:
     """Human-readable differences between a checkpoint's description and a model."""
     diffs = []
@@ -96,6 +115,11 @@ def compare(meta: dict[str, Any], model) -> list[str]:
     for key in ("name", "depth", "width", "embed_dim", "image_size", "patch_size"):
         if bb.get(key) != cur.get(key):
             diffs.append(f"backbone.{key}: checkpoint {bb.get(key)!r} vs model {cur.get(key)!r}")
+    gelu = recorded_quick_gelu(bb)
+    if gelu is not None and gelu != bool(cur.get("quick_gelu")):
+        diffs.append(f"backbone.quick_gelu: the checkpoint was trained with {'QuickGELU' if gelu else 'GELU'}, "
+                     f"the model uses {'QuickGELU' if cur.get('quick_gelu') else 'GELU'} (set backbone.quick_gelu: "
+                     f"{str(gelu).lower()})")
     if bb.get("random_weights") != cur.get("random_weights") or bb.get("pretrained") != cur.get("pretrained") \
             or (cur.get("random_weights") and bb.get("seed") != cur.get("seed")):
         diffs.append(f"backbone weights: checkpoint {bb.get('pretrained')!r} (random={bb.get('random_weights')}, "
@@ -137,7 +161,8 @@ def load_checkpoint(path: str | os.PathLike, backbone=None, device: str | torch.
         bb = meta["backbone"]
         pretrained = pretrained_override if pretrained_override is not None else (
             None if bb.get("random_weights") else bb.get("pretrained"))
-        backbone = load_backbone(bb["name"], pretrained, device=device, seed=bb.get("seed") or 0)
+        backbone = load_backbone(bb["name"], pretrained, device=device, seed=bb.get("seed") or 0,
+                                 quick_gelu=quick_gelu_setting(bb))
     config = CascadeConfig.model_validate(meta["config"])
     # The classifier's weights come from the checkpoint: skip encoding the class texts.
     from .classifier import TextClassifier

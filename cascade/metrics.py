@@ -39,6 +39,19 @@ METRIC_DIRECTIONS: dict[str, Literal["max", "min"]] = {
 DEFAULT_EPS = 1e-12
 
 
+def format_value(value: Any, spec: str = ".4f") -> str:
+    """A metric for text: ``n/a`` where it does not apply (None, NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def format_metrics(fused: dict[str, Any]) -> str:
+    """One line of the headline metrics, e.g. for the training log."""
+    return (f"acc {format_value(fused.get('accuracy'))}  macro-F1 {format_value(fused.get('macro_f1'))}  "
+            f"UAR {format_value(fused.get('uar'))}  KL {format_value(fused.get('kl'))}")
+
+
 def higher_is_better(name: str) -> bool:
     try:
         return METRIC_DIRECTIONS[name] == "max"

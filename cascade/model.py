@@ -194,6 +194,19 @@ class CascadeCLIP(nn.Module):
             return patch_embed(self.visual, images)
         return self.visual._embeds(images)
 
+    def _as_residual(self, prefix_tokens: torch.Tensor) -> torch.Tensor:
+        """Cached prefix tokens as the direct path would hold them after the prefix.
+
+        Under autocast the residual stream keeps whatever dtype :meth:`forward_prefix`
+        gave it (float32 on CUDA, bfloat16 on CPU), so tokens cached under the same
+        autocast are used as they are: casting them would make cached and uncached logits
+        differ. Without autocast the stream is in the frozen blocks' dtype.
+        """
+        device = prefix_tokens.device.type
+        if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):
+            return prefix_tokens
+        return prefix_tokens.to(self.frozen_dtype)
+
     def forward_prefix(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens after the frozen prefix blocks, [B, 1+N, D]; never needs gradients."""
         fast = self._fast_blocks()
@@ -297,7 +310,7 @@ class CascadeCLIP(nn.Module):
         else:
             if all_blocks:
                 raise ValueError("all_blocks needs images: the prefix blocks' features are not in prefix_tokens")
-            x, start = prefix_tokens.to(self.frozen_dtype), self.frozen_prefix
+            x, start = self._as_residual(prefix_tokens), self.frozen_prefix
         collect = set(range(1, self.depth + 1)) if all_blocks else set(self.feature_blocks)
         raw, ids = self._run_blocks(x, start, collect, poolings or (self.config.pooling,))
         feats = torch.stack(self._norm_features(raw, ids))

@@ -29,8 +29,10 @@ def preprocess_for(model) -> Callable[[Image.Image], torch.Tensor]:
 
 def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "best", model_name: str | None = None,
                    pretrained: str | None = "openai", classes: Sequence[str] | None = None,
-                   preset: str = "zeroshot", device: str | torch.device = "cpu", seed: int = 0) -> Predictor:
-    """A run's checkpoint, or zero-shot CLIP (``model_name``/``pretrained``) for ``classes``."""
+                   preset: str = "zeroshot", device: str | torch.device = "cpu", seed: int = 0,
+                   quick_gelu: bool | None = None) -> Predictor:
+    """A run's checkpoint, or zero-shot CLIP (``model_name``/``pretrained``, ``quick_gelu`` as
+    :func:`cascade.backbone.load_backbone` takes it) for ``classes``."""
     if run is not None:
         from .evaluate import load_run_model
         model, cfg = load_run_model(run, checkpoint, device)
@@ -40,10 +42,12 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
         from .config import CascadeConfig
         from .data import EMOTION6_CLASSES
         from .model import build_model
-        backbone = load_backbone(model_name or "ViT-B-32", pretrained, device=device, seed=seed)
+        backbone = load_backbone(model_name or "ViT-B-32", pretrained, device=device, seed=seed, quick_gelu=quick_gelu)
         torch.manual_seed(seed)
         model = build_model(backbone, list(classes or EMOTION6_CLASSES), CascadeConfig.from_preset(preset))
-        source = f"{backbone.info.name} / {backbone.info.pretrained or 'random'} ({preset})"
+        gelu = "QuickGELU" if backbone.info.quick_gelu else "GELU"
+        source = (f"{backbone.info.name} / {backbone.info.pretrained or 'random'} ({preset}, {gelu}"
+                  f"{', assumed' if backbone.info.quick_gelu_source == 'assumed' else ''})")
     model.eval()
     return Predictor(model, preprocess_for(model), source, bool(model.backbone_info.random_weights))
 

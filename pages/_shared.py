@@ -40,12 +40,12 @@ def downloader(model_name: str, pretrained: str) -> Downloader:
 
 
 @st.cache_resource(show_spinner="Loading the backbone…", max_entries=4)
-def get_backbone(name: str, pretrained: str | None, seed: int, device: str):
+def get_backbone(name: str, pretrained: str | None, seed: int, device: str, quick_gelu: bool | None = None):
     import logging
 
     from cascade import load_backbone
     logging.getLogger().setLevel(logging.ERROR)
-    return load_backbone(name, pretrained, device=device, seed=seed, network_timeout=3.0)
+    return load_backbone(name, pretrained, device=device, seed=seed, network_timeout=3.0, quick_gelu=quick_gelu)
 
 
 @st.cache_resource(show_spinner="Building the model (class texts are encoded once, then cached on disk)…",
@@ -62,7 +62,7 @@ def get_checkpoint_model(path: str, mtime: float, device: str):  # noqa: ARG001 
     from cascade.checkpoint import read_meta
     from cascade.dashboard.models import BackboneSpec, load_run_checkpoint
     spec = BackboneSpec.from_meta(read_meta(path))
-    backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device)
+    backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device, spec.quick_gelu)
     return load_run_checkpoint(path, backbone)
 
 

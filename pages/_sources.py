@@ -48,7 +48,8 @@ def load_run_from_model(checkpoint: Path, model):
 
 def untrained_features(model, data, split: str, *, all_blocks: bool = False, poolings=None):
     """Cached per-block features of an untrained model on the sidebar data's ``split``."""
-    from analysis.features import data_key, extract_features, feature_key, cached_features, model_key
+    from analysis.features import (cached_features, data_key, extract_features, feature_key, model_key, targets_kind,
+                                   without_fake_distributions)
     from cascade.data import EmotionDataset
     from cascade.predict import preprocess_for
 
@@ -61,9 +62,10 @@ def untrained_features(model, data, split: str, *, all_blocks: bool = False, poo
     key = feature_key(model_key(model), data_key(data.config, data.index, split, keys,
                                                  transform=f"eval:{model.backbone_info.image_size}"), poolings)
     key["all_blocks"] = bool(all_blocks)
-    return cached_features(key, lambda: extract_features(model, dataset, poolings=poolings, all_blocks=all_blocks,
-                                                         batch_size=64, progress=False,
-                                                         classnames=data.classnames))
+    key["targets"] = targets_kind(data.index)
+    return cached_features(key, lambda: without_fake_distributions(
+        extract_features(model, dataset, poolings=poolings, all_blocks=all_blocks, batch_size=64, progress=False,
+                         classnames=data.classnames), data.index))
 
 
 @dataclass
@@ -113,8 +115,10 @@ def sigma_bundle(model, features, *, label: str, checkpoint: Path | None, split:
                        learned=[float(v) for v in model.sigma().detach().cpu()])
 
 
-def save_sigma_checkpoint(checkpoint: Path, sigmas: list[float], name: str) -> Path:
-    """Write ``<run>/checkpoints/<name>.safetensors``: the checkpoint with σ replaced."""
+def save_sigma_checkpoint(checkpoint: Path, sigmas: list[float], name: str, tuned_on: str,
+                          allow_test: bool = False) -> Path:
+    """Write ``<run>/checkpoints/<name>.safetensors``: the checkpoint with σ replaced, recording
+    the split σ was tuned on (a σ tuned on test needs ``allow_test``)."""
     from analysis.sigma import apply_sigma
     from cascade.dashboard.runs import sanitize_run_name
 
@@ -124,7 +128,7 @@ def save_sigma_checkpoint(checkpoint: Path, sigmas: list[float], name: str) -> P
     out = checkpoint.parent / f"{clean}.safetensors"
     if out.exists():
         raise ValueError(f"{out.name} already exists; choose another name")
-    return apply_sigma(checkpoint, sigmas, out)
+    return apply_sigma(checkpoint, sigmas, out, tuned_on=tuned_on, allow_test=allow_test)
 
 
 def source_id(source: str | Path) -> str:

@@ -45,15 +45,16 @@ pool = {r.name: r for r in runs}
 for ab in ablations:
     for r in ab.runs:
         pool[f"{ab.name}/{r.name}"] = r
-complete = [name for name, r in pool.items() if r.status == "complete"]
+complete = [name for name, r in pool.items() if r.test]
 if not complete:
-    st.info("Per-stage metrics appear once a run has finished (its eval.json exists).")
+    st.info("Per-stage metrics appear once a run has been evaluated (its eval.json exists).")
 else:
     picked = st.multiselect("Runs", complete, default=complete[: min(3, len(complete))])
     rows = []
     for name in picked:
+        label = name if not pool[name].partial else f"{name} (partial: {pool[name].state_label})"
         for row in stage_table(pool[name]):
-            rows.append({**row, "run": name})
+            rows.append({**row, "run": label})
     if rows:
         df = pd.DataFrame(rows)
         cols = {c: st.column_config.NumberColumn(format="%.4f") for c in df.columns if df[c].dtype.kind == "f"}

@@ -118,10 +118,17 @@ else:
     name = c1.text_input("New checkpoint name", key="sigma_save_name",
                          help=f"Written next to {bundle.checkpoint.name}; the original is never changed.")
     c2.write("")
-    if c2.button("Save as new checkpoint", icon=":material/save:", type="primary"):
+    confirmed = True
+    if split == "test":
+        st.warning("This σ was chosen on the **test** split. A checkpoint saved with it is a model selected on test "
+                   "data: its test metrics are optimistic and must not be reported as held-out results. Tune on "
+                   "val instead.", icon=":material/warning:")
+        confirmed = st.checkbox("Save anyway, marked `sigma_tuned_on: test` (Compare flags it)",
+                                key="sigma_save_test_ok")
+    if c2.button("Save as new checkpoint", icon=":material/save:", type="primary", disabled=not confirmed):
         try:
-            out = save_sigma_checkpoint(bundle.checkpoint, sigmas, name)
+            out = save_sigma_checkpoint(bundle.checkpoint, sigmas, name, tuned_on=split, allow_test=confirmed)
         except Exception as exc:  # noqa: BLE001
             st.error(f"Not saved: {exc}")
         else:
-            st.success(f"Saved `{out}` with σ = {', '.join(f'{v:.4g}' for v in sigmas)}.")
+            st.success(f"Saved `{out}` with σ = {', '.join(f'{v:.4g}' for v in sigmas)} (tuned on {split}).")

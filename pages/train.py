@@ -128,10 +128,10 @@ live = job is not None and job.alive
 def monitor() -> None:
     job = reg.get(run_dir.name)
     p = read_progress(run_dir)
-    state = job.state if job is not None else ("finished" if p.done else "not running")
+    state = job.state if job is not None else (p.state.state if p.done else "not running")
     label = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
-             "failed": "FAILED", "not running": "not running (no worker in this dashboard)"}[state]
-    st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%}")
+             "failed": "FAILED", "killed": "killed", "not running": "not running (no worker in this dashboard)"}[state]
+    st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%} of the planned steps")
     st.markdown(f"Current: {p.describe()}")
     if job is not None and job.alive:
         c1, c2, _ = st.columns([1, 1, 4])
@@ -163,10 +163,14 @@ def monitor() -> None:
             st.caption("after the first epoch…")
     if p.done and p.test:
         fused = (p.test or {}).get("fused") or {}
+        if p.partial:
+            st.warning(f"Partial run ({p.state.label()}): these test metrics describe a run that did not reach its "
+                       "last epoch.", icon=":material/warning:")
         cols = st.columns(4)
         for col, m in zip(cols, ("accuracy", "macro_f1", "uar", "kl")):
-            if isinstance(fused.get(m), (int, float)):
-                col.metric(f"test {m}", f"{fused[m]:.4f}")
+            value = fused.get(m)
+            col.metric(f"test {m}" + (" (partial)" if p.partial else ""),
+                       f"{value:.4f}" if isinstance(value, (int, float)) else "n/a")
     if live and (job is None or not job.alive):
         st.rerun(scope="app")  # the worker ended: one full rerun switches to the static view
 

@@ -17,7 +17,14 @@ def register(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--methods", default=ALL, help=f"comma-separated (default: {ALL})")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds: train.seed, +1, +2, ... (default 3)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default <runs_dir>/ablate-<time>); reruns reuse finished runs")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <runs_dir>/ablate-<time>); a rerun reuses a "
+                                                "finished run only when its config and split are unchanged, and "
+                                                "resumes an unfinished one")
+    p.add_argument("--force", action="store_true",
+                   help="retrain runs whose config or split changed (their old folders move to OUT/superseded/); "
+                        "without it such runs stop the ablation with the keys that differ")
+    p.add_argument("--split-per-seed", action="store_true",
+                   help="give seed k its own split (data.split_seed + k), so the std includes split variance")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=handle)
 
@@ -38,7 +45,8 @@ def _ablate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--{exc}") from None
     base = load_run_config(args.config, args.overrides)
-    result = run_ablation(base, methods, args.seeds, args.out, quiet=args.quiet)
+    result = run_ablation(base, methods, args.seeds, args.out, quiet=args.quiet, force=args.force,
+                          split_per_seed=args.split_per_seed)
     print(result.markdown)
     print(f"wrote {result.csv_path} and {result.markdown_path}")
     return 0

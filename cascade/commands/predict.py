@@ -20,6 +20,10 @@ def register(subparsers) -> None:
     p.add_argument("--pretrained", default="openai", metavar="TAG|PATH|none",
                    help="weights for --model (default openai; none = random weights)")
     p.add_argument("--classes", metavar="A,B,...", help="class names for --model (default: the Emotion6 classes)")
+    p.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
+                   help="QuickGELU in the --model's blocks (OpenAI weights need it); default: from the tag, a "
+                        "*-quickgelu model name or the open_clip_config.json beside a weights file, else GELU "
+                        "with a warning")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (--pretrained none)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -40,13 +44,14 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
         predictor = load_predictor(model_name=args.model or "ViT-B-32", pretrained=args.pretrained, classes=classes,
-                                   device=args.device, seed=args.seed)
+                                   device=args.device, seed=args.seed, quick_gelu=args.quick_gelu)
     results = predict_images(predictor.model, predictor.preprocess, args.images, device=args.device)
     failed = [r for r in results if not r["ok"]]
     for r in failed:
         print(f"cascade predict: error: {r['error']}", file=sys.stderr)
     if args.json:
         payload = {"source": predictor.source, "random_weights": predictor.random_weights,
+                   "backbone": predictor.model.backbone_info.to_dict(),
                    "classnames": list(predictor.model.classnames), "results": results}
         if predictor.random_weights:
             payload["warning"] = RANDOM_WEIGHTS_NOTE

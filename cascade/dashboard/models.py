@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..backbone import Backbone, load_backbone
-from ..checkpoint import CheckpointError, load_checkpoint, read_meta
+from ..checkpoint import CheckpointError, load_checkpoint, quick_gelu_setting, read_meta
 from ..classifier import TextClassifier, text_class_embeddings
 from ..config import CascadeConfig
 from ..fileio import atomic_path
@@ -90,21 +90,25 @@ class BackboneSpec:
     name: str
     pretrained: str | None
     seed: int
+    quick_gelu: bool | None = None    # None: as load_backbone decides (tag, open_clip_config.json, ...)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "BackboneSpec":
         bb = meta.get("backbone", {})
         random = bool(bb.get("random_weights"))
-        return cls(bb.get("name", "ViT-B-32"), None if random else bb.get("pretrained"), int(bb.get("seed") or 0))
+        return cls(bb.get("name", "ViT-B-32"), None if random else bb.get("pretrained"), int(bb.get("seed") or 0),
+                   quick_gelu_setting(bb))
 
     @classmethod
     def of(cls, backbone: Backbone) -> "BackboneSpec":
         info = backbone.info
-        return cls(info.name, None if info.random_weights else info.pretrained, int(info.seed or 0))
+        return cls(info.name, None if info.random_weights else info.pretrained, int(info.seed or 0),
+                   quick_gelu_setting(info.to_dict()))
 
 
 def load_spec_backbone(spec: BackboneSpec, device: str = "cpu", network_timeout: float = 3.0) -> Backbone:
-    return load_backbone(spec.name, spec.pretrained, device=device, seed=spec.seed, network_timeout=network_timeout)
+    return load_backbone(spec.name, spec.pretrained, device=device, seed=spec.seed, network_timeout=network_timeout,
+                         quick_gelu=spec.quick_gelu)
 
 
 def load_run_checkpoint(path: str | os.PathLike, backbone: Backbone) -> CascadeCLIP:

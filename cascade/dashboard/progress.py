@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..train.runstate import RunState, read_run_state
 from .runs import read_json, read_metrics
 
 
@@ -25,20 +26,30 @@ class Progress:
     images_per_s: float | None = None
     random_weights: bool | None = None
     sizes: dict[str, int] = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)
+
+    @property
+    def partial(self) -> bool:
+        return self.state.partial
 
     @property
     def fraction(self) -> float:
-        if self.done:
+        """Share of the planned steps taken: a stopped run shows where it stopped, not 100 %."""
+        if self.state.state == "finished":
             return 1.0
         if self.total_steps <= 0:
             return 0.0
         return max(0.0, min(1.0, self.global_step / self.total_steps))
 
     def describe(self) -> str:
+        if self.state.state == "finished":
+            return f"finished — best epoch {self.best_epoch}" if self.best_epoch else "finished"
+        if self.done:
+            best = (f"; best checkpoint from epoch {self.best_epoch}" if self.best_epoch
+                    else "; no epoch ended, so no checkpoint was selected on val")
+            return f"{self.state.label()} — its metrics are partial{best}"
         if not self.started:
             return "starting (loading data and backbone)…"
-        if self.done:
-            return f"done — best epoch {self.best_epoch}" if self.best_epoch else "done"
         stages = ",".join(str(s) for s in self.phase_stages)
         speed = f", {self.images_per_s:.1f} img/s" if self.images_per_s else ""
         return (f"phase **{self.phase or '?'}** (stages {stages or '?'}), epoch {self.epoch}, "
@@ -87,9 +98,12 @@ def read_progress(run_dir: str | Path) -> Progress:
         elif kind == "test":
             p.test = rec.get("metrics")
             p.best_epoch = rec.get("best_epoch", p.best_epoch)
+    p.state = read_run_state(run_dir)
+    p.done = p.state.state in ("finished", "stopped", "failed", "killed")
+    if p.state.global_step is not None:
+        p.global_step = max(p.global_step, int(p.state.global_step))
     report = read_json(run_dir / "eval.json")
     if isinstance(report, dict):
-        p.done = True
         p.best_epoch = report.get("best_epoch", p.best_epoch)
         p.test = report.get("test") or p.test
     return p

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from ..train.runstate import read_run_state
+
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 SUMMARY_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
 
@@ -111,7 +113,9 @@ class RunSummary:
     backbone: str = "?"
     random_weights: bool | None = None
     data: str = "?"
-    status: str = "incomplete"      # complete | running | incomplete | empty
+    status: str = "unknown"         # a run state (cascade.train.runstate) or "empty"
+    state_label: str = ""           # e.g. "stopped at epoch 1, step 33/44"
+    partial: bool = True            # metrics of anything but a finished run describe a partial run
     epochs_done: int = 0
     epochs_total: int | None = None
     best_epoch: int | None = None
@@ -120,6 +124,7 @@ class RunSummary:
     test: dict[str, float | None] = field(default_factory=dict)
     test_stages: list[dict[str, float | None]] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
+    tuned_on_test: list[str] = field(default_factory=list)   # checkpoints whose σ was chosen on test
     modified: float = 0.0
 
     def checkpoint(self, which: str = "best") -> Path | None:
@@ -130,7 +135,7 @@ class RunSummary:
         """One flat table row (fused val/test metrics, per-stage test accuracy)."""
         r: dict[str, Any] = {
             "run": self.name, "method": self.method, "stages": self.stages, "backbone": self.backbone,
-            "data": self.data, "status": self.status,
+            "data": self.data, "status": self.state_label or self.status,
             "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
             "best epoch": self.best_epoch,
         }
@@ -140,6 +145,7 @@ class RunSummary:
             r[f"test {k}"] = self.test.get(k)
         for s, m in enumerate(self.test_stages):
             r[f"test stage{s + 1} accuracy"] = m.get("accuracy")
+        r["flags"] = f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else ""
         r["modified"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else ""
         return r
 
@@ -181,8 +187,9 @@ def summarize_run(path: Path) -> RunSummary:
         s.best_epoch = int(best[-1].get("epoch") or 0)
         s.val = _pick((best[-1].get("metrics") or {}).get("fused"))
     report = read_json(path / "eval.json")
+    state = read_run_state(path)
+    s.status, s.state_label, s.partial = state.state, state.label(), state.partial
     if isinstance(report, dict):
-        s.status = "complete"
         s.best_epoch = report.get("best_epoch", s.best_epoch)
         s.select_metric = report.get("select_metric", s.select_metric)
         val, test = report.get("val") or {}, report.get("test") or {}
@@ -198,12 +205,19 @@ def summarize_run(path: Path) -> RunSummary:
     ck = path / "checkpoints"
     if ck.is_dir():
         s.checkpoints = sorted(p.stem for p in ck.glob("*.safetensors") if not p.name.endswith(".train.safetensors"))
+        s.tuned_on_test = [n for n in s.checkpoints if n not in ("best", "last") and sigma_tuned_on(ck / n) == "test"]
     try:
         s.modified = max((p.stat().st_mtime for p in (path / "metrics.jsonl", path / "eval.json", path / "config.yaml")
                           if p.exists()), default=path.stat().st_mtime)
     except OSError:
         s.modified = 0.0
     return s
+
+
+def sigma_tuned_on(checkpoint: Path) -> str | None:
+    """The split a checkpoint's σ was chosen on (σ tuner / ``apply_sigma``), from its JSON."""
+    meta = read_json(Path(checkpoint).with_suffix(".json"))
+    return meta.get("sigma_tuned_on") if isinstance(meta, dict) else None
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
@@ -245,7 +259,7 @@ def checkpoint_choices(runs: list[RunSummary]) -> list[tuple[str, Path]]:
         for n in names:
             p = r.path / "checkpoints" / f"{n}.safetensors"
             if p.is_file():
-                out.append((f"{r.name} · {n}", p))
+                out.append((f"{r.name} · {n}" + (" (σ tuned on TEST)" if n in r.tuned_on_test else ""), p))
     return out
 
 

@@ -38,6 +38,7 @@ class StopWhenAsked:
             self.request("the dashboard that started this run has exited")
         if self.requested:
             state.should_stop = True
+            state.stop_reason = self.reason
 
     on_train_start = _check
     on_step_end = _check

@@ -183,7 +183,9 @@ def build_prefix_cache(model, source: ImageSource, device: torch.device, batch_s
     for batch in source.iterate(batches, 0):
         images = batch["image"].to(device, non_blocking=True)
         p = model.forward_prefix(images)
-        chunks.append(p.cpu())   # the backbone's dtype: a bf16 backbone halves the cache
+        # Stored in the residual stream's own dtype (a bf16 backbone halves the cache; under
+        # autocast it is what the uncached forward holds after the prefix).
+        chunks.append(p.cpu())
         if with_frozen:
             frozen.append(frozen_embedding(model, prefix=p).float().cpu())
         labels.append(batch["label"])

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..losses import LossWeights, cascade_loss
-from ..metrics import EmotionMetrics
+from ..metrics import DISTRIBUTION_METRICS, EmotionMetrics
 from .batches import shard_positions
 from .distributed import DistContext
 
@@ -30,22 +30,28 @@ def model_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch
     return {"images": batch["image"].to(device, non_blocking=True)}
 
 
-def metrics_summary(m: EmotionMetrics) -> dict[str, Any]:
+def metrics_summary(m: EmotionMetrics, has_distributions: bool = True) -> dict[str, Any]:
+    """Metrics as plain numbers. Without ground-truth distributions (label-only data, whose
+    "distribution" is one-hot) the distribution metrics do not apply: they are None (JSON
+    null, "n/a" in tables), never a number that is only the cross-entropy in disguise."""
     out: dict[str, Any] = dict(m.compute())
     out["num_samples"] = int(out["num_samples"])
+    if not has_distributions:
+        out.update({k: None for k in DISTRIBUTION_METRICS})
     return out
 
 
 @torch.no_grad()
 def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx: DistContext | None = None,
                    amp: str = "none", stages: bool = True, loss_weights: LossWeights | None = None,
-                   has_distributions: bool = True, label_smoothing: float = 0.0,
-                   progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+                   has_distributions: bool = True, progress: bool = False, desc: str = "eval") -> dict[str, Any]:
     """Metrics of ``model`` on every item of ``source``.
 
     Returns ``{"fused": {...}, "stages": [{...}, ...], "confusion": [[...]],
     "per_class_recall": [...], "num_samples": n}``; ``fused`` also holds ``loss`` (the
-    training objective's mean) when ``loss_weights`` is given.
+    training objective's mean, against the same targets as training) when ``loss_weights``
+    is given. ``has_distributions=False`` (label-only data) makes the distribution
+    metrics None.
     """
     ctx = ctx or DistContext()
     n_classes = len(model.classnames)
@@ -75,9 +81,8 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
                     from .data import frozen_embedding
                     frozen = frozen_embedding(model, **({"images": batch["image"].to(device)} if "image" in batch
                                                         else {"prefix": batch["prefix"].to(device)}))
-                terms = cascade_loss(out, labels, dists if has_distributions else None, loss_weights,
-                                     frozen_embedding=None if frozen is None else frozen.to(device),
-                                     smoothing=label_smoothing)
+                terms = cascade_loss(out, labels, dists, loss_weights,
+                                     frozen_embedding=None if frozen is None else frozen.to(device))
                 loss_sum[0] += float(terms["total"]) * labels.shape[0]
                 loss_sum[1] += labels.shape[0]
     finally:
@@ -88,10 +93,10 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
         for m in per_stage:
             m.sync(device=device)
         loss_sum = ctx.all_reduce_(loss_sum.to(device)).cpu()
-    result: dict[str, Any] = {"fused": metrics_summary(fused)}
+    result: dict[str, Any] = {"fused": metrics_summary(fused, has_distributions)}
     if loss_weights is not None:
         result["fused"]["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else math.nan
-    result["stages"] = [metrics_summary(m) for m in per_stage]
+    result["stages"] = [metrics_summary(m, has_distributions) for m in per_stage]
     result["confusion"] = fused.confusion()
     result["per_class_recall"] = fused.per_class_recall()
     result["num_samples"] = fused.num_samples
@@ -106,5 +111,7 @@ def metric_value(metrics: dict[str, Any], name: str) -> float:
         stages = metrics.get("stages") or []
         if not 0 <= s < len(stages):
             raise KeyError(f"select_metric {name!r}: the model has {len(stages)} stage(s) with metrics")
-        return float(stages[s][key])
-    return float(metrics["fused"][name])
+        value = stages[s][key]
+    else:
+        value = metrics["fused"][name]
+    return math.nan if value is None else float(value)

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..fileio import atomic_path
-from ..metrics import EmotionMetrics
-from .evaluation import metrics_summary
+from ..metrics import EmotionMetrics, format_metrics
+from .evaluation import metric_value, metrics_summary
 from .runfolder import EVAL, write_json
 
 PROBE_FILE = "linear_probe.safetensors"
@@ -79,11 +79,12 @@ def extract(backbone, source, device: torch.device, batch_size: int) -> tuple[np
     return torch.cat(feats).numpy(), torch.cat(labels).numpy(), torch.cat(dists).numpy()
 
 
-def probe_metrics(probs: np.ndarray, labels: np.ndarray, dists: np.ndarray, num_classes: int) -> dict[str, Any]:
+def probe_metrics(probs: np.ndarray, labels: np.ndarray, dists: np.ndarray, num_classes: int,
+                  has_distributions: bool = True) -> dict[str, Any]:
     m = EmotionMetrics(num_classes, inputs="probs")
     if len(labels):
         m.update(probs, labels, dists)
-    return {"fused": metrics_summary(m), "stages": [], "confusion": m.confusion(),
+    return {"fused": metrics_summary(m, has_distributions), "stages": [], "confusion": m.confusion(),
             "per_class_recall": m.per_class_recall(), "num_samples": m.num_samples}
 
 
@@ -102,14 +103,15 @@ def run_linear_probe(tr) -> Path:
         vx, vy = tx, ty  # no validation split: C picked on train (reported in eval.json)
     probe = fit_linear_probe(tx, ty, vx, vy, num_classes=C)
     head = LinearProbeHead.from_sklearn(probe.model, C)
-    results = {k: probe_metrics(head.predict_proba(x), y, d, C) for k, (x, y, d) in data.items() if k != "train"}
+    results = {k: probe_metrics(head.predict_proba(x), y, d, C, tr.has_dist) for k, (x, y, d) in data.items()
+               if k != "train"}
     s = tr.state
     s.val_metrics, s.test_metrics = results["val"], results["test"]
-    s.best_value = float(results["val"]["fused"].get(tr.metric_name, float("nan"))) \
-        if tr.metric_name in results["val"]["fused"] else None
+    s.best_value = metric_value(results["val"], tr.metric_name) if tr.metric_name in results["val"]["fused"] else None
     meta = {"num_classes": C, "C": probe.C, "val_accuracy": probe.val_accuracy,
             "searched": {str(k): v for k, v in probe.searched.items()}, "classnames": tr.data.classnames,
             "backbone": tr.backbone.info.to_dict()}
+    tr.run_state.closing("finished")
     if tr.ctx.is_main:
         head.save(tr.folder.checkpoints / PROBE_FILE, meta)
         tr.metrics_log.write({"kind": "eval", "split": "val", "epoch": 0, "global_step": 0, "metrics": results["val"],
@@ -118,9 +120,8 @@ def run_linear_probe(tr) -> Path:
                               "metrics": results["test"]})
         write_json(tr.folder / EVAL, tr.report(results["val"], results["test"], checkpoint="linear_probe",
                                                linear_probe={"C": probe.C, "searched": meta["searched"]}))
-    f = results["test"]["fused"]
-    tr.say(f"linear probe (C={probe.C}): test acc {f['accuracy']:.4f}  macro-F1 {f['macro_f1']:.4f}  "
-           f"UAR {f['uar']:.4f}  KL {f['kl']:.4f}")
+    tr.run_state.flush()
+    tr.say(f"linear probe (C={probe.C}): test {format_metrics(results['test']['fused'])}")
     tr.say(f"run folder: {tr.folder.path}")
     tr._callbacks("on_train_end")
     return tr.folder.path

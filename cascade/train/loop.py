@@ -18,6 +18,7 @@ import torch
 from ..backbone import load_backbone
 from ..checkpoint import load_into, save_checkpoint
 from ..losses import LossWeights, cascade_loss
+from ..metrics import format_metrics
 from ..methods import METHODS
 from ..model import build_model, compile_model
 from .batches import num_batches, rank_batches
@@ -27,12 +28,15 @@ from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .run_config import RunConfig, load_run_config, metric_direction
+from .learned import learned_parameters, nga_now, sigma_warning
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
                         environment, write_json)
-from .schedule import PhaseInfo, TrainableSets, apply_phase, lr_factor, phase_for_epoch
+from .runstate import StateWriter
+from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .state import capture_rng, load_train_state, restore_rng, save_train_state
 
 RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
+PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,6 +79,7 @@ class TrainState:
     best_epoch: int | None = None   # 1-based epoch of the best checkpoint
     test_metrics: dict[str, Any] | None = None
     should_stop: bool = False
+    stop_reason: str | None = None   # set with should_stop: why the run stopped early
     rank: int = 0
     world_size: int = 1
     batch: dict[str, Any] | None = None   # the last batch (CPU tensors), for analysis hooks
@@ -100,7 +105,7 @@ def _seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, config: RunConfig, folder: RunFolder, *, callbacks: Iterable[Any] = (), quiet: bool = False,
-                 ctx: DistContext | None = None, resume: bool = False):
+                 ctx: DistContext | None = None, resume: bool = False, restart: bool = False):
         self.config = config
         self.folder = folder
         self.callbacks = list(callbacks)
@@ -119,7 +124,8 @@ class Trainer:
         _seed_everything(tc.seed)
 
         # ---- data
-        splits_file = folder / SPLITS if resume else None
+        # A resumed or restarted run keeps the split it was given.
+        splits_file = folder / SPLITS if resume or (restart and (folder / SPLITS).is_file()) else None
         self.data: DataBundle = load_data(config.data, splits_file)
         self.has_dist = self.data.index.has_distributions
 
@@ -127,6 +133,11 @@ class Trainer:
         bb = config.backbone
         self.backbone = load_backbone(bb.model_name, bb.pretrained, device=self.device, seed=bb.seed,
                                       quick_gelu=bb.quick_gelu)
+        if bb.quick_gelu is None and not bb.model_name.endswith("-quickgelu"):
+            # config.yaml records the activation the run really used, so every reload builds the same
+            # backbone even if the tag's default or the weights file's open_clip_config.json changes.
+            config = self.config = config.model_copy(deep=True)
+            config.backbone.quick_gelu = self.backbone.info.quick_gelu
         _seed_everything(tc.seed)
         self.model = build_model(self.backbone, self.data.classnames, config.model_config_for_method())
         # The linear probe runs open_clip's encode_image, whose float32 ln_post/proj would
@@ -141,12 +152,16 @@ class Trainer:
 
         # ---- run folder (rank 0 writes)
         self.metrics_log = MetricsLog(folder / METRICS, enabled=self.ctx.is_main)
+        if restart:
+            self.metrics_log.truncate(0)
         if not resume and self.ctx.is_main:
-            folder.create()
+            if not restart:
+                folder.create()
             atomic_write_text(folder.config, config.to_yaml())
             save_split_file(folder / SPLITS, self.data)
             self.data.index.report.write(folder / DATA_REPORT)
             write_json(folder / ENV, environment(self.device, self.amp, self.ctx.world_size))
+        self.run_state = StateWriter(folder.path, enabled=self.ctx.is_main)
         self.ctx.barrier()
 
         # ---- sources
@@ -157,7 +172,8 @@ class Trainer:
         self.cache_bytes, self.cache_device = 0, None
         if tc.cache_prefix and self.method.trains and not self.method.linear_probe:
             t0 = time.perf_counter()
-            with autocast_context(self.device, "none"):
+            # Under the training autocast, so cached tokens are what the direct path computes (bit for bit).
+            with autocast_context(self.device, self.amp):
                 self.sources = {k: build_prefix_cache(self.model, s, self.device, tc.eval_bs(),
                                                       with_frozen=self.loss_weights.distill > 0)
                                 for k, s in self.sources.items()}
@@ -170,7 +186,9 @@ class Trainer:
             self.cache_bytes = nbytes
 
         # ---- schedule and optimiser
-        self.sets = TrainableSets.from_model(self.model)
+        self.sets = TrainableSets.from_model(self.model, tc.recipe)
+        self._masks: dict[str, torch.Tensor] = {}
+        self.nga_init = nga_now(self.model)
         self.optimizer, self.named_params = build_optimizer(self.model, tc, self.sets.capable)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
         n_train = len(self.data.splits["train"])
@@ -236,7 +254,7 @@ class Trainer:
     def _eval(self, split: str, desc: str | None = None) -> dict[str, Any]:
         return evaluate_model(self.model, self.sources[split], device=self.device, batch_size=self.tc.eval_bs(),
                               ctx=self.ctx, amp=self.amp, stages=self.tc.eval_stages, loss_weights=self.loss_weights,
-                              has_distributions=self.has_dist, label_smoothing=self.tc.loss.label_smoothing,
+                              has_distributions=self.has_dist,
                               progress=not self.quiet and self.ctx.is_main, desc=desc or split)
 
     def _better(self, value: float) -> bool:
@@ -322,6 +340,12 @@ class Trainer:
         if self.tc.frozen_dtype != "fp32" or self.tc.compile != "none":
             self.say(f"frozen backbone in {self.tc.frozen_dtype}; torch.compile: {self.tc.compile}"
                      + (f" ({self.tc.compile_backend})" if self.tc.compile != "none" else ""))
+        if not self.has_dist:
+            self.say(f"note: the data has labels only, so the distribution metrics (KL, Chebyshev, Clark, Canberra, "
+                     f"cosine, intersection) are n/a, and with one-hot targets KL(p‖q) is the cross-entropy: the "
+                     f"dual-task loss is (1 + λ_dist)·CE = {1 + self.loss_weights.lambda_dist:g}·CE"
+                     + (f" (targets smoothed by data.label_smoothing={self.config.data.label_smoothing:g})"
+                        if self.config.data.label_smoothing else "") + " plus α·consistency")
         if self.cache_seconds:
             self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s "
                      f"({self.cache_bytes / 2**20:.0f} MiB, in {'host' if self.cache_device.type == 'cpu' else 'GPU'} "
@@ -332,7 +356,12 @@ class Trainer:
                                     "steps_per_epoch": self.steps_per_epoch, "total_steps": s.total_steps,
                                     "sizes": self.data.sizes(), "random_weights": self.random_weights,
                                     "prefix_cache": bool(self.tc.cache_prefix and self.method.trains),
-                                    "frozen_dtype": self.tc.frozen_dtype, "compile": self.tc.compile})
+                                    "frozen_dtype": self.tc.frozen_dtype, "compile": self.tc.compile,
+                                    "recipe": self.tc.recipe, "lr": self.tc.learning_rates(),
+                                    "targets": "distributions" if self.has_dist else "labels only",
+                                    **{f"{k}_init": v for k, v in self.nga_init.items()}})
+        self.run_state.start(epoch=self.start_epoch + 1, step=self.start_step, steps_per_epoch=self.steps_per_epoch,
+                             global_step=s.global_step, total_steps=s.total_steps)
         self._callbacks("on_train_start")
         if self.method.linear_probe:
             return self._linear_probe()
@@ -360,6 +389,7 @@ class Trainer:
         phase = phase_for_epoch(epoch, tc.epochs, self.model.num_stages)
         s.phase = phase
         names = self.sets.names_for(self.model, phase)
+        self._masks = self.sets.masks_for(self.model, phase)
         counts = apply_phase(self.model, names)
         self._new_phase_graphs(frozenset(names))
         active = [p for n, p in self.named_params.items() if n in names]
@@ -367,7 +397,7 @@ class Trainer:
             self.metrics_log.write({"kind": "phase", "phase": phase.name, "epoch": epoch + 1,
                                     "stages": [x + 1 for x in sorted(phase.active_stages)],
                                     "trainable": counts, "global_step": s.global_step})
-        self.say(f"epoch {epoch + 1}/{self.total_epochs}: {phase.describe()}, "
+        self.say(f"epoch {epoch + 1}/{self.total_epochs}: {self.sets.describe(self.model, phase)}, "
                  f"{sum(counts.values())} trainable parameters")
         self.model.train()
         self.model.visual.eval()
@@ -397,7 +427,8 @@ class Trainer:
                     self.metrics_log.write({"kind": "step", "phase": phase.name, "epoch": epoch + 1,
                                             "step": s.step_in_epoch, "global_step": s.global_step, "lr": s.lr,
                                             "loss": terms, "images_per_s": round(s.images_per_s, 2),
-                                            "time": time.time()})
+                                            **nga_now(self.model), "time": time.time()})
+                    self.run_state.update(epoch=epoch + 1, step=s.step_in_epoch, global_step=s.global_step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(s.lr.values(), default=0):.2e}",
                                         img_s=f"{s.images_per_s:.1f}")
@@ -417,7 +448,8 @@ class Trainer:
                 bar.close()
         if stop:
             self.save_last(epoch, s.step_in_epoch)
-            self.say(f"stopped by a callback at epoch {epoch + 1}, step {s.step_in_epoch}")
+            self.say(f"stopped{' (' + s.stop_reason + ')' if s.stop_reason else ''} at epoch {epoch + 1}, "
+                     f"step {s.step_in_epoch}/{self.steps_per_epoch}")
             return True
 
         val = self._eval("val", desc=f"val epoch {epoch + 1}")
@@ -431,10 +463,8 @@ class Trainer:
                                 extra={**self._extra(), "val_metrics": val})
         self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
                                 "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
-                                "value": value, "best": improved})
-        fused = val["fused"]
-        self.say(f"epoch {epoch + 1} val: acc {fused['accuracy']:.4f}  macro-F1 {fused['macro_f1']:.4f}  "
-                 f"UAR {fused['uar']:.4f}  KL {fused['kl']:.4f}" + ("  (best)" if improved else ""))
+                                "value": value, "best": improved, **nga_now(self.model)})
+        self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
         try:
             self._callbacks("on_epoch_end")
@@ -466,8 +496,7 @@ class Trainer:
         try:
             with autocast_context(self.device, self.amp):
                 out = forward(**model_inputs(batch, self.device))
-            terms = cascade_loss(out, labels, dists if self.has_dist else None, self.loss_weights,
-                                 frozen_embedding=frozen, smoothing=tc.loss.label_smoothing)
+            terms = cascade_loss(out, labels, dists, self.loss_weights, frozen_embedding=frozen)
             keys = list(terms)
             values = torch.stack([terms[k].detach().float() * weight for k in keys])
             self.ctx.all_reduce_(values)
@@ -485,6 +514,7 @@ class Trainer:
                                f"Set train.compile: none to train without torch.compile; {self._kept()}") from exc
         mask_frozen_grads(self.optimizer)
         all_reduce_grads(active, self.ctx)
+        restore_masked = hold_masked(self.named_params, self._masks)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         with_grad = [p for p in active if p.grad is not None]
@@ -514,6 +544,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        restore_masked()
         if compiling:
             self._compile_pending = False
             seconds = time.perf_counter() - t_compile
@@ -528,38 +559,63 @@ class Trainer:
         s = self.state
         best_path = self.folder.checkpoint("best")
         self.ctx.barrier()
+        last_nga, best_nga, checkpoint = nga_now(self.model), None, "last"
         if best_path.exists():
             meta = load_into(self.model, best_path)
+            best_nga, checkpoint = nga_now(self.model), "best"
             if val_best is None:
                 val_best = (meta.get("extra") or {}).get("val_metrics")
         test = self._eval("test")
         if val_best is None:
             val_best = self._eval("val")
         s.test_metrics = test
-        self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": "best", "best_epoch": s.best_epoch,
+        self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": checkpoint, "best_epoch": s.best_epoch,
                                 "global_step": s.global_step, "metrics": test})
-        report = self.report(val_best, test)
+        final = self.run_state.closing("stopped" if s.should_stop else "finished",
+                                       s.stop_reason if s.should_stop else None,
+                                       epoch=s.epoch + 1 if self.total_epochs else None,
+                                       step=s.step_in_epoch if self.total_epochs else None, global_step=s.global_step)
+        nga = learned_parameters(self.model, self.nga_init, last_nga, best_nga,
+                                 sigma_trainable="nga.log_sigma" in self.sets.capable) \
+            if self.method.trains and self.total_epochs else None
+        report = self.report(val_best, test, checkpoint=checkpoint, nga=nga)
         if self.ctx.is_main:
             write_json(self.folder / EVAL, report)
-        f = test["fused"]
+        self.run_state.flush()
         if test["num_samples"]:
-            self.say(f"test (best checkpoint, epoch {s.best_epoch}): acc {f['accuracy']:.4f}  "
-                     f"macro-F1 {f['macro_f1']:.4f}  UAR {f['uar']:.4f}  KL {f['kl']:.4f}")
+            which = (f"best checkpoint, epoch {s.best_epoch}" if checkpoint == "best"
+                     else "the model as it stopped: no epoch had ended, so no checkpoint was selected on val")
+            self.say(f"test ({which}): {format_metrics(test['fused'])}")
+        for warning in report.get("warnings", []):
+            self.say(f"WARNING: {warning}")
+        if final.partial:
+            self.say(f"run {final.label()}")
         self.say(f"run folder: {self.folder.path}")
         self._callbacks("on_train_end")
         return self.folder.path
 
     def report(self, val: dict[str, Any] | None, test: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+        """eval.json: what was evaluated, on what, and every warning a reader needs."""
         s = self.state
+        state = self.run_state.state
         out = {"method": self.config.method, "run": self.folder.name,
                "backbone": self.backbone.info.to_dict(), "random_weights": self.random_weights,
                "trained": self.method.trains and not self.method.linear_probe,
                "select_metric": self.metric_name, "best_epoch": s.best_epoch, "best_value": s.best_value,
                "checkpoint": "best", "classnames": self.data.classnames, "sizes": self.data.sizes(),
+               "targets": "distributions" if self.has_dist else "labels only",
+               "state": state.to_dict(), "partial": state.partial,
                "parameters": self.model.parameter_report(), "val": val, "test": test}
+        out.update(extra)
+        warnings = []
         if self.random_weights:
             out["warning"] = RANDOM_WEIGHTS_NOTE
-        out.update(extra)
+            warnings.append(RANDOM_WEIGHTS_NOTE)
+        if state.partial:
+            warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+        if (out.get("nga") or {}).get("warning"):
+            warnings.append(out["nga"]["warning"])
+        out["warnings"] = warnings
         return out
 
     def _linear_probe(self) -> Path:
@@ -574,12 +630,16 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
 
     ``config`` is a :class:`RunConfig` or a YAML path; ``resume`` is a run folder to
     continue from its ``checkpoints/last`` (its ``config.yaml`` is used, ``config`` ignored).
-    Under ``torchrun`` every process calls this; only rank 0 writes.
+    A run that was stopped or killed before it wrote any checkpoint restarts from its saved
+    config and split. Under ``torchrun`` every process calls this; only rank 0 writes.
+    ``state.json`` in the folder records how the run ended (:mod:`.runstate`).
     """
+    restart = False
     if resume is not None:
         folder = RunFolder(resume)
         folder.require()
         cfg = load_run_config(folder.config, overrides)
+        restart = not folder.train_state.is_file()
     else:
         if config is None:
             raise ValueError("train: give a RunConfig (or a YAML path) or resume=<run folder>")
@@ -589,13 +649,24 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
         folder = RunFolder.for_config(cfg, run_dir)
     device_kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     ctx = init_distributed(device_kind)
+    trainer = None
     try:
         if ctx.enabled and resume is None:
             folder = RunFolder(ctx.broadcast_object(str(folder.path)))
         from ..plugins import configured_callbacks
 
         callbacks = [*callbacks, *configured_callbacks(cfg)]
-        trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx, resume=resume is not None)
+        if restart and not quiet and ctx.is_main:
+            print(f"{folder.path} never wrote a checkpoint: restarting it from its saved config and split",
+                  file=sys.stderr, flush=True)
+        trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx, resume=resume is not None and not restart,
+                          restart=restart)
         return trainer.run()
+    except BaseException as exc:
+        if trainer is not None and trainer.run_state.state.state == "running":
+            reason = "interrupted (KeyboardInterrupt)" if isinstance(exc, KeyboardInterrupt) \
+                else f"{exc.__class__.__name__}: {exc}"
+            trainer.run_state.end("failed", reason)
+        raise
     finally:
         ctx.close()

@@ -18,6 +18,7 @@ from .run_config import GROUPS, TrainConfig
 def build_optimizer(model, cfg: TrainConfig, capable: set[str]) -> tuple[torch.optim.AdamW, dict[str, torch.nn.Parameter]]:
     """AdamW over the parameters in ``capable``; returns it and the name → parameter map it uses."""
     named: dict[str, torch.nn.Parameter] = {}
+    lrs = cfg.learning_rates()
     groups = []
     for g in GROUPS:
         params = [(n, p) for n, p in model.cascade_named_parameters() if n in capable and model.group_of(n) == g]
@@ -25,7 +26,7 @@ def build_optimizer(model, cfg: TrainConfig, capable: set[str]) -> tuple[torch.o
             continue
         named.update(params)
         groups.append({"params": [p for _, p in params], "names": [n for n, _ in params], "group": g,
-                       "lr": getattr(cfg.lr, g), "base_lr": getattr(cfg.lr, g),
+                       "lr": lrs[g], "base_lr": lrs[g],
                        "weight_decay": getattr(cfg.weight_decay, g)})
     if not groups:
         # Nothing can train (e.g. zero-shot); an optimiser over nothing keeps the loop uniform.

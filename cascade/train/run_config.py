@@ -58,20 +58,41 @@ class BackboneConfig(_Strict):
         return self.pretrained is None
 
 
+RECIPES = ("default", "seed")
+# σ and λ learning rates when ``train.lr.nga`` / ``train.lr.fusion`` are left unset. Adam moves
+# a parameter by about one learning rate per step whatever its gradient's scale, so 1e-5
+# moves log σ by about 1e-4 over a whole Emotion6 run (DESIGN §11): σ stays 1, λ uniform.
+RECIPE_LR: dict[str, dict[str, float]] = {
+    "default": {"nga": 1e-2, "fusion": 1e-2},
+    "seed": {"nga": 1e-5, "fusion": 1e-5},
+}
+
+
 class LearningRates(_Strict):
     """Learning rate per parameter group (prompts, NGA σ, fusion λ, stage heads, classifier, other).
 
-    DESIGN §5: 1e-4 for prompts, 1e-5 for σ and λ. Heads and classifier start from CLIP's
-    projection and text embeddings, so they move slowly by default too; ``other`` holds
-    the per-stage LayerNorm copies (``layernorm: own``).
+    DESIGN §5: 1e-4 for prompts. σ and λ (``nga``, ``fusion``): unset means the recipe's
+    value (:data:`RECIPE_LR`: 1e-2 for ``train.recipe: default``, the seed's 1e-5 for
+    ``seed``). Heads and classifier start from CLIP's projection and text embeddings, so
+    they move slowly by default; ``other`` holds the per-stage LayerNorm copies
+    (``layernorm: own``).
     """
 
     prompts: float = Field(1e-4, ge=0)
-    nga: float = Field(1e-5, ge=0)
-    fusion: float = Field(1e-5, ge=0)
+    nga: float | None = Field(None, ge=0, description="lr of log σ; null: the recipe's (default 1e-2, seed 1e-5)")
+    fusion: float | None = Field(None, ge=0, description="lr of the fusion logits; null: the recipe's "
+                                                          "(default 1e-2, seed 1e-5)")
     heads: float = Field(1e-5, ge=0)
     classifier: float = Field(1e-5, ge=0)
     other: float = Field(1e-4, ge=0)
+
+    def resolved(self, recipe: str) -> dict[str, float]:
+        """Group → learning rate, unset σ/λ rates filled in from the recipe."""
+        out = {g: getattr(self, g) for g in GROUPS}
+        for g, v in RECIPE_LR[recipe].items():
+            if out[g] is None:
+                out[g] = v
+        return out
 
 
 class WeightDecays(_Strict):
@@ -104,18 +125,27 @@ class LossConfig(_Strict):
     alpha: float = Field(0.1, ge=0, description="weight of the stage-consistency term")
     stage_ce: float = Field(0.0, ge=0, description="weight of CE on every stage's logits (deep supervision)")
     distill: float = Field(0.0, ge=0, description="weight of 1 - cos(e_s, frozen CLIP embedding)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="target smoothing when the data has labels only")
+    label_smoothing: float | None = Field(
+        None, ge=0, lt=1, description="kept for old configs: must equal data.label_smoothing, the one setting of "
+                                      "the targets of label-only data (loss and evaluation alike)")
 
 
 class DriftConfig(_Strict):
     every_k_steps: int = Field(0, ge=0, description="measure stage drift (1 - CKA vs frozen CLIP) every K steps; 0: off")
-    threshold: float = Field(0.5, ge=0, le=2, description="warn when a stage's drift exceeds this")
-    probe_size: int = Field(32, ge=4, description="fixed val images the drift is measured on")
+    threshold: float = Field(0.5, ge=0, le=2, description="warn when a stage has lost this share of its step-0 "
+                                                           "alignment with frozen CLIP (1 - CKA_t / CKA_0)")
+    probe_size: int | None = Field(256, ge=4, description="fixed val images the drift is measured on (null: the "
+                                                          "whole val split); the debiased CKA is noisy below a few "
+                                                          "hundred")
     which: Literal["z", "embedding"] = Field("z", description="compare stage features Z_s, or embeddings e_s")
     per_block: bool = Field(True, description="also log prompted-vs-frozen drift of every block")
 
 
 class TrainConfig(_Strict):
+    recipe: Literal["default", "seed"] = Field(
+        "default", description="default: σ and λ of a stage train from the phase its prompts train in, at their "
+                               "own learning rates (train.lr.nga/fusion, 1e-2 unless set); seed: the reference "
+                               "recipe, σ and λ train only in the global phase at 1e-5 (they barely move)")
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
     batch_size: int = Field(32, ge=1, description="global batch size (split across DDP ranks)")
     eval_batch_size: int | None = Field(None, ge=1, description="default: 2 × batch_size")
@@ -183,6 +213,10 @@ class TrainConfig(_Strict):
     def total_epochs(self) -> int:
         return self.epochs.total
 
+    def learning_rates(self) -> dict[str, float]:
+        """Group → base learning rate, with the recipe's σ/λ rates where ``lr`` leaves them unset."""
+        return self.lr.resolved(self.recipe)
+
     def eval_bs(self) -> int:
         return self.eval_batch_size or 2 * self.batch_size
 
@@ -244,6 +278,17 @@ class RunConfig(_Strict):
                 raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)} "
                                  "or a stage string like '1-4,5-8,9-11,12'")
         return v
+
+    @model_validator(mode="after")
+    def _one_label_smoothing(self) -> "RunConfig":
+        # Two settings once shaped the targets of label-only data, the loss's and the
+        # metrics'; they could silently differ. data.label_smoothing is now the one.
+        old = self.train.loss.label_smoothing
+        if old is not None and old != self.data.label_smoothing:
+            raise ValueError(f"train: loss.label_smoothing ({old:g}) differs from data.label_smoothing "
+                             f"({self.data.label_smoothing:g}), so training and evaluation targets would differ; "
+                             "set data.label_smoothing alone (it shapes both)")
+        return self
 
     # ---- derived ----------------------------------------------------------------------
     def model_config_for_method(self) -> CascadeConfig:

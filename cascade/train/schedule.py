@@ -9,6 +9,11 @@ Phases, per epoch (0-based ``e``; user-facing text is 1-based):
    in unfreeze epoch ``j``);
 3. ``global``  — every parameter the method adds: all prompts, σ, λ, heads, classifier.
 
+σ and λ follow ``train.recipe``. ``seed`` (the reference recipe): they train in the global
+phase only. ``default``: stage s's σ and fusion logit train from the phase in which stage
+s's prompts do. σ and the fusion logits are one tensor each, so in a phase where only some
+stages train, the entries of the others are held fixed by a mask (:meth:`TrainableSets.masks_for`).
+
 A parameter the model config made untrainable (e.g. ``sigma_learnable: false``) stays
 frozen in every phase. The backbone is never trainable.
 """
@@ -17,7 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from .run_config import EpochsConfig
+
+# Parameters with one entry per stage (σ) or per fused stage (λ's logits).
+PER_STAGE = ("nga.log_sigma", "fusion_logits")
 
 PHASES = ("warmup", "unfreeze", "global")
 
@@ -59,15 +69,28 @@ class TrainableSets:
 
     capable: set[str]                      # requires_grad when the model was built
     always: set[str] = field(default_factory=set)   # train from warm-up on (no stage of their own)
+    recipe: str = "default"
 
     @classmethod
-    def from_model(cls, model) -> "TrainableSets":
+    def from_model(cls, model, recipe: str = "default") -> "TrainableSets":
         capable = {n for n, p in model.cascade_named_parameters() if p.requires_grad}
         always = {n for n, _ in model.cascade_named_parameters() if n.startswith("classifier.")}
         if model.prompts is not None and model.prompts.sharing == "shared":
             always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("prompts.")}
         always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("concat_head")}
-        return cls(capable=capable, always=always)
+        return cls(capable=capable, always=always, recipe=recipe)
+
+    def masks_for(self, model, phase: PhaseInfo) -> dict[str, torch.Tensor]:
+        """Per-stage parameters that train only in some entries this phase → bool mask of those.
+
+        Empty in the seed recipe and in the global phase (every entry trains).
+        """
+        if self.recipe == "seed" or phase.everything:
+            return {}
+        active = set(phase.active_stages)
+        entries = {"nga.log_sigma": list(range(model.num_stages)), "fusion_logits": list(model.fused_stages)}
+        return {name: torch.tensor([s in active for s in stages]) for name, stages in entries.items()
+                if name in self.capable}
 
     def names_for(self, model, phase: PhaseInfo) -> set[str]:
         if phase.everything:
@@ -76,7 +99,38 @@ class TrainableSets:
             wanted = set(self.always)
             for s in phase.active_stages:
                 wanted |= set(model.stage_parameter_names(s))
+            wanted |= {name for name, mask in self.masks_for(model, phase).items() if bool(mask.any())}
         return wanted & self.capable
+
+    def describe(self, model, phase: PhaseInfo) -> str:
+        """The phase as the training log shows it, with which stages' σ and λ train."""
+        if self.recipe == "seed" or phase.everything:
+            return phase.describe()
+        trained = [name for name in PER_STAGE if name in self.names_for(model, phase)]
+        if not trained:
+            return phase.describe()
+        what = " and ".join({"nga.log_sigma": "σ", "fusion_logits": "λ"}[n] for n in trained)
+        return f"{phase.describe()}, with their {what}"
+
+
+def hold_masked(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]):
+    """Zero the gradients of the masked-out entries; returns a function that, called after
+    the optimiser step, puts those entries back exactly (AdamW's decoupled weight decay and
+    earlier moments would otherwise still move them)."""
+    kept = []
+    for name, mask in masks.items():
+        p = params.get(name)
+        if p is None or p.grad is None:
+            continue
+        off = ~mask.to(p.device)
+        p.grad[off] = 0
+        kept.append((p, off, p.detach()[off].clone()))
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, off, values in kept:
+                p[off] = values
+    return restore
 
 
 def apply_phase(model, names: set[str]) -> dict[str, int]:

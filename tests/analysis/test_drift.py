@@ -90,22 +90,47 @@ def _state(model, run_dir, step=0, **kw):
     return SimpleNamespace(model=model, run_dir=run_dir, global_step=step, epoch=0, rank=0, **kw)
 
 
-def test_monitor_warns_above_threshold(setup, tmp_path, caplog):
+def _scaled_prompts(model, factor):
+    with torch.no_grad():
+        for name, p in model.cascade_named_parameters():
+            if name.startswith("prompts."):
+                p.mul_(factor)
+
+
+def test_monitor_threshold_reads_drift_relative_to_step_0(setup, tmp_path, caplog):
+    """At step 0 the absolute drift is far from 0 (proj is not orthogonal), yet nothing has
+    drifted; the threshold reads the share of the step-0 alignment lost since."""
+    import copy
+
+    model = copy.deepcopy(setup.model)
+    _scaled_prompts(model, 1 / 20)                  # back to the initial prompts
     mon = DriftMonitor(setup.x[:16], every_k_steps=2, threshold=0.0)
     with caplog.at_level(logging.WARNING, logger="analysis.drift"):
-        mon.on_train_start(_state(setup.model, tmp_path))
+        mon.on_train_start(_state(model, tmp_path))
+    rec0 = mon.history[-1]
+    assert rec0["kind"] == "drift" and len(rec0["stage_cka"]) == 4 and len(rec0["block_cka"]) == 12
+    assert max(rec0["stage_drift"]) > 0.05           # the absolute value is no baseline
+    assert rec0["threshold_on"] == "relative" and rec0["stage_cka_step0"] == rec0["stage_cka"]
+    assert rec0["stage_drift_relative"] == [0.0] * 4 and rec0["block_drift_relative"] == [0.0] * 12
+    assert not caplog.records
+    _scaled_prompts(model, 20.0)                    # strong prompts: visible drift
+    with caplog.at_level(logging.WARNING, logger="analysis.drift"):
+        for step in (1, 2):
+            mon.on_step_end(_state(model, tmp_path, step))
     rec = mon.history[-1]
-    assert rec["kind"] == "drift" and len(rec["stage_cka"]) == 4 and len(rec["block_cka"]) == 12
+    lost = [s + 1 for s, d in enumerate(rec["stage_drift_relative"]) if d > 0]
+    for s, d in enumerate(rec["stage_drift_relative"]):
+        assert d == pytest.approx(1 - rec["stage_cka"][s] / rec0["stage_cka"][s])
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 4
-    for s, msg in enumerate(warned, start=1):
-        assert f"stage {s}" in msg
+    assert lost and len(warned) == len(lost)
+    for s, msg in zip(lost, warned):
+        assert f"stage {s}" in msg and "of its step-0 alignment" in msg
         assert "raise σ" in msg and "train.loss.distill" in msg
     # still above the threshold: no repeated warning; every K steps only
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="analysis.drift"):
-        for step in (1, 2, 3, 4):
-            mon.on_step_end(_state(setup.model, tmp_path, step))
+        for step in (3, 4):
+            mon.on_step_end(_state(model, tmp_path, step))
     assert not caplog.records
     assert [r["global_step"] for r in mon.history] == [0, 2, 4]
     lines = [json.loads(x) for x in (tmp_path / DRIFT_LOG).read_text().splitlines()]
@@ -113,6 +138,39 @@ def test_monitor_warns_above_threshold(setup, tmp_path, caplog):
     df = drift_from_logs(tmp_path)
     assert set(df["kind"]) == {"stage", "block"}
     assert len(df[df["kind"] == "stage"]) == 3 * 4
+    assert (df[df["global_step"] == 0]["drift_relative"] == 0).all()
+
+
+def test_resumed_monitor_reads_its_step_0_baseline(setup, tmp_path):
+    first = DriftMonitor(setup.x[:8], every_k_steps=1, per_block=False)
+    written = []
+    sink = SimpleNamespace(write=written.append, records=lambda: written)
+    first.on_train_start(_state(setup.model, tmp_path, 0, metrics_log=sink))
+    again = DriftMonitor(setup.x[:8], every_k_steps=1, per_block=False)
+    again.on_train_start(_state(setup.model, tmp_path, 5, metrics_log=sink))
+    assert len(written) == 1                          # a resumed run does not log step 0 again
+    rec = again.check(setup.model, 6, 1)
+    assert rec["stage_cka_step0"] == written[0]["stage_cka"]
+    assert rec["stage_drift_relative"] == pytest.approx([0.0] * 4, abs=1e-9)
+
+
+def test_probe_defaults_to_a_few_hundred_val_images():
+    from analysis.drift import probe_batch
+    from cascade.train.run_config import validate_run_config
+
+    assert validate_run_config({}).train.drift.probe_size >= 256
+    assert validate_run_config({"train": {"drift": {"probe_size": None}}}).train.drift.probe_size is None
+
+    class Items:
+        def __len__(self):
+            return 30
+
+        def __getitem__(self, i):
+            return {"image": torch.full((3, 2, 2), float(i))}
+
+    assert probe_batch(Items()).shape[0] == 30            # fewer than 256: the whole split
+    assert probe_batch(Items(), n=None).shape[0] == 30
+    assert probe_batch(Items(), n=8).shape[0] == 8
 
 
 def test_monitor_quiet_below_threshold_and_uses_metrics_log(setup, tmp_path, caplog):
@@ -148,6 +206,25 @@ def test_monitor_restores_training_mode(setup):
 def test_monitor_rejects_tiny_probe(setup):
     with pytest.raises(ValueError, match="at least 4"):
         DriftMonitor(setup.x[:3])
+
+
+def test_library_train_monitors_drift_when_configured(tmp_path):
+    """The trainer adds the configured callbacks itself (cascade.callbacks entry point), so a run
+    started from Python or the dashboard monitors drift as the CLI does."""
+    from cascade.train import load_run_config, train
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_run_config(repo / "configs" / "synthetic-tiny.yaml", [
+        "data.synthetic.num_samples=60", "train.epochs.warmup=1", "train.epochs.unfreeze=0", "train.epochs.global=0",
+        "train.batch_size=16", "train.drift.every_k_steps=2", "train.drift.per_block=false",
+        f"run.runs_dir={tmp_path}", "run.name=lib"])
+    run = train(cfg, quiet=True)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    drift = [r for r in records if r.get("kind") == "drift"]
+    assert [r["global_step"] for r in drift] == [0, 2]
+    n_val = len(json.loads((run / "splits.json").read_text())["splits"]["val"]["keys"])
+    assert drift[0]["n"] == n_val < 256              # the whole val split: fewer than probe_size images
+    assert drift[1]["threshold_on"] == "relative"
 
 
 def test_drift_config_logs_into_metrics_jsonl(tmp_path):

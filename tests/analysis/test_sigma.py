@@ -233,3 +233,27 @@ def test_benchmark_sweep_small():
     out = benchmark_sweep(n=64, num_sigmas=4, width=32, embed_dim=16, repeats=1)
     assert out["num_evaluations"] == 4 * 4
     assert out["sweep_seconds"] > 0 and out["evaluate_ms"] > 0 and out["setup_seconds"] > 0
+
+
+def test_sigma_tuned_on_test_is_refused_unless_confirmed_and_recorded(tiny_backbone, tmp_path):
+    """A σ chosen on test makes a model selected on test data: refused, or saved marked."""
+    import json as _json
+
+    from cascade.dashboard.runs import checkpoint_choices, list_runs, summarize_run
+
+    run = tmp_path / "runs" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("method: cascade\n")
+    model = perturbed_model(tiny_backbone, CascadeConfig.from_preset("b32-4stage"))
+    src = save_checkpoint(model, run / "checkpoints" / "best.safetensors")
+    with pytest.raises(ValueError, match="test split"):
+        apply_sigma(src, 2.0, run / "checkpoints" / "t.safetensors", tuned_on="test")
+    assert not (run / "checkpoints" / "t.safetensors").exists()
+    val = apply_sigma(src, 2.0, run / "checkpoints" / "v.safetensors", tuned_on="val")
+    test = apply_sigma(src, 2.0, run / "checkpoints" / "t.safetensors", tuned_on="test", allow_test=True)
+    assert _json.loads(val.with_suffix(".json").read_text())["sigma_tuned_on"] == "val"
+    assert _json.loads(test.with_suffix(".json").read_text())["sigma_tuned_on"] == "test"
+    summary = summarize_run(run)
+    assert summary.tuned_on_test == ["t"] and "σ tuned on TEST: t" in summary.row()["flags"]
+    labels = [label for label, _ in checkpoint_choices(list_runs(tmp_path / "runs"))]
+    assert "r · t (σ tuned on TEST)" in labels and "r · v" in labels

@@ -51,3 +51,72 @@ def test_markdown_table_mean_and_std():
     assert "RANDOM" not in md and "n/a" in md
     with pytest.raises(ValueError, match="unknown"):
         parse_methods("cascade,bogus")
+
+
+SMALL_ABLATION = ["data.synthetic.num_samples=60", "model.prompt_tokens=2", "train.epochs.warmup=1",
+                  "train.epochs.unfreeze=0", "train.epochs.global=1", "train.batch_size=16"]
+
+
+def _ablate(out, *extra, methods="zeroshot,cascade", seeds="1"):
+    args = ["ablate", "--config", str(TINY_YAML), "--methods", methods, "--seeds", seeds, "--out", str(out), "--quiet"]
+    for o in SMALL_ABLATION:
+        args += ["--set", o]
+    return main(args + list(extra))
+
+
+@pytest.mark.slow
+def test_rerun_with_another_config_refuses_stale_runs_then_retrains_with_force(tmp_path, capsys):
+    out = tmp_path / "ab"
+    assert _ablate(out) == 0
+    run = out / "runs" / "cascade-seed0"
+    first_eval = (run / "eval.json").read_text()
+    # the same config again: the finished runs are reused as they are
+    assert _ablate(out) == 0
+    assert (run / "eval.json").read_text() == first_eval
+    capsys.readouterr()
+    # another learning rate: the old runs would be reported under the new config, so it stops
+    assert _ablate(out, "--set", "train.lr.prompts=0.5") == 2
+    err = capsys.readouterr().err
+    assert "cascade-seed0" in err and "train.lr.prompts: 0.003 → 0.5" in err and "--force" in err
+    assert "zeroshot-seed0" in err                      # every method's run shares the base config
+    assert (run / "eval.json").read_text() == first_eval  # nothing was touched
+    assert _ablate(out, "--set", "train.lr.prompts=0.5", "--force") == 0
+    import yaml
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"]["prompts"] == 0.5
+    assert yaml.safe_load((out / "base_config.yaml").read_text())["train"]["lr"]["prompts"] == 0.5
+    old = list((out / "superseded").glob("*/cascade-seed0"))
+    assert len(old) == 1 and (old[0] / "eval.json").read_text() == first_eval
+
+
+@pytest.mark.slow
+def test_a_changed_split_is_stale_and_split_per_seed_varies_it(tmp_path, capsys):
+    out = tmp_path / "ab"
+    assert _ablate(out, methods="zeroshot") == 0
+    capsys.readouterr()
+    assert _ablate(out, "--set", "data.split_seed=7", methods="zeroshot") == 2
+    assert "data.split_seed: 0 → 7" in capsys.readouterr().err
+    per_seed = tmp_path / "per-seed"
+    assert _ablate(per_seed, "--split-per-seed", methods="zeroshot", seeds="2") == 0
+    splits = [json.loads((per_seed / f"splits-seed{k}.json").read_text())["splits"]["test"]["keys"] for k in (0, 1)]
+    assert splits[0] != splits[1]
+    res = json.loads((per_seed / "results.json").read_text())
+    assert res["split_per_seed"] is True and [r["split_seed"] for r in res["rows"]] == [0, 1]
+    assert "split" in res["variance"] and "choice of split" in (per_seed / "results.md").read_text()
+    shared = json.loads((out / "results.json").read_text())
+    assert shared["split_per_seed"] is False and "not split variance" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_unfinished_run_is_resumed_not_reported(tmp_path):
+    from cascade.train.runstate import read_run_state
+
+    out = tmp_path / "ab"
+    assert _ablate(out, methods="cascade") == 0
+    run = out / "runs" / "cascade-seed0"
+    # make it look stopped half-way: its metrics would be partial
+    state = json.loads((run / "state.json").read_text())
+    state["state"] = "stopped"
+    (run / "state.json").write_text(json.dumps(state))
+    assert _ablate(out, methods="cascade") == 0
+    assert read_run_state(run).state == "finished"
+    assert json.loads((out / "results.json").read_text())["rows"][0]["partial"] is False

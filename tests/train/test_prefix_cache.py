@@ -84,3 +84,37 @@ def test_cache_on_the_gpu_gathers_there():
     batch = next(src.iterate([[4, 1]]))
     assert batch["prefix"].is_cuda and not batch["label"].is_cuda
     torch.testing.assert_close(batch["prefix"].cpu(), prefix[[4, 1]])
+
+
+@pytest.mark.parametrize("preset", ["b16-3stage", "b32-4stage"])
+def test_cached_equals_uncached_bit_for_bit_under_autocast(tiny_backbone, preset):
+    """Tokens cached under the same autocast as the direct path give the same logits, bit for bit.
+
+    The trainer builds its cache under the training autocast; CPU autocast (bf16) stands in for
+    CUDA here. A cache cast to another dtype than the residual stream's would differ.
+    """
+    import torch
+
+    from cascade import build_model
+    from cascade.config import CascadeConfig
+    from cascade.train.data import build_prefix_cache
+
+    model = build_model(tiny_backbone, ["a", "b", "c"], CascadeConfig.from_preset(preset, prompt_tokens=2)).eval()
+    x = torch.randn(6, 3, 64, 64)
+
+    class Items:
+        def __len__(self):
+            return 6
+
+        def iterate(self, batches, epoch):
+            for b in batches:
+                yield {"image": x[b], "label": torch.zeros(len(b), dtype=torch.long),
+                       "dist": torch.full((len(b), 3), 1 / 3), "index": list(b)}
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        direct = model(x).logits
+        cache = build_prefix_cache(model, Items(), torch.device("cpu"), batch_size=4)
+        cached = model(prefix_tokens=cache.prefix).logits
+    assert torch.equal(direct, cached)
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, model(prefix_tokens=model.forward_prefix(x)).logits)

@@ -54,11 +54,14 @@ def test_trainable_sets_per_phase(tiny_backbone):
     torch.manual_seed(0)
     model = build_model(tiny_backbone, ["joy", "sadness", "anger"], CascadeConfig.from_preset("b32-4stage",
                                                                                               prompt_tokens=2))
-    sets = TrainableSets.from_model(model)
+    sets = TrainableSets.from_model(model, "seed")     # σ and λ in the global phase only
     ep = EpochsConfig(warmup=1, unfreeze=3, **{"global": 1})
     warm = sets.names_for(model, phase_for_epoch(0, ep, 4))
     assert warm == {"prompts.params.3", "heads.3", "classifier.weight"}
     assert sets.names_for(model, phase_for_epoch(1, ep, 4)) == warm | {"prompts.params.2", "heads.2"}
+    # the default recipe: σ and λ of the stages that train (entries of the others masked)
+    default = TrainableSets.from_model(model)
+    assert default.names_for(model, phase_for_epoch(0, ep, 4)) == warm | {"nga.log_sigma", "fusion_logits"}
     everything = sets.names_for(model, phase_for_epoch(4, ep, 4))
     assert {"nga.log_sigma", "fusion_logits"} <= everything
     counts = apply_phase(model, warm)
@@ -92,11 +95,12 @@ class Snapshots:
 
 
 @pytest.mark.slow
-def test_progressive_schedule_trains_only_the_phase_groups(tmp_path):
+@pytest.mark.parametrize("recipe", ["seed", "default"])
+def test_progressive_schedule_trains_only_the_phase_groups(tmp_path, recipe):
     from cascade.train import train
 
     cfg = tiny_config(tmp_path, "train.epochs.unfreeze=3", "train.epochs.global=1",
-                      "data.synthetic.num_samples=60",
+                      "data.synthetic.num_samples=60", f"train.recipe={recipe}",
                       # weight decay everywhere: a frozen parameter would shrink if AdamW touched it
                       *[f"train.weight_decay.{g}=0.5" for g in ("prompts", "nga", "fusion", "heads", "classifier")])
     snap = Snapshots()
@@ -104,11 +108,25 @@ def test_progressive_schedule_trains_only_the_phase_groups(tmp_path):
     assert len(snap.snaps) == 1 + 5
     changed = [{n for n in a if not torch.equal(a[n], b[n])} for a, b in zip(snap.snaps, snap.snaps[1:])]
     stage = lambda s: {f"prompts.params.{s}", f"heads.{s}"}  # noqa: E731
-    assert changed[0] == stage(3) | {"classifier.weight"}                     # warm-up
-    assert changed[1] == stage(3) | stage(2) | {"classifier.weight"}          # unfreeze: stage 3 joins
-    assert changed[2] == changed[1] | stage(1)                                # stage 2 joins
-    assert changed[3] == changed[2] | stage(0)                                # stage 1 joins
-    assert changed[4] == changed[3] | {"nga.log_sigma", "fusion_logits"}      # global
+    if recipe == "seed":
+        assert changed[0] == stage(3) | {"classifier.weight"}                     # warm-up
+        assert changed[1] == stage(3) | stage(2) | {"classifier.weight"}          # unfreeze: stage 3 joins
+        assert changed[2] == changed[1] | stage(1)                                # stage 2 joins
+        assert changed[3] == changed[2] | stage(0)                                # stage 1 joins
+        assert changed[4] == changed[3] | {"nga.log_sigma", "fusion_logits"}      # global
+    else:
+        # σ and λ train with their stage; stage 4 has one block, so its σ cannot move
+        assert changed[0] == stage(3) | {"classifier.weight", "fusion_logits"}
+        assert changed[1] == changed[0] | stage(2) | {"nga.log_sigma"}
+        assert changed[2] == changed[1] | stage(1)
+        assert changed[3] == changed[2] | stage(0)
+        assert changed[4] == changed[3]
+        # entry by entry: a stage's σ and fusion logit stay exactly put until the stage joins
+        moved = [((b["nga.log_sigma"] != a["nga.log_sigma"]).tolist(), (b["fusion_logits"] != a["fusion_logits"]).tolist())
+                 for a, b in zip(snap.snaps, snap.snaps[1:])]
+        assert moved[0] == ([False] * 4, [False, False, False, True])
+        assert moved[1] == ([False, False, True, False], [False, False, True, True])
+        assert moved[2] == ([False, True, True, False], [False, True, True, True])
     # the backbone never changes
     assert snap.backbone.keys() == snap.backbone_end.keys()
     assert all(torch.equal(snap.backbone_end[k], v) for k, v in snap.backbone.items())

@@ -1,0 +1,112 @@
+"""Run folders record whether a run finished, stopped, failed or was killed; partial metrics say so."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cascade.dashboard.progress import read_progress
+from cascade.dashboard.runs import summarize_run
+from cascade.train import train
+from cascade.train.loop import PARTIAL_NOTE, StopTraining
+from cascade.train.runstate import STALE_AFTER_S, STATE_FILE, RunState, read_run_state
+from cascade.train.runfolder import write_json
+
+from .helpers import read_jsonl, tiny_config
+
+
+class StopAt:
+    def __init__(self, step: int, reason: str = "asked to stop"):
+        self.step, self.reason = step, reason
+
+    def on_step_end(self, state):
+        if state.global_step == self.step:
+            state.stop_reason = self.reason
+            raise StopTraining()
+
+
+class Boom:
+    def on_step_end(self, state):
+        if state.global_step == 2:
+            raise RuntimeError("disk on fire")
+
+
+def test_finished_run(tmp_path):
+    run = train(tiny_config(tmp_path, "run.name=done"), quiet=True)
+    st = read_run_state(run)
+    assert st.state == "finished" and not st.partial and st.fraction == 1.0
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["state"]["state"] == "finished" and ev["partial"] is False
+    assert not any(PARTIAL_NOTE in w for w in ev["warnings"])
+    assert read_progress(run).describe().startswith("finished")
+
+
+def test_stopped_run_is_partial_everywhere(tmp_path, capsys):
+    run = train(tiny_config(tmp_path, "run.name=stop"), callbacks=[StopAt(3, "stopped from the dashboard")])
+    err = capsys.readouterr().err
+    st = read_run_state(run)
+    assert (st.state, st.epoch, st.step, st.global_step) == ("stopped", 1, 3, 3)
+    assert st.reason == "stopped from the dashboard" and st.partial
+    assert "stopped at epoch 1, step 3/" in st.label()
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["partial"] is True and ev["state"]["state"] == "stopped"
+    assert any(w.startswith(PARTIAL_NOTE) for w in ev["warnings"])
+    # no epoch ended, so no checkpoint was selected on val: the test metrics are of the model as it stopped
+    assert ev["checkpoint"] == "last" and ev["best_epoch"] is None
+    assert "no epoch had ended" in err and "epoch None" not in err
+    p = read_progress(run)
+    assert p.done and p.partial and p.fraction < 0.5
+    assert "stopped at epoch 1" in p.describe() and "partial" in p.describe()
+    summary = summarize_run(run)
+    assert summary.status == "stopped" and summary.partial and "stopped at epoch 1" in summary.row()["status"]
+
+
+def test_failed_run_records_why(tmp_path):
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(tiny_config(tmp_path, "run.name=fail"), callbacks=[Boom()], quiet=True)
+    st = read_run_state(tmp_path / "fail")
+    assert st.state == "failed" and "RuntimeError: disk on fire" in st.reason and st.partial
+
+
+def test_killed_runs_are_detected(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(proc.stdout)
+    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=dead, host=socket.gethostname(),
+                                               heartbeat=time.time(), epoch=2, step=5, steps_per_epoch=8).to_dict())
+    st = read_run_state(tmp_path)
+    assert st.state == "killed" and "ended without finishing" in st.reason and "epoch 2, step 5/8" in st.label()
+    # on another host only the heartbeat tells
+    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=os.getpid(), host="elsewhere",
+                                               heartbeat=time.time() - STALE_AFTER_S - 60).to_dict())
+    assert read_run_state(tmp_path).state == "killed"
+    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=os.getpid(), host="elsewhere",
+                                               heartbeat=time.time()).to_dict())
+    assert read_run_state(tmp_path).state == "running"
+
+
+def test_folders_without_a_state_file(tmp_path):
+    assert read_run_state(tmp_path).state == "unknown"
+    (tmp_path / "eval.json").write_text("{}")
+    assert read_run_state(tmp_path).state == "finished"
+
+
+def test_resume_without_any_checkpoint_restarts_from_the_saved_config(tmp_path):
+    from cascade.train.runfolder import RunFolder
+
+    run = train(tiny_config(tmp_path, "run.name=early"), callbacks=[StopAt(1)], quiet=True)
+    folder = RunFolder(run)
+    # a run killed before its first checkpoint: nothing but its config, split and log
+    for p in folder.checkpoints.iterdir():
+        p.unlink()
+    (run / "eval.json").unlink()
+    write_json(run / STATE_FILE, RunState(state="running", pid=999999999, host=socket.gethostname()).to_dict())
+    assert read_run_state(run).state == "killed"
+    split_before = (run / "splits.json").read_text()
+    out = train(resume=run, quiet=True)
+    assert out == run and read_run_state(run).state == "finished"
+    assert (run / "splits.json").read_text() == split_before
+    kinds = [r["kind"] for r in read_jsonl(run / "metrics.jsonl")]
+    assert kinds.count("start") == 1 and kinds[-1] == "test"
