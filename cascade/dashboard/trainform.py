@@ -29,8 +29,8 @@ class TrainRequest:
     epochs_unfreeze: int = 1
     epochs_global: int = 1
     lr_prompts: float = 3e-3
-    lr_nga: float = 1e-3
-    lr_fusion: float = 1e-3
+    lr_nga: float = 1e-2        # the default recipe's σ and λ rates (train.recipe: default)
+    lr_fusion: float = 1e-2
     lr_heads: float = 3e-3
     lr_classifier: float = 3e-3
     batch_size: int = 32

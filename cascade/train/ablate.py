@@ -94,13 +94,15 @@ def markdown_table(rows: list[dict[str, Any]], methods: list[str], *, random_wei
     return "\n".join(lines) + "\n"
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: ``{"train": {"lr": {"prompts": x}}}`` → ``{"train.lr.prompts": x}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out if out else {prefix.rstrip("."): d}
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _comparable(cfg: RunConfig) -> dict[str, Any]:

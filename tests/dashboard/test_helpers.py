@@ -116,8 +116,9 @@ def test_list_runs_and_summaries(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     runs = {r.name: r for r in list_runs(tmp_path)}
     assert set(runs) == {"a", "b"}
-    assert runs["a"].status == "complete" and runs["a"].test["accuracy"] == 0.5
-    assert runs["b"].status == "incomplete" and runs["b"].val["accuracy"] == 0.7
+    # folders from before state.json: eval.json means finished, otherwise the state is unknown
+    assert runs["a"].status == "finished" and not runs["a"].partial and runs["a"].test["accuracy"] == 0.5
+    assert runs["b"].status == "unknown" and runs["b"].partial and runs["b"].val["accuracy"] == 0.7
     assert runs["a"].epochs_total == 3 and runs["a"].backbone == "cascade-tiny (random)"
     assert runs["b"].backbone == "cascade-tiny (random), bf16 blocks"   # the compute dtype shows with the run
     row = runs["a"].row()
@@ -318,7 +319,7 @@ def test_checkpoint_loads_without_text_and_matches_the_library(trained_runs, das
 
     path = trained_runs / "tiny" / "checkpoints" / "best.safetensors"
     spec = BackboneSpec.from_meta(read_meta(path))
-    assert spec == BackboneSpec("cascade-tiny", None, 0)
+    assert spec == BackboneSpec("cascade-tiny", None, 0, quick_gelu=False)
     backbone = load_spec_backbone(spec)
     mine = load_run_checkpoint(path, backbone)
     ref = load_checkpoint(path)

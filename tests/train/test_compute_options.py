@@ -50,11 +50,13 @@ def test_compiled_training_matches_eager(tmp_path, eager_run, backend):
         assert ca["test"]["fused"][k] == pytest.approx(ea["test"]["fused"][k], abs=1e-3)
     records = read_jsonl(path / "metrics.jsonl")
     assert records[0]["compile"] == "default"
-    # One compilation per phase (not per epoch), each logged with its phase and the first step's time.
+    # One compilation per set of trainable parameters (not per epoch), each logged with its phase
+    # and the first step's time. Here the one unfreeze epoch lets every stage join, with its σ and
+    # λ (default recipe), so the global phase trains the same set and reuses the unfreeze graphs.
     phases = [r["phase"] for r in records if r["kind"] == "phase"]
     assert phases == ["warmup", "unfreeze", "global", "global"]
     compiles = [r for r in records if r["kind"] == "compile"]
-    assert [r["phase"] for r in compiles] == ["warmup", "unfreeze", "global"]
+    assert [r["phase"] for r in compiles] == ["warmup", "unfreeze"]
     assert all(r["first_step_seconds"] > 0 and r["backend"] == backend for r in compiles)
     # Checkpoint keys come from the model, not the compiled wrapper (no "_orig_mod." prefix).
     from safetensors import safe_open
