@@ -27,8 +27,8 @@ from .data import (DataBundle, build_prefix_cache, cache_placement, describe_siz
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
+from .learned import learned_parameters, nga_now
 from .run_config import RunConfig, load_run_config, metric_direction
-from .learned import learned_parameters, nga_now, sigma_warning
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
                         environment, write_json)
 from .runstate import StateWriter
