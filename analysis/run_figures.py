@@ -23,6 +23,7 @@ from analysis.figures import PALETTE, _colour, _style
 __all__ = [
     "METRIC_LABELS",
     "ablation_bars",
+    "value_bars",
     "sigma_lambda_figure",
     "significance_figure",
     "stage_bars",
@@ -201,3 +202,22 @@ def significance_figure(sig: Any, *, baseline: str | None = None, alpha: float =
                       showlegend=False)
     return _style(fig, paper, height=None if not paper else max(160, 16 * len(labels) + 80))
 
+
+
+def value_bars(values: dict[str, Any], *, value_title: str, category_title: str = "", horizontal: bool = False,
+               highlight: str | None = None, title: str | None = None, paper: bool | str = False) -> go.Figure:
+    """One bar per named value (class counts, a distribution); ``highlight`` draws one bar dark."""
+    names = [str(k) for k in values]
+    vals = [None if v is None else float(v) for v in values.values()]
+    colours = ["#222222" if n == highlight else PALETTE[0] for n in names]
+    bar = go.Bar(x=vals if horizontal else names, y=names if horizontal else vals,
+                 orientation="h" if horizontal else "v", marker={"color": colours},
+                 text=[_fmt(v) if isinstance(v, float) and not float(v).is_integer() else ("n/a" if v is None else
+                       f"{v:g}") for v in vals], textposition="auto")
+    fig = go.Figure(bar)
+    value_axis, category_axis = (fig.update_xaxes, fig.update_yaxes) if horizontal else (fig.update_yaxes,
+                                                                                          fig.update_xaxes)
+    value_axis(title_text=value_title, rangemode="tozero")
+    category_axis(title_text=category_title, **({"autorange": "reversed"} if horizontal else {}))
+    fig.update_layout(title={"text": title} if title else None, showlegend=False)
+    return _style(fig, paper)

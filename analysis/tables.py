@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Table", "format_number", "latex_escape"]
+__all__ = ["Table", "format_number", "frame_table", "latex_escape"]
 
 LOWER_IS_BETTER = {"kl", "chebyshev", "clark", "canberra", "loss"}
 NA = "n/a"
@@ -188,3 +188,46 @@ def _csv_value(v: Any) -> str:
     if isinstance(v, float):
         return format(v, ".10g")
     return str(v)
+
+
+def _base_metric(column: str) -> str | None:
+    from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
+
+    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
+    last = str(column).split(" ")[-1].split(".")[-1]
+    return last if last in known and not str(column).endswith(" std") else None
+
+
+def _cell(v: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            v = v.item()
+    except ImportError:  # pragma: no cover - numpy ships with pandas
+        pass
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def frame_table(df: Any, *, caption: str = "", label: str = "", notes: list[str] | None = None, digits: int = 4,
+                metric_columns: dict[str, str] | None = None) -> Table:
+    """A :class:`Table` from a DataFrame (e.g. a dashboard table).
+
+    Columns named after a metric (``accuracy``, ``val macro_f1``, ``test kl``, ...) are
+    metric columns (best in bold); a ``<col> std`` column beside ``<col>`` is merged into
+    ``mean ± std`` cells. NaN becomes n/a.
+    """
+    cols = [str(c) for c in df.columns]
+    std_of = {c: f"{c} std" for c in cols if f"{c} std" in cols}
+    shown = [c for c in cols if c not in set(std_of.values())]
+    rows = []
+    for rec in df.to_dict("records"):
+        rec = {str(k): _cell(v) for k, v in rec.items()}
+        row = {c: (rec.get(c), rec.get(std_of[c])) if c in std_of else rec.get(c) for c in shown}
+        rows.append(row)
+    if metric_columns is None:
+        metric_columns = {c: m for c in shown if (m := _base_metric(c))}
+    return Table(columns=shown, rows=rows, metric_columns=metric_columns, caption=caption, label=label,
+                 notes=list(notes or []), digits=digits)
