@@ -20,6 +20,8 @@ from analysis.tables import frame_table
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
         "tex": "application/x-tex", "json": "application/json", "npz": "application/octet-stream"}
 ICON = ":material/download:"
+METRIC_LIKE = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection",
+               "std", "weight", "value", "probability")
 
 
 def slug(text: str) -> str:
@@ -76,10 +78,22 @@ def display_frame(df, digits: int = 4):
     """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0)."""
     from analysis.tables import format_number
 
+    def numeric_or_missing(values) -> bool:
+        return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+
+    def text(v, whole: bool) -> str:
+        if v is None or v != v:
+            return "n/a"
+        return str(int(v)) if whole else format_number(v, digits)
+
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype.kind == "f":
-            out[c] = [format_number(v, digits) for v in out[c]]
+        col = out[c]
+        if col.dtype.kind == "f" or (col.dtype == object and col.isna().any() and numeric_or_missing(col.tolist())):
+            finite = [float(v) for v in col.tolist() if v is not None and v == v]
+            whole = bool(finite) and all(v.is_integer() for v in finite) and c not in METRIC_LIKE and \
+                not str(c).endswith(METRIC_LIKE)
+            out[c] = [text(v, whole) for v in col.tolist()]
     return out
 
 

@@ -72,6 +72,12 @@ def get_data(config_json: str) -> LoadedData:
     return load_data(DataConfig.model_validate_json(config_json))
 
 
+@st.cache_resource(show_spinner="Indexing the data set's image files…", max_entries=4)
+def get_content_index(config_json: str) -> dict[str, int]:
+    from cascade.dashboard.inspect import content_index
+    return content_index(get_data(config_json).index)
+
+
 FEATURES_SPINNER = "Extracting per-block features once (then cached on disk)…"
 
 

@@ -197,3 +197,37 @@ def _activity(p: Progress, last_kind: str | None, last_step_in_epoch: int) -> st
     if last_kind == "eval" and finished_all:
         return "testing"
     return "training"
+
+
+@dataclass
+class AblationProgress:
+    total: int
+    finished: list[str]
+    current: str | None = None
+    current_progress: Progress | None = None
+
+    @property
+    def fraction(self) -> float:
+        if self.total <= 0:
+            return 0.0
+        part = self.current_progress.fraction if self.current_progress is not None else 0.0
+        return max(0.0, min(1.0, (len(self.finished) + part) / self.total))
+
+    def describe(self) -> str:
+        text = f"{len(self.finished)}/{self.total} runs finished"
+        if self.current and self.current_progress is not None:
+            text += f"; now `{self.current}`: {self.current_progress.describe()}"
+        return text
+
+
+def read_ablation_progress(out_dir: str | Path, methods: list[str], seeds: int) -> AblationProgress:
+    """How far an ablation (``cascade ablate`` / the Compare page) got: finished runs and the current one."""
+    runs = Path(out_dir) / "runs"
+    planned = [f"{m}-seed" for m in methods]
+    names = sorted((p.name for p in runs.iterdir() if p.is_dir()), key=lambda n: (runs / n).stat().st_mtime) \
+        if runs.is_dir() else []
+    names = [n for n in names if any(n.startswith(prefix) for prefix in planned)]
+    finished = [n for n in names if (runs / n / "eval.json").is_file()]
+    current = next((n for n in reversed(names) if n not in finished), None)
+    return AblationProgress(total=len(methods) * int(seeds), finished=finished, current=current,
+                            current_progress=read_progress(runs / current) if current else None)
