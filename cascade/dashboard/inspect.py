@@ -93,7 +93,8 @@ def ground_truth(index, lookup: dict[str, int], data: bytes) -> dict | None:
         return None
     rec = index.records[i]
     return {"key": rec.key, "label": index.classnames[rec.label], "split": rec.split,
-            "distribution": [float(v) for v in index.distribution(i)], "has_distribution": rec.dist is not None}
+            "distribution": [float(v) for v in index.distribution(i)],
+            "has_distribution": bool(index.has_distributions)}
 
 
 def prediction_rows(preds: list[ImagePrediction], truths: list[dict | None] | None = None) -> list[dict]:
