@@ -54,13 +54,16 @@ def test_tensorboard_events_mirror_the_metrics_log(small_run):
     acc = event_tags(small_run)
     tags = set(acc.Tags()["scalars"])
     for tag in ("loss/total", "lr/prompts", "throughput/images_per_s", "val/accuracy", "val/kl", "test/accuracy",
-                "val/stage4_accuracy", "drift/stage1", "drift_block/block12"):
+                "val/stage4_accuracy", "drift/stage1", "drift_relative/stage1", "drift_block/block12",
+                "sigma/stage1", "fusion/stage4"):
         assert tag in tags, sorted(tags)
     records = [json.loads(x) for x in (small_run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["kind"] == "step"]
     logged = acc.Scalars("loss/total")
     assert [e.step for e in logged] == [r["global_step"] for r in steps]
     assert [e.value for e in logged] == pytest.approx([r["loss"]["total"] for r in steps], rel=1e-6)
+    logged_sigma = {e.step: e.value for e in acc.Scalars("sigma/stage1")}   # eval records repeat σ at their step
+    assert [logged_sigma[r["global_step"]] for r in steps] == pytest.approx([r["sigma"][0] for r in steps], rel=1e-6)
     test = next(r for r in records if r["kind"] == "test")
     assert acc.Scalars("test/accuracy")[-1].value == pytest.approx(test["metrics"]["fused"]["accuracy"])
 
