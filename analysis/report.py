@@ -142,6 +142,9 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
     if not report:
         rep.notes.append("The run has no eval.json (unfinished or stopped early): curves show what was logged.")
+    elif report.get("partial"):
+        label = (report.get("state") or {}).get("label") or "did not reach its last epoch"
+        rep.notes.append(f"Partial run ({label}): its metrics describe a run that did not train to its end.")
     paper = column
     p = read_progress(run_dir)
 
@@ -343,14 +346,15 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
 
 
 def _split_note(payload: dict[str, Any], n_seeds: int) -> str:
+    from cascade.train.ablate import variance_note
+
     varied = payload.get("split_per_seed")
     if n_seeds < 2:
         return "One seed."
-    if varied is True:
-        return "The data split varied with the seed."
-    if varied is False:
-        return "All seeds used the same data split."
-    return "Whether the split varied with the seed is not recorded (results.json predates split_per_seed)."
+    if varied is None:
+        return "Whether the split varied with the seed is not recorded (results.json predates split_per_seed)."
+    note = variance_note(bool(varied))
+    return note[0].upper() + note[1:] + "."
 
 
 def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]] | None = None, *,
@@ -384,6 +388,9 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
                      f"two-sided test, p < {alpha:g} (95 % paired-bootstrap intervals in significance.csv).")
     if payload.get("random_weights"):
         notes.insert(0, "RANDOM backbone weights: the numbers say nothing about CLIP.")
+    partial = [f"{r['method']} seed {r['seed']}" for r in rows if r.get("partial")]
+    if partial:
+        notes.append("Partial runs (stopped before their last epoch) included: " + ", ".join(partial) + ".")
     main = Table(columns=["method", "seeds", *metrics], rows=table_rows, metric_columns={k: k for k in metrics},
                  markers=markers, caption=f"Ablation ({ablation_dir.name})", label="tab:ablation", notes=notes,
                  digits=digits, headers=HEADERS)
