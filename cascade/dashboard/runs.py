@@ -133,7 +133,8 @@ class RunSummary:
 
     def row(self) -> dict[str, Any]:
         """One flat table row: the run, its metrics (fused test, fused val, per-stage test accuracy),
-        its state, then what it is (method, stages, backbone, data, epochs)."""
+        its state ("status": finished, stopped at …, partial metrics), then what it is (method,
+        stages, backbone, data, epochs)."""
         r: dict[str, Any] = {"run": self.name}
         for k in ("accuracy", "macro_f1", "uar", "kl"):
             r[f"test {k}"] = self.test.get(k)
@@ -142,8 +143,8 @@ class RunSummary:
         for s, m in enumerate(self.test_stages):
             r[f"test stage{s + 1} accuracy"] = m.get("accuracy")
         r.update({
-            "state": (self.state_label or self.status) + (" · partial metrics" if self.partial and self.status in
-                                                          ("stopped", "failed", "killed") else ""),
+            "status": (self.state_label or self.status) + (" · partial metrics" if self.partial and self.status in
+                                                           ("stopped", "failed", "killed") else ""),
             "flags": f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else "",
             "method": self.method, "stages": self.stages, "backbone": self.backbone, "data": self.data,
             "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),

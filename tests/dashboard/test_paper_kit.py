@@ -105,8 +105,8 @@ def test_runs_table_leads_with_metrics_and_flags_test_tuning(tmp_path):
     assert run.tuned_on_test == ["sigma-x"]
     row = run.row()
     keys = list(row)
-    assert keys[0] == "run" and keys[1].startswith("test ") and keys.index("state") > keys.index("val kl")
-    assert row["state"].startswith("finished") and row["flags"] == "σ tuned on TEST: sigma-x"
+    assert keys[0] == "run" and keys[1].startswith("test ") and keys.index("status") > keys.index("val kl")
+    assert row["status"].startswith("finished") and row["flags"] == "σ tuned on TEST: sigma-x"
     assert row["test kl"] is None                          # label-only data: shown as n/a, never 0
 
 
