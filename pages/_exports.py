@@ -69,7 +69,7 @@ def chart(fig_or_build: Callable[[Any], Any] | Any, key: str, stem: str, *, data
     if data is not None:
         files.append(("csv", data if isinstance(data, (str, bytes)) else data.to_csv(index=False, na_rep="n/a")))
     files += list((extra or {}).items())
-    cols = st.columns(max(6, len(files)))
+    cols = st.columns(len(files))   # as many as buttons: in a narrow column each keeps its label
     for col, (ext, payload) in zip(cols, files):
         download(ext.upper(), payload, f"{stem}.{ext}", key, col)
 

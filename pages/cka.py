@@ -26,7 +26,7 @@ runs = [r for r in list_runs(ctx.runs_dir) if r.checkpoints]
 c1, c2, c3 = st.columns([2, 3, 1])
 mode = c1.radio("Mode", list(MODES), format_func=MODES.get)
 split = c3.radio("Split", ["val", "test", "train"], help="The images the features are computed on.")
-zrange = "fixed" if c3.toggle("Fixed 0–1 colours", value=False, key="cka_fixed",
+zrange = "fixed" if c3.toggle("0–1 colours", value=False, key="cka_fixed",
                               help="Off (default): the colours span the matrix's own range, so values that all "
                                    "lie between 0.9 and 1 still show their structure. On: 0–1, comparable across "
                                    "heatmaps.") else "auto"
