@@ -82,8 +82,9 @@ ALWAYS = ("name", "method", "data_kind", "batch_size", "seed")
 TRAINING = ("epochs_warmup", "epochs_unfreeze", "epochs_global", "lambda_dist", "alpha", "lr_prompts", "lr_heads",
             "lr_classifier")
 
-_DESIGN = "DESIGN §5 uses 1e-4 for prompts and 1e-5 for σ and λ over 8 epochs; this form's default is larger so a " \
-          "few-epoch demo run visibly moves"
+_DESIGN = "Defaults: train.recipe default's rates (σ and λ 1e-2, so they move within their phase); DESIGN §5's " \
+          "seed used 1e-4 for prompts and 1e-5 for σ and λ (train.recipe: seed), under which σ barely moves. " \
+          "The form's prompt rate is larger than 1e-4 so a few-epoch demo run visibly learns"
 FIELD_HELP: dict[str, str] = {
     "name": "Folder name under the runs folder. Letters, digits, '.', '_' and '-'; anything else becomes '-'.",
     "method": "cascade is the method; the others are the baselines and ablations, each through the same code "
