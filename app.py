@@ -15,7 +15,9 @@ if str(ROOT) not in sys.path:  # `pages._shared` and the packages, however the a
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="cascade · CLIP emotion prompts", page_icon=":material/stacks:", layout="wide")
+# A local file: a ":material/..." icon would make the browser fetch the favicon from a font host.
+st.set_page_config(page_title="cascade · CLIP emotion prompts", page_icon=str(ROOT / "assets" / "favicon.png"),
+                   layout="wide")
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview",

@@ -1,7 +1,8 @@
-"""``cascade cka`` and ``cascade sigma-sweep``: the analysis subcommands.
+"""``cascade cka``, ``cascade sigma-sweep`` and ``cascade report``: the analysis subcommands.
 
     cascade cka --run DIR [--against frozen|DIR] [--split val] [--mode within|frozen|stages] --out FILE.pdf
     cascade sigma-sweep --run DIR --sigmas 0.1:10:50 [--stage N] [--metric accuracy] [--out FILE.csv|pdf]
+    cascade report --run DIR --out OUT | --ablation DIR --out OUT   (analysis.report)
 
 Per-block features are cached under ``<run>/features`` (safetensors + JSON), so a
 second call on the same run, checkpoint and split does no forward pass.
@@ -69,6 +70,10 @@ def register(subparsers) -> None:
                    help="write the sweep as CSV or as a figure (a figure also writes the CSV beside it)")
     p.add_argument("--column", choices=["single", "double"], default="single", help="paper column width")
     p.set_defaults(func=handle_sigma_sweep)
+
+    from analysis.report import register as register_report
+
+    register_report(subparsers, _guard)
 
 
 # ---------------------------------------------------------------------------

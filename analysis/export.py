@@ -16,6 +16,10 @@ would otherwise fetch it from a CDN, which an offline machine cannot reach.
 
 Writes are atomic: bytes go to a temporary file beside the target, which then
 replaces it, so a reader never sees half a figure.
+
+Files are made ready for a paper: a PNG records its resolution (a ``pHYs`` chunk,
+300 dpi by default, the resolution it was rendered at), and a PDF carries a real
+document title (the figure's title, or one given) instead of the export page's.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import numpy as np
 from cascade.fileio import atomic_write_bytes
 
 __all__ = [
+    "DEFAULT_DPI",
     "DEFAULT_PNG_SCALE",
     "ExportError",
     "SUPPORTED_FORMATS",
@@ -47,8 +52,11 @@ __all__ = [
 ]
 
 SUPPORTED_FORMATS = ("pdf", "svg", "png")
+CSS_PX_PER_INCH = 96
 # 300 dpi at the figure's physical size (plotly lays out at 96 px per inch).
-DEFAULT_PNG_SCALE = 300 / 96
+DEFAULT_DPI = 300
+DEFAULT_PNG_SCALE = DEFAULT_DPI / CSS_PX_PER_INCH
+PDF_CREATOR = "cascade (plotly + kaleido)"
 RENDER_TIMEOUT_S = 90.0
 START_TIMEOUT_S = 60.0
 
@@ -275,6 +283,53 @@ def _render(fig: Any, fmt: str, width: float | None, height: float | None, scale
 
 
 # ---------------------------------------------------------------------------
+# paper-ready files
+# ---------------------------------------------------------------------------
+
+
+def figure_title(fig: Any, default: str = "cascade figure") -> str:
+    """The figure's own title text (markup stripped), else ``default``."""
+    layout = fig.to_dict().get("layout", {}) if hasattr(fig, "to_dict") else (fig or {}).get("layout", {})
+    title = layout.get("title")
+    text = title.get("text") if isinstance(title, dict) else title
+    if not text:
+        return default
+    import re
+
+    return re.sub(r"<[^>]+>", " ", str(text)).strip() or default
+
+
+def png_with_dpi(data: bytes, dpi: float) -> bytes:
+    """The PNG re-saved with its resolution recorded (``pHYs``), pixels unchanged."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        out = io.BytesIO()
+        im.save(out, "PNG", dpi=(float(dpi), float(dpi)))
+    return out.getvalue()
+
+
+def pdf_with_title(data: bytes, title: str) -> bytes:
+    """The PDF with its document title (and creator) set; pages unchanged."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.add_metadata({"/Title": title, "/Creator": PDF_CREATOR})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _finish(data: bytes, fig: Any, fmt: str, dpi: float, title: str | None) -> bytes:
+    if fmt == "png":
+        return png_with_dpi(data, dpi)
+    if fmt == "pdf":
+        return pdf_with_title(data, title or figure_title(fig))
+    return data
+
+
+# ---------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------
 
@@ -288,6 +343,9 @@ def figure_bytes(
     width: float | None = None,
     height: float | None = None,
     scale: float | None = None,
+    *,
+    dpi: float | None = None,
+    title: str | None = None,
 ) -> bytes:
     """Render a plotly figure to PDF, SVG or PNG bytes (e.g. for a download button).
 
@@ -296,14 +354,26 @@ def figure_bytes(
         fmt: ``"pdf"``, ``"svg"`` or ``"png"``.
         width, height: size in CSS px (96 px = 1 in); default the figure's
             layout size, else kaleido's 700×500.
-        scale: PNG resolution multiplier, default 300/96 (300 dpi at the
-            physical size); ignored for PDF/SVG, whose size it would distort.
+        scale: PNG resolution multiplier; default ``dpi / 96``. Ignored for
+            PDF/SVG, whose size it would distort.
+        dpi: PNG resolution at the figure's physical size, recorded in the file
+            (default 300; with ``scale`` given, ``96 · scale``).
+        title: the PDF's document title (default the figure's title, else
+            "cascade figure").
 
     Raises:
-        ValueError: unsupported format.
+        ValueError: unsupported format or a non-positive dpi.
         ExportError: no browser, the browser failed, or kaleido rejected the figure.
     """
-    return _render(fig, fmt, width, height, scale)
+    fmt = fmt.lower().lstrip(".")
+    if dpi is not None and dpi <= 0:
+        raise ValueError(f"dpi must be positive, got {dpi}")
+    if scale is None:
+        dpi = float(dpi or DEFAULT_DPI)
+        scale = dpi / CSS_PX_PER_INCH
+    else:
+        dpi = float(dpi or scale * CSS_PX_PER_INCH)
+    return _finish(_render(fig, fmt, width, height, scale), fig, fmt, dpi, title)
 
 
 def export_figure(
@@ -312,18 +382,21 @@ def export_figure(
     width: float | None = None,
     height: float | None = None,
     scale: float | None = None,
+    *,
+    dpi: float | None = None,
+    title: str | None = None,
 ) -> Path:
     """Write ``fig`` to ``path`` atomically, as PDF, SVG or PNG by the file's extension.
 
-    Sizes and errors as for :func:`figure_bytes`; parent folders are created.
-    A PDF's page is exactly width × height px at 96 px per inch
-    (e.g. 336 px = 3.5 in = 252 pt).  Returns the path written.
+    Sizes, ``dpi``, ``title`` and errors as for :func:`figure_bytes`; parent
+    folders are created. A PDF's page is exactly width × height px at 96 px per
+    inch (e.g. 336 px = 3.5 in = 252 pt).  Returns the path written.
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in SUPPORTED_FORMATS:
         raise ValueError(f"cannot infer a figure format from {path.name!r}; use .pdf, .svg or .png")
-    _atomic_write(path, _render(fig, fmt, width, height, scale))
+    _atomic_write(path, figure_bytes(fig, fmt, width, height, scale, dpi=dpi, title=title))
     return path
 
 

@@ -33,6 +33,15 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def sequential_colours(n: int, scale: str = "Plasma") -> list[str]:
+    """``n`` distinct colours along a sequential scale (its pale end left out: it vanishes on white)."""
+    if n <= 0:
+        return []
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale(scale, [0.85 * i / max(1, n - 1) for i in range(n)])
+
+
 def _style(fig: go.Figure, paper: bool | str, height: float | None = None) -> go.Figure:
     if not paper:
         return fig
@@ -65,14 +74,18 @@ def cka_heatmap(
     y_title: str = "block",
     colorscale: str = "Viridis",
     show_values: bool = False,
+    zrange: str = "auto",
     paper: bool | str = False,
 ) -> go.Figure:
-    """A CKA matrix as a heatmap with square cells and a fixed 0-1 colour scale.
+    """A CKA matrix as a heatmap with square cells.
 
     Args:
-        matrix: [R, C] values (CKA; unbiased estimates slightly outside [0, 1] are
-            clipped by the colour scale, not altered). A :class:`analysis.drift.CKAResult`
+        matrix: [R, C] values (CKA; values outside the colour range are clipped by
+            the colour scale, not altered). A :class:`analysis.drift.CKAResult`
             works too (its labels and boundaries are used unless given).
+        zrange: ``"auto"`` (default) spans the colours over the values' own range, so
+            matrices whose values all lie between 0.9 and 1 still show their
+            structure; ``"fixed"`` uses 0-1, comparable across figures.
         rows, cols: labels (default 1..R / 1..C); row 0 is drawn at the top.
         row_boundaries, col_boundaries: positions between cells (0-based, e.g. 3.5
             between the 4th and 5th) where stages change; drawn as white lines.
@@ -94,10 +107,15 @@ def cka_heatmap(
     if len(rows) != r or len(cols) != c:
         raise ValueError(f"{len(rows)} row / {len(cols)} column labels for a {r}×{c} matrix")
     # Numeric cell coordinates (0..C-1) with the labels as ticks: boundary lines then sit exactly between cells.
-    text = np.vectorize(lambda v: f"{v:.2f}")(m) if show_values else None
+    zmin, zmax = cka_color_range(m, zrange)
+    digits = 2 if zmax - zmin >= 0.2 else 3
+    text = np.vectorize(lambda v: f"{v:.{digits}f}")(m) if show_values else None
+    colorbar: dict[str, Any] = {"title": {"text": "CKA"}}
+    if zrange == "fixed":
+        colorbar["tickvals"] = [0, 0.25, 0.5, 0.75, 1.0]
     fig = go.Figure(go.Heatmap(
-        z=m, x=list(range(c)), y=list(range(r)), zmin=0.0, zmax=1.0, colorscale=colorscale,
-        colorbar={"title": {"text": "CKA"}, "tickvals": [0, 0.25, 0.5, 0.75, 1.0]},
+        z=m, x=list(range(c)), y=list(range(r)), zmin=zmin, zmax=zmax, colorscale=colorscale,
+        colorbar=colorbar,
         customdata=np.array([[f"{rows[i]} / {cols[j]}" for j in range(c)] for i in range(r)]),
         hovertemplate="%{customdata}<br>CKA %{z:.4f}<extra></extra>",
         text=text, texttemplate="%{text}" if show_values else None,
@@ -118,6 +136,34 @@ def cka_heatmap(
                      range=[r - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain",
                      showgrid=False, zeroline=False)
     return _style(fig, paper)
+
+
+def cka_color_range(m: np.ndarray, zrange: str = "auto") -> tuple[float, float]:
+    """Colour limits of a CKA heatmap: the finite values' min/max (``auto``) or 0-1 (``fixed``)."""
+    if zrange == "fixed":
+        return 0.0, 1.0
+    if zrange != "auto":
+        raise ValueError(f"zrange must be 'auto' or 'fixed', got {zrange!r}")
+    finite = m[np.isfinite(m)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo < 1e-6:   # a constant matrix: a small band around its value
+        lo, hi = lo - 0.005, hi + 0.005
+    return lo, hi
+
+
+def integer_axis(fig: go.Figure, values: Sequence[Any], axis: str = "x", **where: Any) -> None:
+    """Ticks only at whole numbers on an axis whose values are counts (stages, blocks, epochs, steps)."""
+    vals = [v for v in values if isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v)]
+    if not vals or any(float(v) != int(v) for v in vals):
+        return
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    distinct = sorted({int(v) for v in vals})
+    if len(distinct) <= 16:
+        update(tickmode="array", tickvals=distinct, ticktext=[str(v) for v in distinct], **where)
+    else:
+        update(tickformat="d", **where)
 
 
 # ---------------------------------------------------------------------------
@@ -163,6 +209,7 @@ def drift_curves(
     fig.update_layout(title={"text": title} if title else None, legend={"title": {"text": ""}})
     fig.update_xaxes(title_text="step" if x == "global_step" else x)
     fig.update_yaxes(title_text="1 − CKA (drift)" if y == "drift" else y)
+    integer_axis(fig, [v for _, xs, _ in items for v in np.asarray(xs).tolist()])
     return _style(fig, paper)
 
 
@@ -187,7 +234,8 @@ def nga_weight_figure(
             chosen σ values.
         limits: DataFrame from :func:`analysis.sigma.nga_limits` (σ→0: last block only;
             σ→∞: plain mean), drawn dashed grey; None to omit.
-        highlight: name of the curve to draw thicker (e.g. the learned σ).
+        highlight: name of the curve to draw thicker and in black (e.g. the learned σ);
+            every other curve gets its own colour, ordered along a sequential scale.
     """
     from plotly.subplots import make_subplots
 
@@ -195,16 +243,18 @@ def nga_weight_figure(
     fig = make_subplots(rows=1, cols=len(stages), shared_yaxes=True,
                         subplot_titles=[f"stage {s}" for s in stages], horizontal_spacing=0.04)
     names = list(dict.fromkeys(curves["curve"].tolist()))
+    others = [n for n in names if n != highlight]
+    colours = dict(zip(others, sequential_colours(len(others))))
     for col, s in enumerate(stages, start=1):
         part = curves[curves["stage"] == s]
-        for i, name in enumerate(names):
+        for name in names:
             p = part[part["curve"] == name].sort_values("block")
             if p.empty:
                 continue
             wide = highlight is not None and name == highlight
             fig.add_trace(go.Scatter(
                 x=p["block"], y=p["weight"], mode="lines+markers", name=str(name), legendgroup=str(name),
-                showlegend=col == 1, line={"color": _colour(i), "width": 3 if wide else 1.5},
+                showlegend=col == 1, line={"color": "black" if wide else colours[name], "width": 3 if wide else 1.5},
                 marker={"size": 6 if wide else 4},
             ), row=1, col=col)
         if limits is not None:

@@ -122,6 +122,11 @@ def apply_paper_style(
     fig.update_xaxes(**axis_style)
     fig.update_yaxes(**axis_style)
 
+    # Subplot titles and labels are annotations: the same serif type, one size.
+    fig.update_annotations(font_family=FONT_FAMILY, font_size=pt_to_px(FONT_SIZE_PT))
+    if fig.layout.annotations and any(a.yref == "paper" for a in fig.layout.annotations):
+        fig.update_layout(margin={"t": (40 if fig.layout.title.text else 20)})
+
     for trace in fig.data:
         if "colorbar" in trace:
             trace.colorbar.update(

@@ -72,6 +72,12 @@ def get_data(config_json: str) -> LoadedData:
     return load_data(DataConfig.model_validate_json(config_json))
 
 
+@st.cache_resource(show_spinner="Indexing the data set's image files…", max_entries=4)
+def get_content_index(config_json: str) -> dict[str, int]:
+    from cascade.dashboard.inspect import content_index
+    return content_index(get_data(config_json).index)
+
+
 FEATURES_SPINNER = "Extracting per-block features once (then cached on disk)…"
 
 
@@ -295,6 +301,34 @@ def _store(widget_key: str, name: str) -> None:
     st.session_state[name] = st.session_state[widget_key]
 
 
+DEMO_SHORT = "Demo mode: random weights — predictions and metrics say nothing about CLIP"
+
+
 def demo_banner(ctx: Context) -> None:
-    if ctx.choice.demo:
-        st.warning(ctx.choice.banner, icon=":material/science:")
+    """The demo-mode notice: in full on the first page a session shows, until "Got it" is
+    pressed or another page is opened; collapsed to one line after that."""
+    if not ctx.choice.demo:
+        return
+    ss = st.session_state
+    page = _page_name()
+    first = ss.setdefault("demo_banner_page", page)
+    if not ss.get("demo_banner_read") and first == page:
+        box = st.warning(ctx.choice.banner, icon=":material/science:")
+        if st.button("Got it", key="demo_banner_ok", help="Collapse this notice for the rest of the session"):
+            ss["demo_banner_read"] = True
+            box.empty()
+            st.rerun()
+        return
+    ss["demo_banner_read"] = True
+    with st.expander(DEMO_SHORT, icon=":material/science:"):
+        st.markdown(ctx.choice.banner)
+
+
+def _page_name() -> str:
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        run = get_script_run_ctx()
+        return str(getattr(run, "page_script_hash", "") or "")
+    except Exception:  # noqa: BLE001 - without a run context every call is the same page
+        return ""

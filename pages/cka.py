@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.drift import block_drift, cross_model_cka, stage_drift, stage_vs_frozen_matrix, within_model_cka
-from analysis.export import figure_bytes
+from analysis.drift import drift_from_logs
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
 from cascade.dashboard.runs import list_runs
+from pages._exports import chart
 from pages._shared import context
 from pages._sources import UNTRAINED, matrix_file_bytes
 
@@ -20,12 +21,15 @@ st.caption("Linear CKA accumulated as unbiased HSIC over minibatches (Nguyen et 
 MODES = {"within": "Within a model (block × block)", "frozen": "Frozen vs prompted (drift per block and stage)",
          "checkpoints": "Across checkpoints (drift over training)"}
 UNTRAINED_LABEL = "Untrained cascade b32-4stage (current backbone, sidebar data)"
-MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png"}
 
 runs = [r for r in list_runs(ctx.runs_dir) if r.checkpoints]
 c1, c2, c3 = st.columns([2, 3, 1])
 mode = c1.radio("Mode", list(MODES), format_func=MODES.get)
 split = c3.radio("Split", ["val", "test", "train"], help="The images the features are computed on.")
+zrange = "fixed" if c3.toggle("0–1 colours", value=False, key="cka_fixed",
+                              help="Off (default): the colours span the matrix's own range, so values that all "
+                                   "lie between 0.9 and 1 still show their structure. On: 0–1, comparable across "
+                                   "heatmaps.") else "auto"
 run_labels = [r.name for r in runs] + ([UNTRAINED_LABEL] if ctx.data_config is not None else [])
 if mode == "checkpoints":
     if not runs:
@@ -50,22 +54,24 @@ def source_of(label: str) -> str:
 
 
 def show(build, key: str, stem: str, result=None) -> None:
-    """``build(paper)`` on screen, then downloads: the print-styled figure (one column, serif, 300 dpi
-    PNG) rendered on click by the analysis export (kaleido + Chromium), and the matrix as CSV / NPZ."""
-    fig = build(False)
-    if result is not None:  # a heatmap: square cells, so give it height
-        fig.update_layout(height=min(760, max(360, 34 * len(result.rows) + 140)))
-    st.plotly_chart(fig, key=key, width="stretch")
-    cols = st.columns(5)
-    for col, fmt in zip(cols[:3], ("pdf", "svg", "png")):
-        col.download_button(fmt.upper(), data=lambda fmt=fmt: figure_bytes(build("single"), fmt),
-                            file_name=f"{stem}.{fmt}", mime=MIME[fmt], key=f"dl_{key}_{fmt}", on_click="ignore",
-                            icon=":material/download:")
+    """``build(paper)`` on screen with the shared downloads (PDF, SVG, PNG, CSV; a matrix also as NPZ)."""
+    height = min(760, max(360, 34 * len(result.rows) + 140)) if result is not None else None
+    extra = None
+    data = None
     if result is not None:
-        for col, fmt, mime in ((cols[3], "csv", "text/csv"), (cols[4], "npz", "application/octet-stream")):
-            col.download_button(fmt.upper(), data=matrix_file_bytes(result.matrix, result.rows, result.cols, fmt),
-                                file_name=f"{stem}.{fmt}", mime=mime, key=f"dl_{key}_{fmt}", on_click="ignore",
-                                icon=":material/download:")
+        data = matrix_file_bytes(result.matrix, result.rows, result.cols, "csv")
+        extra = {"npz": matrix_file_bytes(result.matrix, result.rows, result.cols, "npz")}
+    elif hasattr(build, "data"):
+        data = build.data
+    chart(build, key, stem, data=data, height=height, extra=extra, title=stem.replace("-", " "))
+
+
+def long_frame(curves: dict, x: str):
+    """{series: (xs, ys)} as a long table for the CSV download."""
+    import pandas as pd
+
+    return pd.DataFrame([{"series": name, x: a, "drift": b} for name, (xs, ys) in curves.items()
+                         for a, b in zip(xs, ys)])
 
 
 def matrix_result(df, row: str, col: str, value: str):
@@ -82,7 +88,8 @@ try:
             src = source_of(label)
             res = within_model_cka(ctx.features(src, split, "run"), model=ctx.source_model(src))
             st.subheader(label)
-            show(lambda paper, res=res: cka_heatmap(res, paper=paper), f"within{i}", f"cka-within-{split}-{i}", res)
+            show(lambda paper, res=res: cka_heatmap(res, zrange=zrange, paper=paper), f"within{i}",
+                 f"cka-within-{split}-{i}", res)
     elif mode == "frozen":
         block_curves, stage_curves = {}, {}
         for i, label in enumerate(picked):
@@ -92,34 +99,48 @@ try:
             st.subheader(label)
             res = cross_model_cka(fs_run, fs_frozen, model=model)
             show(lambda paper, res=res: cka_heatmap(res, x_title="frozen CLIP block", y_title="prompted block",
-                                                    paper=paper), f"cross{i}", f"cka-prompted-vs-frozen-{split}-{i}", res)
+                                                    zrange=zrange, paper=paper),
+                 f"cross{i}", f"cka-prompted-vs-frozen-{split}-{i}", res)
             st.markdown("Each stage's $Z_s$ against frozen CLIP's blocks and its final embedding")
             res2 = stage_vs_frozen_matrix(fs_run, model, fs_frozen)
-            show(lambda paper, res2=res2: cka_heatmap(res2, x_title="frozen CLIP", y_title="stage", paper=paper),
+            show(lambda paper, res2=res2: cka_heatmap(res2, x_title="frozen CLIP", y_title="stage", zrange=zrange,
+                                                      paper=paper),
                  f"stages{i}", f"cka-stages-vs-frozen-{split}-{i}", res2)
             bd = block_drift(fs_run, fs_frozen)
             block_curves[label] = (bd["block"].tolist(), bd["drift"].tolist())
             sd = stage_drift(fs_run, model, frozen_final_embedding(fs_frozen, model))
             stage_curves[label] = (sd["stage"].tolist(), sd["drift"].tolist())
         st.subheader("Drift per block (prompted vs frozen)")
-        show(lambda paper: drift_curves(block_curves, x="block", paper=paper), "drift_blocks",
-             f"drift-per-block-{split}")
+        chart(lambda paper: drift_curves(block_curves, x="block", paper=paper), "drift_blocks",
+              f"drift-per-block-{split}", data=long_frame(block_curves, "block"), title="Drift per block")
         st.subheader("Drift per stage (Z_s vs frozen final embedding)")
-        show(lambda paper: drift_curves(stage_curves, x="stage", paper=paper), "drift_stages",
-             f"drift-per-stage-{split}")
+        chart(lambda paper: drift_curves(stage_curves, x="stage", paper=paper), "drift_stages",
+              f"drift-per-stage-{split}", data=long_frame(stage_curves, "stage"), title="Drift per stage")
     else:
         run = next(r for r in runs if r.name == picked[0])
-        df = ctx.checkpoint_drift(run.path, split)
-        st.subheader(f"{run.name}: stage drift per checkpoint")
+        logged = drift_from_logs(run.path)
+        if not logged.empty:
+            df, x = logged, "global_step"
+            st.caption("From the drift the trainer logged on its probe images (`train.drift`), in training order.")
+        else:
+            df = ctx.checkpoint_drift(run.path, split)
+            df = df.sort_values(["global_step", "checkpoint"], kind="stable", na_position="last")
+            x = "global_step" if df["global_step"].notna().all() else "checkpoint"
+            n = df["checkpoint"].nunique()
+            st.caption(f"No drift was logged during training (`train.drift.every_k_steps: 0`): measured on the "
+                       f"{split} split at the run's {n} checkpoint(s), ordered by step. "
+                       "`train.keep_epoch_checkpoints: true` keeps one per epoch.")
+        st.subheader(f"{run.name}: stage drift over training")
         stages = df[df["kind"] == "stage"]
-        x = "global_step" if stages["global_step"].notna().all() else "checkpoint"
-        show(lambda paper: drift_curves(stages, x=x, kind=None, paper=paper), "ck_stage",
-             f"drift-checkpoints-stages-{run.name}-{split}")
+        chart(lambda paper: drift_curves(stages, x=x, kind=None, paper=paper), "ck_stage",
+              f"drift-over-training-{run.name}", data=df, title=f"{run.name}: stage drift over training")
         blocks = df[df["kind"] == "block"]
         if not blocks.empty:
-            st.subheader("CKA(prompted block, frozen block) per checkpoint")
-            res = matrix_result(blocks, "checkpoint", "index", "cka")
-            show(lambda paper: cka_heatmap(res, x_title="block", y_title="checkpoint", paper=paper), "ck_blocks",
-                 f"cka-checkpoints-blocks-{run.name}-{split}", res)
+            st.subheader("CKA(prompted block, frozen block) over training")
+            row = "global_step" if x == "global_step" else "checkpoint"
+            res = matrix_result(blocks.sort_values(row, kind="stable"), row, "index", "cka")
+            show(lambda paper: cka_heatmap(res, x_title="block", y_title="step" if row == "global_step" else row,
+                                           zrange=zrange, paper=paper), "ck_blocks",
+                 f"cka-blocks-over-training-{run.name}", res)
 except Exception as exc:  # noqa: BLE001 - e.g. an empty or tiny split: a message, never a crash
     st.error(f"CKA could not be computed: {exc}")

@@ -2,15 +2,19 @@
 the predicted distribution, and the NGA and fusion weights used."""
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import streamlit as st
 
 from analysis.figures import stage_prediction_bars
 from cascade.dashboard.charts import distribution_bar, weights_figure
-from cascade.dashboard.inspect import predict
+from cascade.dashboard.inspect import ground_truth, predict, prediction_rows
 from cascade.dashboard.runs import checkpoint_choices, list_runs
 from cascade.dashboard.uploads import ALLOWED_EXTENSIONS, MAX_FILES, MAX_UPLOAD_MB, validate_uploads
 from cascade.data import EMOTION6_CLASSES
-from pages._shared import context
+from pages._exports import chart, download
+from pages._shared import context, get_content_index
 
 ctx = context()
 st.title("Inspect")
@@ -53,19 +57,59 @@ if model is None or not images:
 with st.spinner("Predicting…"):
     preds = predict(model, [(im.name, im.image) for im in images])
 st.caption(f"Model time: {1000 * preds[0].seconds:.0f} ms per image (batch of {len(preds)}) on {ctx.device}.")
-for i, (im, pred) in enumerate(zip(images, preds)):
+
+# An upload that is one of the sidebar data set's images (same bytes) shows its ground truth.
+data = ctx.data() if ctx.data_config is not None else None
+truths: list = [None] * len(preds)
+if data is not None and list(data.classnames) == list(model.classnames):
+    lookup = get_content_index(ctx.data_config.model_dump_json())
+    raw = dict(files)
+    truths = [ground_truth(data.index, lookup, raw.get(im.name, b"")) for im in images]
+
+rows = prediction_rows(preds, truths)
+c1, c2, _ = st.columns([1, 1, 4])
+download("Predictions CSV", pd.DataFrame(rows).to_csv(index=False), "predictions.csv", "inspect_preds", c1)
+download("Predictions JSON", json.dumps(rows, indent=2), "predictions.json", "inspect_preds", c2)
+zero_shot = source == ZERO_SHOT
+for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
     st.divider()
     st.subheader(pred.name)
     c1, c2 = st.columns([1, 3])
     with c1:
         st.image(im.image, caption=f"{im.size[0]}×{im.size[1]} {im.format}", width="stretch")
         st.metric("Fused prediction", pred.predicted, f"{pred.confidence:.1%}", delta_color="off", delta_arrow="off")
-        st.markdown("**Predicted distribution**")
-        st.plotly_chart(distribution_bar(pred), key=f"dist_{i}", width="stretch")
+        if truth is not None:
+            st.caption(f"In the data set as `{truth['key']}` ({truth['split'] or 'no'} split): "
+                       f"label **{truth['label']}**" + ("" if truth["has_distribution"] else
+                                                         " (labels only: the distribution is one-hot)"))
+        st.markdown("**Predicted distribution**" + (" and ground truth" if truth is not None else ""))
+        dist = pd.DataFrame({"class": pred.classnames, "predicted": pred.fused,
+                             **({"ground truth": truth["distribution"]} if truth is not None else {})})
+        chart(distribution_bar(pred, truth=truth["distribution"] if truth is not None else None,
+                               height=260 if truth is not None else 220),
+              f"dist_{i}", f"distribution-{pred.name}", data=dist, title=f"Predicted distribution: {pred.name}")
     with c2:
         st.markdown("**Per-stage emotion probabilities**")
-        fig = stage_prediction_bars(pred.stages, pred.classnames, fused=pred.fused, names=pred.stage_names)
-        fig.update_layout(height=330, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.12))
-        st.plotly_chart(fig, key=f"stages_{i}", width="stretch")
-        st.markdown("**Weights used**")
-        st.plotly_chart(weights_figure(pred), key=f"weights_{i}", width="stretch")
+
+        def stage_figure(paper, pred=pred):
+            fig = stage_prediction_bars(pred.stages, pred.classnames, fused=pred.fused, names=pred.stage_names,
+                                        paper=paper)
+            if not paper:
+                fig.update_layout(height=330, margin=dict(l=10, r=10, t=10, b=10),
+                                  legend=dict(orientation="h", y=1.12))
+            return fig
+
+        per_stage = pd.DataFrame(pred.stages, columns=pred.classnames, index=pred.stage_names)
+        per_stage.loc["fused"] = pred.fused
+        chart(stage_figure, f"stages_{i}", f"stage-probabilities-{pred.name}",
+              data=per_stage.rename_axis("stage").reset_index(), title=f"Per-stage probabilities: {pred.name}")
+        if zero_shot:
+            st.caption("Zero-shot CLIP has one stage and no learned σ or λ: there are no weights to show.")
+        else:
+            st.markdown("**Weights used**")
+            weights = pd.DataFrame([{"stage": s + 1, "block": b, "nga_weight": float(w), "sigma": float(pred.sigma[s]),
+                                     "fusion_lambda": float(pred.fusion_weights[s])}
+                                    for s, (bl, ws) in enumerate(zip(pred.stage_blocks, pred.nga_weights))
+                                    for b, w in zip(bl, ws)])
+            chart(weights_figure(pred), f"weights_{i}", f"weights-{pred.name}", data=weights,
+                  title="NGA and fusion weights")

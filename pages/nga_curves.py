@@ -9,9 +9,21 @@ from analysis.sigma import nga_limits, nga_weight_curves, parse_sigma_grid
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
 from cascade.dashboard.runs import checkpoint_choices, list_runs
+from pages._exports import chart, table
 from pages._shared import context
 
 ctx = context()
+
+
+def readable_error(exc: Exception) -> str:
+    """One line naming the field, for a config error whether it comes from pydantic or from cascade."""
+    from pydantic import ValidationError
+
+    from cascade.train.run_config import format_validation_error
+
+    if isinstance(exc, ValidationError):
+        return format_validation_error(exc)
+    return str(exc).split("\n    For further information")[0]
 st.title("NGA curves")
 st.latex(r"w_l = \frac{g_l}{\sum_k g_k},\qquad g_l = \exp\!\Big(-\frac{(d-l+1)^2}{2\sigma_s^2}\Big),"
          r"\qquad l = 1..d")
@@ -42,7 +54,7 @@ try:
     blocks = [list(range(lo, hi + 1)) for lo, hi in cfg.stage_ranges()]
     values = [float(v) for v in parse_sigma_grid(extra)] if extra.strip() else []
 except Exception as exc:  # noqa: BLE001 - bad input is a message, never a crash
-    st.error(str(exc))
+    st.error(readable_error(exc), icon=":material/error:")
     st.stop()
 
 if len(values) > 12:
@@ -54,10 +66,19 @@ curves = nga_weight_curves(blocks, [learned] + values, mode=mode,
 limits = nga_limits(blocks) if mode == "normalized" else None
 st.caption(f"Stages {cfg.stages} · NGA mode `{mode}`"
            + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else ""))
-fig = nga_weight_figure(curves, limits, highlight=learned_name)
-fig.update_layout(height=380, legend=dict(orientation="h", y=-0.3))
-st.plotly_chart(fig, key="nga_fig", width="stretch")
-st.caption("Dashed grey: σ→0, the last block of the stage only. Dotted grey: σ→∞, the plain mean of its blocks.")
+
+
+def figure(paper):
+    fig = nga_weight_figure(curves, limits, highlight=learned_name, paper="double" if paper else False)
+    if not paper:
+        fig.update_layout(height=380, legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+chart(figure, "nga_fig", "nga-curves", data=curves, title="NGA weight per block")
+st.caption("Black: the learned σ; one colour per compared σ, light to dark as σ grows. Dashed grey: σ→0, the "
+           "last block of the stage only. Dotted grey: σ→∞, the plain mean of its blocks.")
 with st.expander("Weights as a table"):
-    table = curves.pivot_table(index=["stage", "block"], columns="curve", values="weight", sort=False)
-    st.dataframe(table, width="stretch")
+    wide = curves.pivot_table(index=["stage", "block"], columns="curve", values="weight", sort=False).reset_index()
+    wide.columns = [str(c) for c in wide.columns]
+    table(wide, "nga_table", "nga-weights", caption="NGA weights per stage and block", digits=4)

@@ -4,8 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analysis.run_figures import value_bars
 from cascade.dashboard.datasets import sample_images, summarize
 from cascade.dashboard.runs import list_runs, runs_table
+from pages._exports import chart, table
 from pages._shared import context
 
 ctx = context()
@@ -47,12 +49,19 @@ if data is not None:
     left, right = st.columns(2)
     with left:
         st.subheader("Class counts")
-        st.bar_chart(pd.DataFrame({"images": s.counts}), horizontal=True, height=260)
+        counts = pd.DataFrame({"class": list(s.counts), "images": list(s.counts.values())})
+        chart(lambda paper: value_bars(s.counts, value_title="images", horizontal=True, paper=paper),
+              "ov_counts", "class-counts", data=counts, title="Images per class", height=280)
     with right:
         st.subheader("An example distribution")
         if s.example_distribution:
             st.caption(f"`{s.example_key}` — label **{s.example_label}**")
-            st.bar_chart(pd.DataFrame({"probability": s.example_distribution}), height=260)
+            dist = pd.DataFrame({"class": list(s.example_distribution),
+                                 "probability": list(s.example_distribution.values())})
+            chart(lambda paper: value_bars(s.example_distribution, value_title="probability",
+                                           highlight=s.example_label, paper=paper),
+                  "ov_dist", "example-distribution", data=dist, title=f"Emotion distribution of {s.example_key}",
+                  height=280)
     samples = sample_images(data, per_class=1)
     if samples:
         st.subheader("One image per class")
@@ -72,4 +81,5 @@ runs = list_runs(ctx.runs_dir)
 if not runs:
     st.info("No runs yet. Start one on the **Train** page, or with `cascade train --config …`.")
 else:
-    st.dataframe(pd.DataFrame(runs_table(runs)), hide_index=True, width="stretch")
+    table(pd.DataFrame(runs_table(runs)), "ov_runs", "runs",
+          caption="Runs (fused test metrics of the checkpoint selected on val)")

@@ -9,6 +9,7 @@ import streamlit as st
 from analysis.figures import PALETTE, nga_weight_figure, sigma_sweep_figure
 from analysis.sigma import nga_limits, nga_weight_curves
 from cascade.dashboard.runs import checkpoint_choices, list_runs
+from pages._exports import chart
 from pages._shared import context
 from pages._sources import UNTRAINED, nearest, save_sigma_checkpoint, slider_values, source_id
 
@@ -46,7 +47,8 @@ st.caption(f"{bundle.label}: {bundle.num_samples:,} {split} images, features cac
 
 def reset() -> None:
     for s in range(n_stages):
-        ss[f"sigma_{sid}_{s}"] = learned[s]
+        if f"sigma_{sid}_{s}" in ss:
+            ss[f"sigma_{sid}_{s}"] = learned[s]
 
 
 st.subheader("σ per stage")
@@ -54,11 +56,18 @@ cols = st.columns(n_stages)
 sigmas = []
 for s, col in enumerate(cols):
     key = f"sigma_{sid}_{s}"
+    blocks = bundle.stage_blocks[s]
+    what = f"blocks {blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else f"block {blocks[0]}"
+    if len(blocks) == 1 or bundle.model.config.nga == "last":
+        # one block (weight 1) or nga "last": σ changes nothing, so it gets no slider
+        sigmas.append(float(learned[s]))
+        col.markdown(f"**σ stage {s + 1}** ({what})")
+        col.caption("no effect: " + ("a one-block stage's weight is 1 for every σ" if len(blocks) == 1
+                                     else "this model takes each stage's last block (nga: last)"))
+        continue
     values = slider_values(learned[s])
     if key not in ss or ss[key] not in values:
         ss[key] = nearest(values, learned[s])
-    blocks = bundle.stage_blocks[s]
-    what = f"blocks {blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else f"block {blocks[0]}"
     with col:
         sigmas.append(float(st.select_slider(f"σ stage {s + 1} ({what})", options=values, key=key,
                                              format_func=lambda v: f"{v:.3g}",
@@ -88,24 +97,32 @@ ss["sigma_last_ms"] = ms
 
 st.subheader("NGA weights")
 curves = nga_weight_curves(bundle.model, [learned, sigmas], labels=["learned σ", "chosen σ"])
-st.plotly_chart(nga_weight_figure(curves, nga_limits(bundle.model), highlight="chosen σ"), key="sigma_nga",
-                width="stretch")
+chart(lambda paper: nga_weight_figure(curves, nga_limits(bundle.model), highlight="chosen σ", paper=paper),
+      "sigma_nga", "nga-weights-chosen-sigma", data=curves, title="NGA weights at the learned and the chosen σ")
 
 st.subheader("Sweeps")
 metric = st.selectbox("Metric", ["accuracy", "macro_f1", "uar", "kl", "intersection"], key="sigma_sweep_metric")
 with st.spinner("Sweeping σ…"):
     df = bundle.sweep()
-fig = sigma_sweep_figure(df, metric, learned_sigma=learned)
-for s, value in enumerate(sigmas):  # the chosen σ: a marker on its stage's curve
-    part = df[df["stage"] == s + 1].sort_values("sigma")
-    y = float(np.interp(np.log(value), np.log(part["sigma"].to_numpy()), part[metric].to_numpy()))
-    fig.add_scatter(x=[value], y=[y], mode="markers", name="chosen σ" if s == 0 else f"chosen σ{s + 1}",
-                    legendgroup="chosen", showlegend=s == 0, hovertext=f"chosen σ{s + 1} = {value:.3g}",
-                    marker=dict(symbol="diamond", size=11, color=PALETTE[s % len(PALETTE)],
-                                line=dict(color="white", width=1)))
-fig.update_xaxes(tickvals=[0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20], ticktext=["0.05", "0.1", "0.2", "0.5", "1", "2",
-                                                                             "5", "10", "20"])
-st.plotly_chart(fig, key="sigma_sweep", width="stretch")
+
+
+def sweep_figure(paper):
+    fig = sigma_sweep_figure(df, metric, learned_sigma=learned, paper=paper)
+    for s, value in enumerate(sigmas):  # the chosen σ: a marker on its stage's curve
+        part = df[df["stage"] == s + 1].sort_values("sigma")
+        if part.empty or part[metric].isna().all():
+            continue
+        y = float(np.interp(np.log(value), np.log(part["sigma"].to_numpy()), part[metric].to_numpy()))
+        fig.add_scatter(x=[value], y=[y], mode="markers", name="chosen σ" if s == 0 else f"chosen σ{s + 1}",
+                        legendgroup="chosen", showlegend=s == 0, hovertext=f"chosen σ{s + 1} = {value:.3g}",
+                        marker=dict(symbol="diamond", size=11 if not paper else 6, color=PALETTE[s % len(PALETTE)],
+                                    line=dict(color="white", width=1)))
+    ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
+    fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    return fig
+
+
+chart(sweep_figure, "sigma_sweep", f"sigma-sweep-{metric}", data=df, title=f"{metric} against σ ({split})")
 st.caption("Each stage's σ varied over 0.05 … 20 with the others at their learned values (solid), and all "
            "stages together (dashed). Dotted lines: the learned σ; diamonds: the chosen σ.")
 

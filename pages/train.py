@@ -15,7 +15,10 @@ from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import JobError
 from cascade.dashboard.progress import read_progress
 from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
-from cascade.dashboard.trainform import TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config, default_run_name
+from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
+                                        build_run_config, default_run_name, visible_fields)
+from analysis.run_figures import sigma_lambda_figure, training_curves
+from pages._exports import chart
 from pages._shared import context, job_registry
 
 ctx = context()
@@ -31,68 +34,94 @@ if choice.demo and choice.model_name == "ViT-B-32":
             "that finishes in seconds.", icon=":material/speed:")
 
 defaults = TrainRequest()
+HELP = FIELD_HELP
+
+
+def form_error(message: str) -> None:
+    """Every problem with the form shows the same way: one red box naming the field."""
+    st.error(message, icon=":material/error:")
+
+
+st.subheader("New run")
+# What these three choose decides which fields below apply, so they sit outside the form
+# (widgets inside a form only report on submit).
+c1, c2, c3 = st.columns(3)
+method = c1.selectbox("Method", TRAIN_METHODS, index=0, key="train_method", help=HELP["method"])
+preset = c2.selectbox("Preset", [*TRAIN_PRESETS, "custom"], index=0, key="train_preset", help=HELP["preset"],
+                      disabled=method not in CASCADE_FAMILY)
+kinds = list(SOURCE_LABELS)
+data_kind = c3.selectbox("Data source", kinds, index=kinds.index(ss.get("sb_data_kind", "synthetic")),
+                         format_func=SOURCE_LABELS.get, key="train_data_kind", help=HELP["data_kind"])
+custom = ss.setdefault("train_custom_stages", "1-4,5-8,9-11,12")
+show = visible_fields(method, preset, data_kind, custom)
+if method not in CASCADE_FAMILY:
+    st.caption(f"`{method}` uses its own stages and prompt tokens; fields that do not apply to it are hidden.")
+
+values = {}
 with st.form("train_form"):
-    st.subheader("New run")
-    c1, c2, c3 = st.columns(3)
+    f1, f2 = st.columns(2)
     name_key = f"train_run_name_{ss.setdefault('train_started', 0)}"
     ss.setdefault(name_key, default_run_name())
-    name = c1.text_input("Run name", key=name_key,
-                         help="Letters, digits, '.', '_' and '-'; anything else becomes '-'.")
-    method = c2.selectbox("Method", TRAIN_METHODS, index=0)
-    preset = c3.selectbox("Preset", [*TRAIN_PRESETS, "custom"], index=0)
-    custom = st.text_input("Custom stages (when preset is custom)", value="1-4,5-8,9-11,12")
+    name = f1.text_input("Run name", key=name_key, help=HELP["name"])
+    if "custom_stages" in show:
+        custom = f2.text_input("Custom stages", key="train_custom_stages", help=HELP["custom_stages"])
+    if "data_path" in show:
+        values["data_path"] = f2.text_input("Data path", value=ss.get("sb_data_path", ""), help=HELP["data_path"])
+    else:
+        values["synthetic_size"] = f2.number_input("Synthetic images", 24, 20000,
+                                                   int(ss.get("sb_synthetic_size", 600)), step=60,
+                                                   help=HELP["synthetic_size"])
 
-    st.markdown("**Data**")
-    d1, d2, d3 = st.columns([2, 3, 1])
-    kinds = list(SOURCE_LABELS)
-    data_kind = d1.selectbox("Data source", kinds, index=kinds.index(ss.get("sb_data_kind", "synthetic")),
-                             format_func=SOURCE_LABELS.get)
-    data_path = d2.text_input("Data path (not for synthetic)", value=ss.get("sb_data_path", ""))
-    synthetic_size = d3.number_input("Synthetic images", 24, 20000, int(ss.get("sb_synthetic_size", 600)), step=60)
-
-    st.markdown("**Prompts and NGA**")
-    p1, p2, p3 = st.columns(3)
-    tokens = p1.number_input("Prompt tokens per stage", 0, 64, defaults.prompt_tokens)
-    sigma_init = p2.number_input("σ init", 0.01, 100.0, defaults.sigma_init, format="%.3f")
-    sigma_learnable = p3.checkbox("σ learnable", value=defaults.sigma_learnable)
-
-    st.markdown("**Loss and schedule**")
-    l1, l2, e1, e2, e3 = st.columns(5)
-    lambda_dist = l1.number_input("λ_dist", 0.0, 100.0, defaults.lambda_dist, format="%.3f")
-    alpha = l2.number_input("α (consistency)", 0.0, 100.0, defaults.alpha, format="%.3f")
-    ep_w = e1.number_input("Epochs: warm-up", 0, 100, defaults.epochs_warmup)
-    ep_u = e2.number_input("Epochs: unfreeze", 0, 100, defaults.epochs_unfreeze)
-    ep_g = e3.number_input("Epochs: global", 0, 100, defaults.epochs_global)
-
-    st.markdown("**Learning rates and batches**")
-    r1, r2, r3, r4, r5 = st.columns(5)
-    lr_prompts = r1.number_input("lr prompts", 0.0, 1.0, defaults.lr_prompts, step=1e-4, format="%.1e")
-    lr_nga = r2.number_input("lr σ (NGA)", 0.0, 1.0, defaults.lr_nga, step=1e-4, format="%.1e")
-    lr_fusion = r3.number_input("lr λ (fusion)", 0.0, 1.0, defaults.lr_fusion, step=1e-4, format="%.1e")
-    lr_heads = r4.number_input("lr heads", 0.0, 1.0, defaults.lr_heads, step=1e-4, format="%.1e")
-    lr_classifier = r5.number_input("lr classifier", 0.0, 1.0, defaults.lr_classifier, step=1e-4,
-                                    format="%.1e")
+    if {"prompt_tokens", "sigma_init"} & show:
+        st.markdown("**Prompts and NGA**")
+        p1, p2, p3 = st.columns(3)
+        if "prompt_tokens" in show:
+            values["prompt_tokens"] = p1.number_input("Prompt tokens per stage", 0, 64, defaults.prompt_tokens,
+                                                      help=HELP["prompt_tokens"])
+        if "sigma_init" in show:
+            values["sigma_init"] = p2.number_input("σ init", 0.01, 100.0, defaults.sigma_init, format="%.3f",
+                                                   help=HELP["sigma_init"])
+            values["sigma_learnable"] = p3.checkbox("σ learnable", value=defaults.sigma_learnable,
+                                                    help=HELP["sigma_learnable"])
+    if "lambda_dist" in show:
+        st.markdown("**Loss and schedule**")
+        l1, l2, e1, e2, e3 = st.columns(5)
+        values["lambda_dist"] = l1.number_input("λ_dist", 0.0, 100.0, defaults.lambda_dist, format="%.3f",
+                                                help=HELP["lambda_dist"])
+        values["alpha"] = l2.number_input("α (consistency)", 0.0, 100.0, defaults.alpha, format="%.3f",
+                                          help=HELP["alpha"])
+        values["epochs_warmup"] = e1.number_input("Epochs: warm-up", 0, 100, defaults.epochs_warmup,
+                                                  help=HELP["epochs_warmup"])
+        values["epochs_unfreeze"] = e2.number_input("Epochs: unfreeze", 0, 100, defaults.epochs_unfreeze,
+                                                    help=HELP["epochs_unfreeze"])
+        values["epochs_global"] = e3.number_input("Epochs: global", 0, 100, defaults.epochs_global,
+                                                  help=HELP["epochs_global"])
+        st.markdown("**Learning rates**")
+        groups = [("lr_prompts", "lr prompts"), ("lr_nga", "lr σ (NGA)"), ("lr_fusion", "lr λ (fusion)"),
+                  ("lr_heads", "lr heads"), ("lr_classifier", "lr classifier")]
+        groups = [g for g in groups if g[0] in show]
+        for col, (key, label) in zip(st.columns(5), groups):
+            values[key] = col.number_input(label, 0.0, 1.0, getattr(defaults, key), step=1e-4, format="%.1e",
+                                           help=HELP[key])
+    st.markdown("**Batches**")
     b1, b2, _ = st.columns([1, 1, 3])
-    batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size)
-    seed = b2.number_input("Seed", 0, 2**31 - 1, defaults.seed)
+    batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size, help=HELP["batch_size"])
+    seed = b2.number_input("Seed", 0, 2**31 - 1, defaults.seed, help=HELP["seed"])
     start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if start:
     try:
-        data_config = make_data_config(data_kind, data_path, synthetic_size=int(synthetic_size))
-        req = TrainRequest(
-            name=name, method=method, preset=custom if preset == "custom" else preset, prompt_tokens=int(tokens),
-            sigma_init=float(sigma_init), sigma_learnable=bool(sigma_learnable), lambda_dist=float(lambda_dist),
-            alpha=float(alpha), epochs_warmup=int(ep_w), epochs_unfreeze=int(ep_u), epochs_global=int(ep_g),
-            lr_prompts=float(lr_prompts), lr_nga=float(lr_nga), lr_fusion=float(lr_fusion),
-            lr_heads=float(lr_heads), lr_classifier=float(lr_classifier), batch_size=int(batch_size),
-            seed=int(seed))
+        data_config = make_data_config(data_kind, values.get("data_path", ""),
+                                       synthetic_size=int(values.get("synthetic_size", 600)))
+        fields = {k: v for k, v in values.items() if k not in ("data_path", "synthetic_size")}
+        req = TrainRequest(name=name, method=method, preset=custom if preset == "custom" else preset,
+                           batch_size=int(batch_size), seed=int(seed), **fields)
         cfg = build_run_config(req, model_name=choice.model_name, pretrained=choice.pretrained,
                                backbone_seed=choice.seed, data_config=data_config, runs_dir=str(ctx.runs_dir),
                                device=ctx.device)
         job = reg.start(cfg, ctx.runs_dir, cfg.run.name, owner=ss["train_session"])
     except (JobError, RunNameError, ValueError) as exc:
-        st.error(f"Could not start: {exc}")
+        form_error(f"Not started: {exc}")
     else:
         ss["train_follow"] = job.name
         ss["train_started"] += 1  # the next form gets a fresh default name
@@ -101,7 +130,7 @@ if start:
 
 # ---- which run to follow -----------------------------------------------------------------
 st.subheader("Progress")
-candidates = [j.name for j in reg.active()]
+candidates = [j.name for j in reg.active() if j.kind == "train"]
 candidates += [r.name for r in list_runs(ctx.runs_dir)[:20] if r.name not in candidates]
 follow = ss.get("train_follow") or st.query_params.get("run")
 if follow and follow not in candidates:
@@ -131,6 +160,8 @@ def monitor() -> None:
     state = job.state if job is not None else (p.state.state if p.done else "not running")
     label = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
              "failed": "FAILED", "killed": "killed", "not running": "not running (no worker in this dashboard)"}[state]
+    if state == "running" and p.activity in ("validating", "testing"):
+        label = "validating…" if p.activity == "validating" else "testing…"
     st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%} of the planned steps")
     st.markdown(f"Current: {p.describe()}")
     if job is not None and job.alive:
@@ -145,22 +176,21 @@ def monitor() -> None:
         st.code(job.log_tail(25) or "(empty log)")
     if p.random_weights:
         st.caption("Random backbone weights: the numbers say nothing about CLIP.")
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Training loss**")
-        if p.loss:
-            df = pd.DataFrame(p.loss).pivot_table(index="step", columns="term", values="value")
-            st.line_chart(df, height=280, x_label="step", y_label="loss")
-        else:
-            st.caption("waiting for the first step…")
-    with right:
-        st.markdown("**Validation (fused)**")
-        if p.val:
-            df = pd.DataFrame(p.val)
-            df = df[df["stage"] == "fused"].pivot_table(index="epoch", columns="metric", values="value")
-            st.line_chart(df, height=280, x_label="epoch", y_label="value")
-        else:
-            st.caption("after the first epoch…")
+    if not (p.loss or p.val):
+        st.caption("Curves appear after the first logged step." if p.started else "waiting for the first step…")
+    else:
+        stem = f"training-{run_dir.name}"
+        data = pd.concat([pd.DataFrame(p.loss).assign(kind="loss"), pd.DataFrame(p.val).assign(kind="val")],
+                         ignore_index=True)
+        chart(lambda paper: training_curves(p.loss, p.val, p.phases, paper=paper), f"train_curves_{run_dir.name}",
+              stem, data=data, title=f"{run_dir.name}: training loss and val metrics")
+        st.caption("Dashed lines: phase boundaries. Each val metric has its own axis; KL is lower-is-better.")
+    if p.sigma:
+        sl = pd.concat([pd.DataFrame(p.sigma).assign(parameter="sigma"),
+                        pd.DataFrame(p.fusion).assign(parameter="lambda")], ignore_index=True)
+        chart(lambda paper: sigma_lambda_figure(p.sigma, p.fusion, p.phases, paper=paper),
+              f"train_sigma_{run_dir.name}", f"sigma-lambda-{run_dir.name}", data=sl,
+              title=f"{run_dir.name}: NGA σ and fusion λ")
     if p.done and p.test:
         fused = (p.test or {}).get("fused") or {}
         if p.partial:
@@ -170,7 +200,8 @@ def monitor() -> None:
         for col, m in zip(cols, ("accuracy", "macro_f1", "uar", "kl")):
             value = fused.get(m)
             col.metric(f"test {m}" + (" (partial)" if p.partial else ""),
-                       f"{value:.4f}" if isinstance(value, (int, float)) else "n/a")
+                       f"{value:.4f}" if isinstance(value, (int, float)) else "n/a",
+                       help="n/a: a distribution metric on data with labels only" if m == "kl" else None)
     if live and (job is None or not job.alive):
         st.rerun(scope="app")  # the worker ended: one full rerun switches to the static view
 

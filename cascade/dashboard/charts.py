@@ -13,14 +13,20 @@ from .inspect import ImagePrediction
 _PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]  # as analysis.figures
 
 
-def distribution_bar(pred: ImagePrediction, height: int = 220) -> go.Figure:
-    """The fused predicted emotion distribution, the top class highlighted."""
+def distribution_bar(pred: ImagePrediction, height: int = 220, truth=None) -> go.Figure:
+    """The fused predicted emotion distribution, the top class highlighted; with ``truth`` (the
+    image's ground-truth distribution, same class order) drawn beside it."""
     top = int(pred.fused.argmax())
     colors = ["#222222" if i == top else "#9AA5B1" for i in range(len(pred.classnames))]
     fig = go.Figure(go.Bar(x=pred.fused, y=pred.classnames, orientation="h", marker_color=colors,
-                           text=[f"{p:.2f}" for p in pred.fused], textposition="auto"))
+                           text=[f"{p:.2f}" for p in pred.fused], textposition="auto", name="predicted"))
+    if truth is not None:
+        fig.add_bar(x=list(truth), y=pred.classnames, orientation="h", marker_color=_PALETTE[1], name="ground truth",
+                    text=[f"{p:.2f}" for p in truth], textposition="auto")
+        fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(range=[0, 1]),
-                      yaxis=dict(autorange="reversed"))
+                      yaxis=dict(autorange="reversed"), showlegend=truth is not None)
+    fig.update_xaxes(title_text="probability")
     return fig
 
 

@@ -64,3 +64,48 @@ def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) 
             stages=np.array([[st[c] for c in classes] for st in r["stages"]], dtype=np.float64),
             stage_blocks=model.stage_blocks, nga_weights=nga, fusion_weights=lam, sigma=sigma, seconds=per_image))
     return out
+
+
+# ---- uploads that belong to the data set ------------------------------------------------------
+def content_index(index) -> dict[str, int]:
+    """SHA-256 of each image file of a data set → its record (synthetic images have no file)."""
+    import hashlib
+    from pathlib import Path
+
+    out: dict[str, int] = {}
+    for i, rec in enumerate(index.records):
+        path = Path(rec.key)
+        if rec.key.startswith("synthetic:") or not path.is_file():
+            continue
+        try:
+            out.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), i)
+        except OSError:
+            continue
+    return out
+
+
+def ground_truth(index, lookup: dict[str, int], data: bytes) -> dict | None:
+    """The data set's label and distribution of an uploaded file that is one of its images (same bytes)."""
+    import hashlib
+
+    i = lookup.get(hashlib.sha256(data).hexdigest())
+    if i is None:
+        return None
+    rec = index.records[i]
+    return {"key": rec.key, "label": index.classnames[rec.label], "split": rec.split,
+            "distribution": [float(v) for v in index.distribution(i)],
+            "has_distribution": bool(index.has_distributions)}
+
+
+def prediction_rows(preds: list[ImagePrediction], truths: list[dict | None] | None = None) -> list[dict]:
+    """One flat row per image for the CSV / JSON download: fused and per-stage probabilities."""
+    rows = []
+    for k, p in enumerate(preds):
+        row = {"image": p.name, "predicted": p.predicted, "confidence": round(p.confidence, 6)}
+        truth = truths[k] if truths else None
+        row["true_label"] = truth["label"] if truth else None
+        row.update({f"p_{c}": float(v) for c, v in zip(p.classnames, p.fused)})
+        for s, probs in enumerate(p.stages):
+            row.update({f"stage{s + 1}_p_{c}": float(v) for c, v in zip(p.classnames, probs)})
+        rows.append(row)
+    return rows

@@ -24,6 +24,7 @@ from .runs import safe_run_dir
 
 JobState = Literal["running", "stopping", "finished", "stopped", "failed"]
 LOG_NAME = "train.log"
+ABLATION_LOG = "ablate.log"     # not train.log: an ablation folder is not a run folder
 
 
 class JobError(ValueError):
@@ -39,10 +40,12 @@ class Job:
     owner: str | None = None            # an opaque session id, for display only
     stop_requested: float | None = None
     ended: float | None = None
+    kind: str = "train"                 # "train" (one run) or "ablation" (methods × seeds into run_dir)
+    plan: dict | None = None            # an ablation's methods and seeds
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / LOG_NAME
+        return self.run_dir / (ABLATION_LOG if self.kind == "ablation" else LOG_NAME)
 
     @property
     def pid(self) -> int:
@@ -111,17 +114,37 @@ class JobRegistry:
         click, a reload or a second session can never start the same run twice.
         """
         run_dir = safe_run_dir(runs_dir, name)
-        name = run_dir.name
         cfg = run_config.model_copy(deep=True)
-        cfg.run.name = name
+        cfg.run.name = run_dir.name
         cfg.run.runs_dir = str(run_dir.parent)
-        text = cfg.to_yaml()
+        return self._spawn(run_dir, cfg.to_yaml(), [], owner, "train", None,
+                           taken=("config.yaml", LOG_NAME))
+
+    def start_ablation(self, base_config, runs_dir: str | os.PathLike, name: str, methods: list[str], seeds: int,
+                       owner: str | None = None) -> Job:
+        """Start ``cascade ablate`` of ``base_config`` (methods × seeds) into ``runs_dir/name``."""
+        import json
+
+        from ..train.ablate import parse_methods
+
+        methods = parse_methods(methods)
+        if int(seeds) < 1:
+            raise JobError("seeds: at least one")
+        run_dir = safe_run_dir(runs_dir, name)
+        plan = {"methods": methods, "seeds": int(seeds)}
+        payload = json.dumps({"config": base_config.to_yaml(), **plan})
+        return self._spawn(run_dir, payload, ["--ablate"], owner, "ablation", plan,
+                           taken=("results.json", ABLATION_LOG, "config.yaml"))
+
+    def _spawn(self, run_dir: Path, stdin_text: str, flags: list[str], owner: str | None, kind: str,
+               plan: dict | None, taken: tuple[str, ...]) -> Job:
+        name = run_dir.name
         with self._lock:
             existing = self._jobs.get(name)
             if existing is not None and existing.alive:
-                raise JobError(f"run {name!r} is already training (pid {existing.pid})")
-            if (run_dir / "config.yaml").exists() or (run_dir / LOG_NAME).exists():
-                raise JobError(f"{run_dir} already exists; choose another run name")
+                raise JobError(f"{name!r} is already running (pid {existing.pid})")
+            if any((run_dir / t).exists() for t in taken):
+                raise JobError(f"{run_dir} already exists; choose another name")
             run_dir.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ)
             env["CASCADE_DASHBOARD_PID"] = str(os.getpid())
@@ -129,10 +152,10 @@ class JobRegistry:
             env["PYTHONUNBUFFERED"] = "1"
             root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            log = open(run_dir / LOG_NAME, "ab")
+            log = open(run_dir / (ABLATION_LOG if kind == "ablation" else LOG_NAME), "ab")
             try:
                 proc = subprocess.Popen(
-                    [self.python, "-m", "cascade.dashboard.worker", str(run_dir)],
+                    [self.python, "-m", "cascade.dashboard.worker", *flags, str(run_dir)],
                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
                     close_fds=True,
                 )
@@ -140,11 +163,11 @@ class JobRegistry:
                 log.close()
             try:
                 assert proc.stdin is not None
-                proc.stdin.write(text.encode("utf-8"))
+                proc.stdin.write(stdin_text.encode("utf-8"))
                 proc.stdin.close()
             except OSError:
                 pass  # the worker died at once; its log says why
-            job = Job(name=name, run_dir=run_dir, process=proc, owner=owner)
+            job = Job(name=name, run_dir=run_dir, process=proc, owner=owner, kind=kind, plan=plan)
             self._jobs[name] = job
         return job
 

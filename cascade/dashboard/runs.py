@@ -132,21 +132,25 @@ class RunSummary:
         return p if p.is_file() else None
 
     def row(self) -> dict[str, Any]:
-        """One flat table row (fused val/test metrics, per-stage test accuracy)."""
-        r: dict[str, Any] = {
-            "run": self.name, "method": self.method, "stages": self.stages, "backbone": self.backbone,
-            "data": self.data, "status": self.state_label or self.status,
-            "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
-            "best epoch": self.best_epoch,
-        }
-        for k in ("accuracy", "macro_f1", "uar", "kl"):
-            r[f"val {k}"] = self.val.get(k)
+        """One flat table row: the run, its metrics (fused test, fused val, per-stage test accuracy),
+        its state ("status": finished, stopped at …, partial metrics), then what it is (method,
+        stages, backbone, data, epochs)."""
+        r: dict[str, Any] = {"run": self.name}
         for k in ("accuracy", "macro_f1", "uar", "kl"):
             r[f"test {k}"] = self.test.get(k)
+        for k in ("accuracy", "macro_f1", "uar", "kl"):
+            r[f"val {k}"] = self.val.get(k)
         for s, m in enumerate(self.test_stages):
             r[f"test stage{s + 1} accuracy"] = m.get("accuracy")
-        r["flags"] = f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else ""
-        r["modified"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else ""
+        r.update({
+            "status": (self.state_label or self.status) + (" · partial metrics" if self.partial and self.status in
+                                                           ("stopped", "failed", "killed") else ""),
+            "flags": f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else "",
+            "method": self.method, "stages": self.stages, "backbone": self.backbone, "data": self.data,
+            "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
+            "best epoch": self.best_epoch,
+            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else "",
+        })
         return r
 
 

@@ -74,3 +74,82 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
                                                                                             "linear-probe"):
         raise ConfigError("train.epochs: at least one epoch in total")
     return validate_run_config(raw)
+
+
+# ---- which fields apply, and what each does ------------------------------------------------
+CASCADE_FAMILY = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion")
+ALWAYS = ("name", "method", "data_kind", "batch_size", "seed")
+TRAINING = ("epochs_warmup", "epochs_unfreeze", "epochs_global", "lambda_dist", "alpha", "lr_prompts", "lr_heads",
+            "lr_classifier")
+
+_DESIGN = "Defaults: train.recipe default's rates (σ and λ 1e-2, so they move within their phase); DESIGN §5's " \
+          "seed used 1e-4 for prompts and 1e-5 for σ and λ (train.recipe: seed), under which σ barely moves. " \
+          "The form's prompt rate is larger than 1e-4 so a few-epoch demo run visibly learns"
+FIELD_HELP: dict[str, str] = {
+    "name": "Folder name under the runs folder. Letters, digits, '.', '_' and '-'; anything else becomes '-'.",
+    "method": "cascade is the method; the others are the baselines and ablations, each through the same code "
+              "and data path (zeroshot and linear-probe train no prompts).",
+    "preset": "Which blocks form each stage (1-based). b32-4stage: 1-4, 5-8, 9-11, 12; b16-3stage: 6-8, 9-11, 12 "
+              "(blocks 1-5 frozen); custom: type the stages below.",
+    "custom_stages": "Contiguous, ascending, non-overlapping block ranges within the backbone's depth, "
+                     "e.g. 1-4,5-8,9-11,12.",
+    "data_kind": "The data set to train on. Synthetic faces need nothing on disk; the others read the path below.",
+    "data_path": "Folder (Emotion6, ImageFolder) or CSV manifest. The sidebar's choice is the default.",
+    "synthetic_size": "Number of procedurally drawn faces (split train/val/test with a fixed seed).",
+    "prompt_tokens": "Learnable prompt tokens inserted after CLS at each stage's first block (default 4 here "
+                     "for speed; the b32-4stage preset of DESIGN §4 uses 16).",
+    "sigma_init": "Starting σ of Neighbourhood Gaussian Aggregation: the width of the Gaussian over a stage's "
+                  "blocks. Small σ keeps the stage's last block only; large σ averages its blocks. 1 is the "
+                  "stable start of DESIGN §3.",
+    "sigma_learnable": "Train σ (one per stage) with its own learning rate; off keeps σ at its starting value.",
+    "lambda_dist": "λ_dist, the weight of the distribution term KL(p ‖ softmax(ℓ)) beside the class "
+                   "cross-entropy (default 1, DESIGN §5). 0 trains on labels only.",
+    "alpha": "α, the weight of the stage-consistency term: every stage is pulled towards the fused prediction "
+             "(default 0.1, DESIGN §5).",
+    "epochs_warmup": "Phase 1: only the deepest stage's prompts, its head and the classifier train (DESIGN §5: 2).",
+    "epochs_unfreeze": "Phase 2: the other stages join one at a time, deep to shallow (DESIGN §5: 3).",
+    "epochs_global": "Phase 3: everything trains — prompts, σ, λ, heads, classifier (DESIGN §5: 3).",
+    "lr_prompts": f"AdamW learning rate of the prompt tokens. {_DESIGN}.",
+    "lr_nga": f"Learning rate of the NGA σ (log-parameterised). {_DESIGN}.",
+    "lr_fusion": f"Learning rate of the fusion logits a (λ = softmax(a)). {_DESIGN}.",
+    "lr_heads": "Learning rate of the stage heads W_s (initialised to CLIP's projection).",
+    "lr_classifier": "Learning rate of the shared classifier (initialised from CLIP's text embeddings).",
+    "batch_size": "Images per optimiser step (also 2× this per evaluation batch).",
+    "seed": "Seeds prompt initialisation, data order and augmentation; the split has its own seed.",
+}
+
+
+def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
+    from ..config import CascadeConfig
+
+    try:
+        cfg = CascadeConfig.from_preset(custom if preset == "custom" else preset)
+    except Exception:  # noqa: BLE001 - an invalid custom string: shown when the form is submitted
+        return None
+    return [list(range(lo, hi + 1)) for lo, hi in cfg.stage_ranges()]
+
+
+def visible_fields(method: str, preset: str, data_kind: str, custom: str = "") -> set[str]:
+    """The form fields that mean something for this method, preset and data source.
+
+    σ fields appear only when some stage has several blocks and NGA is on (``cascade-no-nga``
+    takes each stage's last block; a one-block stage's weight is 1 whatever σ); λ's learning
+    rate only when several stages are fused.
+    """
+    out = set(ALWAYS)
+    out.add("synthetic_size" if data_kind == "synthetic" else "data_path")
+    if method in ("zeroshot", "linear-probe"):
+        return out
+    out.update(TRAINING)
+    if method not in CASCADE_FAMILY:
+        return out        # shallow, vpt-deep: their preset fixes stages and tokens
+    out.update({"preset", "prompt_tokens"})
+    if preset == "custom":
+        out.add("custom_stages")
+    blocks = _stage_blocks(preset, custom)
+    multi_block = blocks is None or any(len(b) > 1 for b in blocks) or method == "nga-no-cascade"
+    if method != "cascade-no-nga" and multi_block:
+        out.update({"sigma_init", "sigma_learnable", "lr_nga"})
+    if method != "nga-no-cascade" and (blocks is None or len(blocks) > 1):
+        out.add("lr_fusion")
+    return out

@@ -1,8 +1,10 @@
-"""The training worker the dashboard starts: ``python -m cascade.dashboard.worker RUN_DIR``.
+"""The training worker the dashboard starts: ``python -m cascade.dashboard.worker RUN_DIR``,
+or ``python -m cascade.dashboard.worker --ablate OUT_DIR`` for an ablation.
 
 It reads the run config (YAML) from stdin, calls the trainer's library entry point
 (:func:`cascade.train.train`) with ``run_dir=RUN_DIR`` and writes nothing but the run
-folder. A separate process keeps each run isolated from the dashboard and from other
+folder. With ``--ablate`` stdin holds JSON ``{"config": YAML, "methods": [...], "seeds": n}``
+and :func:`cascade.train.ablate.run_ablation` writes ``OUT_DIR`` as ``cascade ablate`` does. A separate process keeps each run isolated from the dashboard and from other
 runs, and is easy to stop:
 
 - SIGTERM (the dashboard's *Stop*) ends training cleanly at the next step — the
@@ -47,8 +49,12 @@ class StopWhenAsked:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    ablate = bool(argv) and argv[0] == "--ablate"
+    if ablate:
+        argv = argv[1:]
     if len(argv) != 1:
-        print("usage: python -m cascade.dashboard.worker RUN_DIR  (run config YAML on stdin)", file=sys.stderr)
+        print("usage: python -m cascade.dashboard.worker [--ablate] DIR  (run config YAML, or ablation JSON, on "
+              "stdin)", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -65,10 +71,24 @@ def main(argv: list[str] | None = None) -> int:
 
         from ..train import RunConfig, train
         from ..train.run_config import validate_run_config
-        cfg: RunConfig = validate_run_config(yaml.safe_load(text) or {})
-        print(f"worker pid {os.getpid()}: training into {run_dir}", flush=True)
-        train(cfg, callbacks=[stopper], run_dir=run_dir)
+        if ablate:
+            import json
+
+            from ..train.ablate import run_ablation
+            job = json.loads(text)
+            cfg: RunConfig = validate_run_config(yaml.safe_load(job["config"]) or {})
+            print(f"worker pid {os.getpid()}: ablation of {', '.join(job['methods'])} × {job['seeds']} seed(s) "
+                  f"into {run_dir}", flush=True)
+            run_ablation(cfg, job["methods"], int(job["seeds"]), run_dir, quiet=True, callbacks=[stopper],
+                         stop_requested=lambda: stopper.requested)
+        else:
+            cfg = validate_run_config(yaml.safe_load(text) or {})
+            print(f"worker pid {os.getpid()}: training into {run_dir}", flush=True)
+            train(cfg, callbacks=[stopper], run_dir=run_dir)
     except BaseException as exc:  # noqa: BLE001 - everything goes to the log, then a non-zero exit
+        if stopper.requested and type(exc).__name__ == "AblationStopped":
+            print(f"STOPPED: {stopper.reason} ({exc})", flush=True)
+            return EXIT_STOPPED
         if isinstance(exc, KeyboardInterrupt):
             print("interrupted", file=sys.stderr, flush=True)
             return 130

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..config import ConfigError
 from ..data import load_index
@@ -34,6 +34,10 @@ from .runstate import read_run_state
 
 TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
 ARROWS = {"kl": "↓", "chebyshev": "↓", "clark": "↓", "canberra": "↓"}
+
+
+class AblationStopped(RuntimeError):
+    """The ablation was asked to stop between two runs."""
 
 
 @dataclass
@@ -171,7 +175,13 @@ def _plan_splits(base: RunConfig, out: Path, seed_list: list[int], split_per_see
 
 def run_ablation(base: RunConfig, methods: str | Sequence[str], seeds: int | Iterable[int] = 3,
                  out_dir: str | os.PathLike | None = None, *, quiet: bool = False,
-                 callbacks: Iterable[Any] = (), force: bool = False, split_per_seed: bool = False) -> AblationResult:
+                 callbacks: Iterable[Any] = (), force: bool = False, split_per_seed: bool = False,
+                 stop_requested: Callable[[], bool] | None = None) -> AblationResult:
+    """Train every method × seed into ``out_dir/runs`` and write the tables.
+
+    ``stop_requested`` is asked before each run; when it answers True the ablation ends
+    there (raising :class:`AblationStopped`) without writing tables of an incomplete grid.
+    """
     methods = parse_methods(methods)
     seed_list = [base.train.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
@@ -229,6 +239,8 @@ def run_ablation(base: RunConfig, methods: str | Sequence[str], seeds: int | Ite
 
     rows: list[dict[str, Any]] = []
     for p in plan:
+        if stop_requested is not None and stop_requested():
+            raise AblationStopped(f"stopped before {p.method}, seed {p.seed}; rerun with --out {out} to continue")
         if p.action != "reuse":
             if not quiet:
                 what = {"train": "", "retrain": " (retrained: its config changed)", "resume": " (resumed)"}[p.action]

@@ -44,14 +44,16 @@ def metrics_summary(m: EmotionMetrics, has_distributions: bool = True) -> dict[s
 @torch.no_grad()
 def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx: DistContext | None = None,
                    amp: str = "none", stages: bool = True, loss_weights: LossWeights | None = None,
-                   has_distributions: bool = True, progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+                   has_distributions: bool = True, progress: bool = False, desc: str = "eval",
+                   predictions=None) -> dict[str, Any]:
     """Metrics of ``model`` on every item of ``source``.
 
     Returns ``{"fused": {...}, "stages": [{...}, ...], "confusion": [[...]],
     "per_class_recall": [...], "num_samples": n}``; ``fused`` also holds ``loss`` (the
     training objective's mean, against the same targets as training) when ``loss_weights``
     is given. ``has_distributions=False`` (label-only data) makes the distribution
-    metrics None.
+    metrics None. ``predictions`` (a :class:`cascade.train.predictions.PredictionCollector`)
+    also receives every image's fused logits, gathered from all ranks at the end.
     """
     ctx = ctx or DistContext()
     n_classes = len(model.classnames)
@@ -73,6 +75,8 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
             labels = batch["label"].to(device)
             dists = batch["dist"].to(device)
             fused.update(out.logits.float(), labels, dists)
+            if predictions is not None:
+                predictions.update(batch["index"], out.logits)
             for s, m in enumerate(per_stage):
                 m.update(out.stage_logits[s].float(), labels, dists)
             if loss_weights is not None:
@@ -93,6 +97,8 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
         for m in per_stage:
             m.sync(device=device)
         loss_sum = ctx.all_reduce_(loss_sum.to(device)).cpu()
+        if predictions is not None:
+            predictions.gather(ctx)
     result: dict[str, Any] = {"fused": metrics_summary(fused, has_distributions)}
     if loss_weights is not None:
         result["fused"]["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else math.nan

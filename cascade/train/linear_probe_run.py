@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..fileio import atomic_path
 from ..metrics import EmotionMetrics, format_metrics
 from .evaluation import metric_value, metrics_summary
+from .predictions import predictions_path, write_predictions
 from .runfolder import EVAL, write_json
 
 PROBE_FILE = "linear_probe.safetensors"
@@ -65,18 +66,21 @@ class LinearProbeHead:
 
 
 @torch.no_grad()
-def extract(backbone, source, device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def extract(backbone, source, device: torch.device,
+            batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frozen final embeddings, labels, distributions and dataset indices of every item of ``source``."""
     n = len(source)
     batches = [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
-    feats, labels, dists = [], [], []
+    feats, labels, dists, rows = [], [], [], []
     for batch in source.iterate(batches, 0):
         feats.append(backbone.model.encode_image(batch["image"].to(device)).float().cpu())
         labels.append(batch["label"])
         dists.append(batch["dist"].float())
+        rows.append(torch.as_tensor(batch["index"]).reshape(-1))
     if not feats:
         e = backbone.info.embed_dim
-        return np.zeros((0, e)), np.zeros(0, np.int64), np.zeros((0, 0))
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy(), torch.cat(dists).numpy()
+        return np.zeros((0, e)), np.zeros(0, np.int64), np.zeros((0, 0)), np.zeros(0, np.int64)
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy(), torch.cat(dists).numpy(), torch.cat(rows).numpy()
 
 
 def probe_metrics(probs: np.ndarray, labels: np.ndarray, dists: np.ndarray, num_classes: int,
@@ -97,14 +101,14 @@ def run_linear_probe(tr) -> Path:
     bs = tr.tc.eval_bs()
     C = tr.data.num_classes
     data = {k: extract(tr.backbone, sources[k], tr.device, bs) for k in ("train", "val", "test")}
-    tx, ty, _ = data["train"]
-    vx, vy, _ = data["val"]
+    tx, ty, _, _ = data["train"]
+    vx, vy, _, _ = data["val"]
     if len(vy) == 0:
         vx, vy = tx, ty  # no validation split: C picked on train (reported in eval.json)
     probe = fit_linear_probe(tx, ty, vx, vy, num_classes=C)
     head = LinearProbeHead.from_sklearn(probe.model, C)
-    results = {k: probe_metrics(head.predict_proba(x), y, d, C, tr.has_dist) for k, (x, y, d) in data.items()
-               if k != "train"}
+    probs = {k: head.predict_proba(x) for k, (x, _, _, _) in data.items() if k != "train"}
+    results = {k: probe_metrics(probs[k], data[k][1], data[k][2], C, tr.has_dist) for k in probs}
     s = tr.state
     s.val_metrics, s.test_metrics = results["val"], results["test"]
     s.best_value = metric_value(results["val"], tr.metric_name) if tr.metric_name in results["val"]["fused"] else None
@@ -118,12 +122,15 @@ def run_linear_probe(tr) -> Path:
                               "best": True, "linear_probe_C": probe.C})
         tr.metrics_log.write({"kind": "test", "split": "test", "checkpoint": "linear_probe", "global_step": 0,
                               "metrics": results["test"]})
+        for k, p in probs.items():
+            write_predictions(predictions_path(tr.folder.path, k), tr.data.index, tr.data.classnames, data[k][3], p)
         write_json(tr.folder / EVAL, tr.report(results["val"], results["test"], checkpoint="linear_probe",
                                                linear_probe={"C": probe.C, "searched": meta["searched"]}))
     tr.run_state.flush()
     tr.say(f"linear probe (C={probe.C}): test {format_metrics(results['test']['fused'])}")
     tr.say(f"run folder: {tr.folder.path}")
     tr._callbacks("on_train_end")
+    tr.metrics_log.close()
     return tr.folder.path
 
 

@@ -28,12 +28,14 @@ from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
+from .predictions import PredictionCollector, predictions_path, write_predictions
 from .run_config import RunConfig, load_run_config, metric_direction
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
                         environment, write_json)
 from .runstate import StateWriter
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .state import capture_rng, load_train_state, restore_rng, save_train_state
+from .tensorboard import TensorBoardSink
 
 RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
 PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
@@ -203,6 +205,8 @@ class Trainer:
         self.last_saved_step: int | None = None
         if resume:
             self._load_state()
+        if tc.tensorboard and self.ctx.is_main:
+            self.metrics_log.add_sink(TensorBoardSink(folder.path, self.state.global_step + 1 if resume else None))
 
     # ---- helpers ----------------------------------------------------------------------
     def _compiled_forward(self):
@@ -251,11 +255,12 @@ class Trainer:
             if fn is not None:
                 fn(self.state)
 
-    def _eval(self, split: str, desc: str | None = None) -> dict[str, Any]:
+    def _eval(self, split: str, desc: str | None = None, predictions=None) -> dict[str, Any]:
         return evaluate_model(self.model, self.sources[split], device=self.device, batch_size=self.tc.eval_bs(),
                               ctx=self.ctx, amp=self.amp, stages=self.tc.eval_stages, loss_weights=self.loss_weights,
                               has_distributions=self.has_dist,
-                              progress=not self.quiet and self.ctx.is_main, desc=desc or split)
+                              progress=not self.quiet and self.ctx.is_main, desc=desc or split,
+                              predictions=predictions)
 
     def _better(self, value: float) -> bool:
         best = self.state.best_value
@@ -466,6 +471,8 @@ class Trainer:
                                 "value": value, "best": improved, **nga_now(self.model)})
         self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
+        if tc.keep_epoch_checkpoints and self.ctx.is_main:
+            save_checkpoint(self.model, self.folder.checkpoint(f"epoch-{epoch + 1}"), extra=self._extra())
         try:
             self._callbacks("on_epoch_end")
         except StopTraining:
@@ -565,9 +572,15 @@ class Trainer:
             best_nga, checkpoint = nga_now(self.model), "best"
             if val_best is None:
                 val_best = (meta.get("extra") or {}).get("val_metrics")
-        test = self._eval("test")
+        collected = {split: PredictionCollector() for split in ("val", "test")}
+        test = self._eval("test", predictions=collected["test"])
+        val_now = self._eval("val", predictions=collected["val"])   # the best checkpoint's per-image predictions
         if val_best is None:
-            val_best = self._eval("val")
+            val_best = val_now
+        if self.ctx.is_main:
+            for split, pred in collected.items():
+                write_predictions(predictions_path(self.folder.path, split), self.data.index, self.data.classnames,
+                                  *pred.arrays())
         s.test_metrics = test
         self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": checkpoint, "best_epoch": s.best_epoch,
                                 "global_step": s.global_step, "metrics": test})
@@ -592,6 +605,7 @@ class Trainer:
             self.say(f"run {final.label()}")
         self.say(f"run folder: {self.folder.path}")
         self._callbacks("on_train_end")
+        self.metrics_log.close()
         return self.folder.path
 
     def report(self, val: dict[str, Any] | None, test: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:

@@ -178,6 +178,10 @@ class TrainConfig(_Strict):
     select_metric: str = Field("accuracy", description="val metric that picks the best checkpoint, e.g. accuracy, macro_f1, kl")
     save_every_steps: int = Field(0, ge=0, description="also write checkpoints/last every N steps (0: epoch ends only)")
     log_every_steps: int = Field(10, ge=1, description="a metrics.jsonl line every N training steps")
+    tensorboard: bool = Field(True, description="also write TensorBoard event files (losses, lr, σ, λ, val/test "
+                                                "metrics, drift) into the run folder")
+    keep_epoch_checkpoints: bool = Field(False, description="also keep checkpoints/epoch-<k> at every epoch's end "
+                                                            "(drift and σ across training, from the checkpoints)")
     eval_stages: bool = Field(True, description="metrics for every stage, not only the fused prediction")
     drift: DriftConfig = Field(default_factory=DriftConfig)
 

@@ -33,11 +33,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, flushed and fsynced after every write."""
+    """``metrics.jsonl``: one JSON object per line, flushed and fsynced after every write.
+
+    Sinks (objects with ``write(record)`` and ``close()``, e.g. the TensorBoard writer)
+    receive every record written after they were added.
+    """
 
     def __init__(self, path: str | os.PathLike, enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
+        self.sinks: list[Any] = []
         self.lines = 0
         if enabled and self.path.is_file():
             self.lines = sum(1 for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -50,6 +55,16 @@ class MetricsLog:
             fh.flush()
             os.fsync(fh.fileno())
         self.lines += 1
+        for sink in self.sinks:
+            sink.write(record)
+
+    def add_sink(self, sink: Any) -> None:
+        self.sinks.append(sink)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
 
     def truncate(self, keep_lines: int) -> None:
         """Keep the first ``keep_lines`` records (what a resumed checkpoint had seen)."""

@@ -244,3 +244,23 @@ def test_apply_paper_style_thin_lines_keep_explicit_widths():
     assert fig.data[0].line.width == pytest.approx(pt_to_px(1.0))
     assert fig.data[1].line.width == 3
     assert fig.layout.height == 250
+
+
+@needs_browser
+def test_png_records_its_dpi_and_pdf_its_title(tmp_path):
+    from pypdf import PdfReader
+
+    png = export_figure(heatmap(), tmp_path / "fig.png", width=336, height=240, dpi=150)
+    with Image.open(png) as img:
+        assert img.size == (round(336 * 150 / 96), round(240 * 150 / 96))
+        assert img.info["dpi"] == pytest.approx((150, 150), abs=0.05)  # stored as pixels per metre
+    with Image.open(export_figure(heatmap(), tmp_path / "default.png", width=100, height=80)) as img:
+        assert img.info["dpi"] == pytest.approx((300, 300), abs=0.05)
+    titled = heatmap()
+    titled.update_layout(title={"text": "CKA <b>within</b> a run"})
+    meta = PdfReader(export_figure(titled, tmp_path / "fig.pdf", width=336, height=240)).metadata
+    assert meta.title == "CKA  within  a run" and "Kaleido" not in str(meta)
+    assert PdfReader(io.BytesIO(figure_bytes(heatmap(), "pdf", 200, 100, title="Drift per stage"))).metadata.title \
+        == "Drift per stage"
+    with pytest.raises(ValueError, match="dpi"):
+        figure_bytes(heatmap(), "png", dpi=0)

@@ -30,7 +30,8 @@ def test_cka_heatmap():
     assert isinstance(fig, go.Figure)
     assert len(fig.data) == 1 and fig.data[0].type == "heatmap"
     hm = fig.data[0]
-    assert (hm.zmin, hm.zmax) == (0.0, 1.0)
+    assert (hm.zmin, hm.zmax) == (m.min(), m.max())        # automatic colour range by default
+    assert (cka_heatmap(m, zrange="fixed").data[0].zmin, cka_heatmap(m, zrange="fixed").data[0].zmax) == (0, 1)
     assert np.array_equal(np.asarray(hm.z), m)            # values are not clipped, only coloured
     assert fig.layout.yaxis.scaleanchor == "x"
     assert tuple(fig.layout.yaxis.range) == (11.5, -0.5)   # block 1 at the top

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from support.files import check_csv, check_latex, check_pdf, check_png, check_svg
+
 from .conftest import REPO, demo_env, png_bytes, write_ablation
 
 CHROMIUM = "/usr/bin/chromium"
@@ -208,3 +210,89 @@ def test_every_page_in_a_real_browser(server, browser, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "page-sigma-moved.png"), full_page=True)
     finally:
         context.close()
+
+
+def _check_download(name: str, data: bytes, where: str) -> None:
+    import io
+    import json
+
+    import numpy as np
+
+    ext = name.rsplit(".", 1)[-1].lower()
+    label = f"{where}: {name}"
+    if ext == "pdf":
+        check_pdf(data, label)
+    elif ext == "png":
+        check_png(data, label)
+    elif ext == "svg":
+        check_svg(data, label)
+    elif ext == "csv":
+        check_csv(data, label)
+    elif ext == "tex":
+        check_latex(data.decode("utf-8"), label)
+    elif ext == "json":
+        assert json.loads(data), f"{label}: empty JSON"
+    elif ext == "npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            assert "matrix" in z.files, label
+    else:
+        raise AssertionError(f"{label}: unexpected download type")
+
+
+def _download_everything(page, where: str) -> list[str]:
+    """Open every expander, click every download button, check every file; returns the file names."""
+    details = page.locator('[data-testid="stExpander"] details')
+    for i in range(details.count()):
+        if details.nth(i).get_attribute("open") is None:
+            details.nth(i).locator("summary").first.click()
+    _settle(page)
+    buttons = page.locator('[data-testid="stDownloadButton"] button')
+    names = []
+    for i in range(buttons.count()):
+        button = buttons.nth(i)
+        button.scroll_into_view_if_needed()
+        with page.expect_download(timeout=120_000) as info:
+            button.click()
+        download = info.value
+        name = download.suggested_filename
+        _check_download(name, Path(download.path()).read_bytes(), where)
+        names.append(name)
+    _no_exception(page, f"{where} downloads")
+    return names
+
+
+def test_every_download_on_every_page(server, browser, tmp_path):
+    """Every download button of every page gives a valid file, and nothing is fetched from outside localhost."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+    outside: list[str] = []
+    context.on("request", lambda req: outside.append(req.url)
+               if not req.url.startswith((server, "data:", "blob:", "about:")) else None)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    seen: dict[str, list[str]] = {}
+    try:
+        for path, heading in NAV:
+            page.goto(f"{server}/{path}")
+            page.get_by_role("heading", name=heading, exact=True).first.wait_for()
+            _settle(page)
+            _charts_drawn(page)
+            if path == "inspect_images":
+                face = tmp_path / "face.png"
+                face.write_bytes(png_bytes((250, 210, 40), (160, 120)))
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(face)])
+                page.get_by_role("heading", name="face.png").wait_for()
+                _settle(page)
+                _charts_drawn(page)
+            seen[path or "overview"] = _download_everything(page, path or "overview")
+            page.screenshot(path=str(ARTIFACTS / f"downloads-{path or 'overview'}.png"), full_page=True)
+    finally:
+        context.close()
+    exts = {n.rsplit(".", 1)[-1] for names in seen.values() for n in names}
+    assert {"pdf", "svg", "png", "csv", "tex", "json", "npz"} <= exts, exts
+    for where, names in seen.items():
+        assert names, f"{where}: no download buttons"
+        if where != "nga_curves":
+            assert any(n.endswith(".pdf") for n in names), f"{where}: no figure download ({names})"
+    assert any(n.endswith(".tex") for n in seen["compare"]) and any(n.endswith(".tex") for n in seen["overview"])
+    assert not outside, f"requests left localhost: {sorted(set(outside))[:5]}"

@@ -42,6 +42,15 @@ def test_two_processes_match_one(tmp_path):
     assert steps(ddp) == pytest.approx(steps(single), abs=1e-5)
     env = json.loads((ddp / "env.json").read_text())
     assert env["world_size"] == 2
+    # per-image predictions: every rank's shard gathered, in dataset order, as one process writes them
+    for split in ("val", "test"):
+        one_rows = (single / f"predictions-{split}.csv").read_text().splitlines()
+        two_rows = (ddp / f"predictions-{split}.csv").read_text().splitlines()
+        assert len(two_rows) == a[split]["num_samples"] + 1
+        assert [r.split(",")[:3] for r in two_rows] == [r.split(",")[:3] for r in one_rows]
+        for x, y in zip(one_rows[1:], two_rows[1:]):
+            assert [float(v) for v in y.split(",")[3:]] == pytest.approx([float(v) for v in x.split(",")[3:]],
+                                                                          abs=1e-4)
 
     # evaluation of one checkpoint: sharded over 2 ranks == 1 process
     proc = torchrun("eval", "--run-dir", str(ddp), "--split", "test", "--quiet")
