@@ -17,7 +17,7 @@ from .train.evaluation import evaluate_model, metric_value
 from .train.linear_probe_run import PROBE_FILE, LinearProbeHead, LinearProbeModel
 from .train.loop import PARTIAL_NOTE, RANDOM_WEIGHTS_NOTE, _resolve_device
 from .train.run_config import RunConfig, load_run_config
-from .train.runfolder import SPLITS, RunFolder, RunFolderError, write_json
+from .train.runfolder import ENV, SPLITS, RunFolder, RunFolderError, read_json, write_json
 from .train.runstate import read_run_state
 
 __all__ = ["evaluate_model", "evaluate_run", "load_run_model", "metric_value"]
@@ -50,9 +50,23 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best", device:
     if probe:
         return LinearProbeModel(backbone, LinearProbeHead.load(path), meta["classnames"]), cfg
     model = load_checkpoint(path, backbone=backbone, device=device)
-    if cfg.train.frozen_dtype != "fp32":
-        model.set_frozen_dtype(cfg.train.frozen_dtype)   # the model as it was trained and selected
+    frozen = run_frozen_dtype(cfg.train.frozen_dtype, folder)
+    if frozen != "fp32":
+        model.set_frozen_dtype(frozen)   # the model as it was trained and selected
     return model, cfg
+
+
+def run_frozen_dtype(setting: str, folder: RunFolder) -> str:
+    """The frozen dtype a run trained with. The trainer writes the resolved value into
+    config.yaml; ``auto`` there (a config written by hand) is resolved as the trainer would
+    have on the device env.json names."""
+    if setting != "auto":
+        return setting
+    try:
+        trained_on = str(read_json(folder / ENV).get("device", "cpu"))
+    except (OSError, ValueError):
+        trained_on = "cpu"
+    return "bf16" if trained_on.startswith("cuda") else "fp32"
 
 
 def evaluate_run(run_dir: str | os.PathLike, split: str = "test", checkpoint: str = "best", *,

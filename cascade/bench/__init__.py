@@ -42,6 +42,7 @@ class BenchOptions:
     compile_backend: str = "inductor"
     data_root: str | None = None
     data_workers: list[int] = field(default_factory=list)
+    data_images: int | None = None        # default: 5000 on CUDA (generated 640x480 JPEGs), 512 on CPU
     threads: int | None = None
 
 
@@ -77,6 +78,9 @@ def targets(res: dict, opts: BenchOptions) -> list[dict]:
         add("cached == uncached logits", float(bool(pc.get("identical_logits"))), "==", 1.0, True)
     if "frozen_backbone" in tr:
         add("backbone params with .grad", float(tr["frozen_backbone"]["backbone_params_with_grad"]), "==", 0.0, True)
+    lv = res.get("data", {}).get("loader_vs_step")
+    if lv:
+        add(f"device loader img/s / {lv['step']} img/s", lv["ratio"], ">=", 1.1, lv["applies"])
     if cu.get("available"):
         mfu_applies = full and cu.get("batch_size") == 256 and cu.get("peak_bf16_tflops") is not None
         add("CUDA cascade train MFU (bf16 autocast, eager)", cu.get("cascade_train_mfu"), ">=", 0.30, mfu_applies)
@@ -121,6 +125,28 @@ def _epoch_estimate(res: dict, batch_size: int) -> None:
     pc["epoch_estimate"] = {"decode_seconds_per_batch": decode, "uncached_seconds_per_batch": unc,
                             "cached_seconds_per_batch": cac, "epoch_time_saving": 1 - cac / unc,
                             "note": "step medians + single-process decode time per batch (not hidden on 2 cores)"}
+
+
+def _loader_verdict(res: dict) -> None:
+    """The device loader against the compiled training step of the same run (target 1.1×)."""
+    data, cu, tr = res.get("data", {}), res.get("cuda", {}), res.get("training", {})
+    aug = (data.get("device") or {}).get("augment")
+    if not aug:
+        return
+    rows = {k: v["images_per_second"] for k, v in (cu.get("variants") or {}).items() if k.startswith("cascade train")}
+    compiled = {k: v for k, v in rows.items() if "torch.compile" in k}
+    if not compiled and "compile" in tr and "variants" in tr["compile"]:
+        compiled = {"cascade train step (torch.compile)": tr["compile"]["variants"]["cascade (torch.compile)"]
+                    ["images_per_second"]}
+    pool, note = (compiled, "") if compiled else (rows, "compiled step not timed (add --compile reduce-overhead): "
+                                                        "against the fastest eager step")
+    if not pool:
+        return
+    step = max(pool, key=pool.get)
+    ratio = aug["steady_images_per_second"] / pool[step]
+    data["loader_vs_step"] = {"loader_images_per_second": aug["steady_images_per_second"], "step": step,
+                              "step_images_per_second": pool[step], "ratio": ratio, "target": 1.1,
+                              "applies": bool(compiled) and cu.get("available", False), "note": note}
 
 
 def run_bench(opts: BenchOptions, log=print) -> dict:
@@ -173,11 +199,17 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
             model_ips["cascade inference"] = res["inference"]["variants"]["cascade"]["images_per_second"]
         if "variants" in res.get("training", {}):
             model_ips["cascade training"] = res["training"]["variants"]["cascade"]["images_per_second"]
-        workers = opts.data_workers or ([0, 1] if opts.quick else sorted({0, 1, 2, os.cpu_count() or 1}))
+        cuda = device.type == "cuda"
+        workers = opts.data_workers or ([0, 1] if opts.quick else
+                                        [os.cpu_count() or 1] if cuda else sorted({0, 1, 2, os.cpu_count() or 1}))
+        images = opts.data_images or (2 * opts.batch_size if opts.quick else 5000 if cuda else 512)
+        # The trainer on generated JPEGs: at the MFU batch on a GPU, a short CPU run otherwise.
+        trainer = dict(images=max(4 * opts.batch_size, 64) if opts.quick else images if cuda else 256,
+                       model=opts.model, batch_size=opts.mfu_batch_size if cuda and not opts.quick else opts.batch_size,
+                       compile_mode=opts.compile)
         _guard(res, "data", lambda: bench_data(
-            info.image_size, batch_size=opts.batch_size, workers=workers,
-            num_images=2 * opts.batch_size if opts.quick else 512, root=opts.data_root,
-            model_images_per_second=model_ips), log)
+            info.image_size, batch_size=opts.batch_size, workers=workers, num_images=images, root=opts.data_root,
+            model_images_per_second=model_ips, device=str(device), trainer=trainer), log)
     _epoch_estimate(res, opts.batch_size)
     plugins = plugin_figures()
     context = dict(quick=opts.quick, device=str(device), model=opts.model, batch_size=opts.batch_size,
@@ -201,6 +233,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         log(f"bench: torch.compile (mode {opts.compile}) of the training step ...")
         _guard(res["training"], "compile", lambda: bench_compiled_training(ctx, models["cascade"], opts.compile,
                                                                           opts.compile_backend), log)
+    _loader_verdict(res)
     res["targets"] = targets(res, opts)
     res["meta"]["loadavg_end"] = _loadavg()
     res["meta"]["seconds"] = time.perf_counter() - start

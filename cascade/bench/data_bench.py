@@ -1,7 +1,20 @@
-"""Figure 4: Emotion6 JPEG decoding + preprocessing throughput through a DataLoader."""
+"""Figure 4: the input pipelines, ``train.input_pipeline`` cpu against device.
+
+- cpu: JPEG decode + the torchvision transform through a DataLoader, per worker count;
+- device: decode once into the uint8 store (a one-time cost), then the batched
+  augmentation on the bench's device, per epoch; evaluation batches from the eval store;
+- the trainer itself on the same images with augmentation, each pipeline, with the share
+  of step time it waited for data.
+
+Images: Emotion6 when it has enough, else a generated folder of 640×480 JPEGs
+(:mod:`.jpeg_folder`).
+"""
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,25 +32,10 @@ def emotion6_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def _pipeline(image_size: int, augment: bool):
-    """The project's loader and transforms when present (cascade.data), else PIL + torchvision."""
-    try:
-        from ..data import eval_transform, load_rgb, train_transform
+    from ..data import eval_transform, load_rgb, train_transform
 
-        tf = train_transform(image_size) if augment else eval_transform(image_size)
-        return load_rgb, tf, "cascade.data (load_rgb + eval/train_transform)"
-    except ImportError:
-        from PIL import Image
-        from torchvision import transforms as T
-
-        def load(path):
-            with Image.open(path) as im:
-                return im.convert("RGB")
-
-        steps = [T.RandomResizedCrop(image_size, interpolation=T.InterpolationMode.BICUBIC)] if augment else \
-            [T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size)]
-        tf = T.Compose(steps + [T.ToTensor(), T.Normalize((0.48145466, 0.4578275, 0.40821073),
-                                                            (0.26862954, 0.26130258, 0.27577711))])
-        return load, tf, "fallback (PIL + torchvision): cascade.data not importable"
+    tf = train_transform(image_size) if augment else eval_transform(image_size)
+    return load_rgb, tf, "cascade.data (load_rgb + eval/train_transform)"
 
 
 class _Files(Dataset):
@@ -52,7 +50,7 @@ class _Files(Dataset):
 
 
 def _spread(files: list[Path], n: int) -> list[Path]:
-    """``n`` files taken round-robin over the emotion folders (all when n >= len)."""
+    """``n`` files taken round-robin over the class folders (all when n >= len)."""
     if n >= len(files):
         return files
     by_class: dict[str, list[Path]] = {}
@@ -70,6 +68,13 @@ def _spread(files: list[Path], n: int) -> list[Path]:
     return out
 
 
+def _rate(n: int, n_after_first: int, t0: float, first: float | None, end: float) -> dict:
+    total = end - t0
+    steady = (n_after_first / (end - first)) if first is not None and end > first and n_after_first else None
+    return {"images": n, "seconds": total, "images_per_second": n / total,
+            "steady_images_per_second": steady or n / total, "startup_seconds": (first or end) - t0}
+
+
 def time_loader(files: list[Path], load, transform, workers: int, batch_size: int) -> dict:
     loader = DataLoader(_Files(files, load, transform), batch_size=batch_size, num_workers=workers,
                         shuffle=False, drop_last=False)
@@ -82,22 +87,127 @@ def time_loader(files: list[Path], load, transform, workers: int, batch_size: in
         else:
             n_after_first += batch.shape[0]
         n += batch.shape[0]
-    end = time.perf_counter()
-    total = end - t0
-    steady = (n_after_first / (end - first)) if first is not None and end > first and n_after_first else None
-    return {"workers": workers, "images": n, "seconds": total, "images_per_second": n / total,
-            "steady_images_per_second": steady or n / total, "startup_seconds": (first or end) - t0}
+    return {"workers": workers, **_rate(n, n_after_first, t0, first, time.perf_counter())}
+
+
+def image_files(root: str | os.PathLike | None, num_images: int) -> tuple[list[Path], str]:
+    """Emotion6 (or ``root``) when it holds ``num_images`` JPEGs, else a generated folder."""
+    from .jpeg_folder import folder_files, jpeg_folder
+
+    base = emotion6_root(root)
+    for folder in (base / "images", base):
+        files = sorted(folder.glob("*/*.jpg")) if folder.is_dir() else []
+        if files and (root is not None or len(files) >= num_images):
+            return _spread(files, num_images), f"{folder} ({len(files)} JPEGs)"
+    made = jpeg_folder(num_images)
+    return folder_files(made), f"{made} (generated: {num_images} JPEGs, 640x480)"
+
+
+def _index_of(files: list[Path]):
+    """A DatasetIndex over ``files`` labelled by their folder, without the scan's decode."""
+    from ..data.records import DatasetIndex, Record
+    from ..data.report import DataReport
+
+    classes = sorted({f.parent.name for f in files})
+    records = [Record(key=str(f), label=classes.index(f.parent.name)) for f in files]
+    return DatasetIndex(classes, records, DataReport(source="bench", format="files"), False, "bench")
+
+
+def bench_device_pipeline(files: list[Path], image_size: int, batch_size: int, device: str, epochs: int = 2) -> dict:
+    """Decode once into the stores, then time epochs of augmented and of eval batches."""
+    from ..data import EmotionDataset
+    from ..data.decoded import CacheGeometry, build_store, crop_cache_side
+    from ..data.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig
+    from ..train.data import cache_placement
+    from ..train.store_source import StoreSource
+
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    index = _index_of(files)
+    items = list(range(len(files)))
+    dataset = EmotionDataset(index, items)
+    aug = AugmentConfig()
+    out: dict = {}
+    for kind, geometry, augment in [("augment", CacheGeometry("crop", image_size, crop_cache_side(image_size, aug)), aug),
+                                    ("eval", CacheGeometry("eval", image_size, image_size), None)]:
+        t0 = time.perf_counter()
+        store = build_store(index, items, geometry, memory_limit=64 * 2**30)
+        build = time.perf_counter() - t0
+        c, l = store.box()
+        free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
+        place = cache_placement("auto", dev, len(store) * c * l * 3, free)
+        src = StoreSource(store, dataset, dev, image_size=image_size, mean=CLIP_MEAN, std=CLIP_STD,
+                          augment=augment, seed=0, pixels_on=place)
+        batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+        times = []
+        for epoch in range(epochs):
+            sync()
+            t0 = time.perf_counter()
+            for b in src.iterate(batches, epoch):
+                b["image"].sum()   # consumed on the device, as the model would
+            sync()
+            times.append(time.perf_counter() - t0)
+        steady = min(times[1:] or times)
+        out[kind] = {"decode_once_images_per_second": len(items) / build, "decode_once_seconds": build,
+                     "epoch_seconds": times, "steady_images_per_second": len(items) / steady,
+                     "store_gib": store.nbytes / 2**30, "pixels_on": src.pixels_device,
+                     "store": geometry.describe()}
+        del src, store
+    return out
+
+
+def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size: int, epochs: int = 2,
+                            compile_mode: str | None = None) -> dict:
+    """``cascade train`` with augmentation on a generated folder of ``images`` 640×480 JPEGs,
+    once per input pipeline: steady images/s and the share of step time the loop waited
+    for its next batch."""
+    from ..train import load_run_config, train
+    from .jpeg_folder import jpeg_folder
+
+    root = jpeg_folder(images)
+    n = images
+    steps = max(1, int(n * 0.7) // batch_size)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pipeline in ("cpu", "device"):
+            overrides = {
+                "backbone.model_name": model, "backbone.pretrained": "none", "model.preset": "b32-4stage",
+                "model.prompt_tokens": 16, "data.format": "imagefolder", "data.root": str(root),
+                "train.epochs.warmup": 0, "train.epochs.unfreeze": 0, "train.epochs.global": epochs,
+                "train.batch_size": batch_size, "train.device": device, "train.augment": True,
+                "train.cache_prefix": False, "train.input_pipeline": pipeline,
+                "train.num_workers": min(16, os.cpu_count() or 1), "train.log_every_steps": max(1, steps // 4),
+                "train.eval_stages": False, "run.runs_dir": tmp, "run.name": pipeline,
+            }
+            if compile_mode:
+                overrides["train.compile"] = compile_mode
+            t0 = time.perf_counter()
+            try:
+                path = train(load_run_config(None, overrides), quiet=True)
+            except Exception as exc:  # noqa: BLE001 - one pipeline's failure keeps the other row
+                out[pipeline] = {"error": f"{exc.__class__.__name__}: {exc}"}
+                continue
+            records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            stepr = [r for r in records if r["kind"] == "step"]
+            later = stepr[1:] or stepr
+            start = records[0]
+            out[pipeline] = {
+                "wall_seconds": time.perf_counter() - t0, "images": n, "epochs": epochs, "batch_size": batch_size,
+                "images_per_second": statistics.median(r["images_per_s"] for r in later) if later else None,
+                "data_wait": statistics.median(r["data_wait"] for r in later) if later else None,
+                "input_pipeline": start.get("input_pipeline"), "compile": start.get("compile_plan"),
+                "note": "first logged window (warm-up, compilation) left out of the medians",
+            }
+    return out
 
 
 def bench_data(image_size: int, *, batch_size: int, workers: list[int], num_images: int,
-               root: str | os.PathLike | None = None, model_images_per_second: dict[str, float] | None = None) -> dict:
-    root = emotion6_root(root)
-    files = sorted((root / "images").glob("*/*.jpg")) if (root / "images").is_dir() else []
-    if not files:
-        return {"available": False, "skipped": f"Emotion6 not found at {root} (images/<emotion>/<n>.jpg)"}
-    load, tf_eval, source = _pipeline(image_size, augment=False)
+               root: str | os.PathLike | None = None, model_images_per_second: dict[str, float] | None = None,
+               device: str = "cpu", trainer: dict | None = None, epochs: int = 8) -> dict:
+    """``trainer``: keyword arguments of :func:`bench_trainer_on_folder` (None: no trainer rows)."""
+    files, source = image_files(root, num_images)
+    load, tf_eval, pipeline = _pipeline(image_size, augment=False)
     _, tf_train, _ = _pipeline(image_size, augment=True)
-    files = _spread(files, num_images)
     rows = []
     for w in workers:
         r = time_loader(files, load, tf_eval, w, batch_size)
@@ -107,18 +217,32 @@ def bench_data(image_size: int, *, batch_size: int, workers: list[int], num_imag
     r["transform"] = "train (augment)"
     rows.append(r)
     best = max(r["steady_images_per_second"] for r in rows if r["transform"] == "eval")
+    cpu_train = rows[-1]["steady_images_per_second"]
     out = {
         "available": True,
-        "root": str(root),
-        "pipeline": source,
+        "root": source,
+        "images": len(files),
+        "pipeline": pipeline,
         "image_size": image_size,
         "cpu_count": os.cpu_count(),
         "loaders": rows,
         "best_eval_images_per_second": best,
     }
+    dev = bench_device_pipeline(files, image_size, batch_size, device)
+    aug = dev["augment"]
+    n = len(files)
+    cpu_epochs = epochs * n / cpu_train
+    dev_epochs = n / aug["decode_once_images_per_second"] + epochs * n / aug["steady_images_per_second"]
+    out["device"] = {**dev, "device": device, "epochs": epochs,
+                     "per_epoch_speedup": aug["steady_images_per_second"] / cpu_train,
+                     f"speedup_over_{epochs}_epochs": cpu_epochs / dev_epochs,
+                     "note": (f"cpu: decode + train transform every epoch ({max(workers)} workers); device: one "
+                              f"decode, then batched augmentation on {device}")}
     if model_images_per_second:
         out["model_images_per_second"] = dict(model_images_per_second)
         out["starved"] = {k: best < v for k, v in model_images_per_second.items()}
         out["note"] = ("loader measured alone; during training its workers share the same "
                        f"{os.cpu_count()} CPU cores with the model")
+    if trainer is not None:
+        out["trainer"] = bench_trainer_on_folder(device=device, **trainer)
     return out

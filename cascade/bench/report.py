@@ -95,12 +95,37 @@ def format_report(res: dict) -> str:
         if not data.get("available"):
             lines.extend(["", f"4. Data pipeline: skipped: {data.get('skipped')}"])
         else:
-            rows = [[f"{r['transform']}, {r['workers']} workers", _f(r["steady_images_per_second"], ".1f"),
+            rows = [[f"cpu: decode + {r['transform']}, {r['workers']} workers", _f(r["steady_images_per_second"], ".1f"),
                      _f(r["images_per_second"], ".1f"), _f(r["startup_seconds"], ".2f")] for r in data["loaders"]]
-            lines.extend(_table(f"4. Data pipeline (Emotion6 JPEG decode + preprocess, {data['image_size']} px)",
+            dev = data.get("device") or {}
+            for kind in ("augment", "eval"):
+                d = dev.get(kind)
+                if d:
+                    rows.append([f"device: decode once ({kind} store)", "-", _f(d["decode_once_images_per_second"], ".1f"),
+                                 _f(d["decode_once_seconds"], ".2f")])
+                    rows.append([f"device: {kind} batches on {dev['device']} (pixels on {d['pixels_on']})",
+                                 _f(d["steady_images_per_second"], ".1f"), "-", "-"])
+            lines.extend(_table(f"4. Input pipelines ({data.get('images')} JPEGs from {data['root']}; {data['image_size']} px)",
                                 ["loader", "img/s steady", "img/s total", "startup s"], rows))
+            if dev:
+                n = dev["epochs"]
+                lines.append(f"   device vs cpu (train augmentation): {dev['per_epoch_speedup']:.2f}x per epoch, "
+                             f"{dev[f'speedup_over_{n}_epochs']:.2f}x over {n} epochs with the one-time decode")
             for k, v in data.get("model_images_per_second", {}).items():
                 lines.append(f"   model {k}: {v:.1f} img/s -> {'STARVED by the loader' if data['starved'][k] else 'loader keeps up'}")
+            for name, t in (data.get("trainer") or {}).items():
+                if "error" in t:
+                    lines.append(f"   trainer, input_pipeline {name}: FAILED: {t['error']}")
+                    continue
+                lines.append(f"   trainer, input_pipeline {name} ({t['images']} JPEGs, batch {t['batch_size']}, "
+                             f"{t['epochs']} epochs, augment): {_f(t['images_per_second'], '.1f')} img/s, waiting on "
+                             f"data {_f((t['data_wait'] or 0) * 100, '.1f')} % of step time")
+            lv = data.get("loader_vs_step")
+            if lv:
+                verdict = ("PASS" if lv["ratio"] >= lv["target"] else "FAIL") if lv["applies"] else "n/a"
+                lines.append(f"   device loader {lv['loader_images_per_second']:.0f} img/s vs {lv['step']} "
+                             f"{lv['step_images_per_second']:.0f} img/s: {lv['ratio']:.2f}x (target >= "
+                             f"{lv['target']}x: {verdict}) {lv['note']}")
     an = res.get("analysis")
     if an:
         lines.append("")
@@ -136,14 +161,19 @@ def format_report(res: dict) -> str:
             lines.extend(_table(f"6. CUDA {cu['device_name']}, {cu['precision']}, batch {cu['batch_size']} "
                                 f"(peak {cu['peak_bf16_tflops']} TFLOP/s, {cu['peak_source']})",
                                 ["variant", "img/s", "ms/step", "TFLOP/s", "MFU %", "time / plain inf"], rows))
-            tt = cu.get("trace_train_step") or {}
             lines.append(f"   SDPA flags: {cu['sdpa']}")
-            if "attention_kernels" in tt:
-                lines.append(f"   attention kernels (train step): {tt['attention_kernels'] or 'none found'}")
-                lines.append(f"   GPU time: gemm {tt['gemm_share'] * 100:.0f} %, attention {tt['attention_share'] * 100:.0f} %, "
-                             f"{tt['kernel_launches']} kernels / step, {tt['gpu_time_ms']:.2f} ms kernel time")
-            else:
-                lines.append(f"   profiler trace: {tt.get('error')}")
+            for key, what in (("trace_train_step", "train step, bf16 autocast"),
+                              ("trace_train_step_frozen_bf16", "train step, frozen bf16 (the default on GPUs)")):
+                tt = cu.get(key) or {}
+                if "attention_kernels" not in tt:
+                    if tt:
+                        lines.append(f"   profiler trace ({what}): {tt.get('error')}")
+                    continue
+                lines.append(f"   kernels of one {what}: {tt['kernel_launches']} launches, {tt['gpu_time_ms']:.2f} ms "
+                             f"kernel time; gemm {tt['gemm_share'] * 100:.0f} %, attention "
+                             f"{tt['attention_share'] * 100:.0f} % ({', '.join(tt['attention_kernels']) or 'none found'})")
+                for k in tt.get("top_kernels", []):
+                    lines.append(f"     {k['share'] * 100:5.1f} %  {k['ms']:8.3f} ms  {k['name']}")
             fc = cu.get("flop_counter_train_step")
             lines.append(f"   FLOPs/step: analytic {cu['analytic_train_step_flops'] / 1e12:.3f} T, "
                          f"FlopCounterMode {fc / 1e12 if fc else float('nan'):.3f} T")

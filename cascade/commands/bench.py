@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend of --compile")
     p.add_argument("--data-root", default=None, help="Emotion6 folder (default ../shared/datasets/Emotion6)")
     p.add_argument("--data-workers", type=_workers, default=None, help="DataLoader worker counts, e.g. 0,1,2")
+    p.add_argument("--data-images", type=int, default=None,
+                   help="JPEGs for the data figure (default 5000 on CUDA, 512 on CPU; a folder of 640x480 "
+                        "JPEGs is generated when Emotion6 has fewer)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.set_defaults(func=handler)
 
@@ -66,7 +69,8 @@ def handler(args) -> int:
         warmup=args.warmup, precision=args.precision, figures=args.figures, reference=args.reference,
         mfu_batch_size=args.mfu_batch_size, peak_tflops=args.peak_tflops, compile=args.compile,
         compile_backend=args.compile_backend,
-        data_root=args.data_root, data_workers=args.data_workers or [], threads=args.threads,
+        data_root=args.data_root, data_workers=args.data_workers or [], data_images=args.data_images,
+        threads=args.threads,
     )
     res = run_bench(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_report(res))

@@ -33,19 +33,26 @@ def _rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+def eval_geometry(image_size: int) -> Callable[[Image.Image], Image.Image]:
+    """The pixel part of :func:`eval_transform` (PIL in, PIL out): bicubic resize of the
+    shorter side, centre crop, RGB. The input pipeline caches its output as uint8."""
+    return T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size), _rgb])
+
+
 def eval_transform(
     image_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
 ) -> Transform:
     """CLIP's test-time preprocessing: bicubic resize of the shorter side, centre crop, normalise."""
-    return T.Compose(
-        [
-            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(image_size),
-            _rgb,
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
+    return T.Compose([eval_geometry(image_size), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def augment_config(augment: bool | dict[str, Any] | AugmentConfig = True) -> AugmentConfig | None:
+    """The augmentation a ``train.augment``-style value asks for (None: no augmentation)."""
+    if augment is False:
+        return None
+    if augment is True:
+        return AugmentConfig()
+    return augment if isinstance(augment, AugmentConfig) else AugmentConfig(**augment)
 
 
 def train_transform(
@@ -55,14 +62,9 @@ def train_transform(
     augment: bool | dict[str, Any] | AugmentConfig = True,
 ) -> Transform:
     """Training preprocessing; augment=False gives exactly `eval_transform`, a dict overrides AugmentConfig fields."""
-    if augment is False:
+    aug = augment_config(augment)
+    if aug is None:
         return eval_transform(image_size, mean, std)
-    if augment is True:
-        aug = AugmentConfig()
-    elif isinstance(augment, AugmentConfig):
-        aug = augment
-    else:
-        aug = AugmentConfig(**augment)
     steps: list[Any] = [
         T.RandomResizedCrop(image_size, scale=aug.scale, ratio=aug.ratio, interpolation=T.InterpolationMode.BICUBIC)
     ]

@@ -8,6 +8,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,11 +24,13 @@ from ..methods import METHODS
 from ..model import build_model, compile_model
 from .batches import num_batches, rank_batches
 from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, load_data,
-                   make_sources, save_split_file)
+                   save_split_file)
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
+from .fastpath import GraphSteps, plan_compile, resolve_frozen_dtype
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
+from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, predictions_path, write_predictions
 from .run_config import RunConfig, load_run_config, metric_direction
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
@@ -119,6 +122,13 @@ class Trainer:
         self.device = _resolve_device(tc.device, self.ctx)
         self.amp = tc.amp if self.device.type == "cuda" else "none"
         self.method = METHODS[config.method]
+        # frozen_dtype: auto is resolved once; config.yaml records the result for eval, predict and resume.
+        # The linear probe keeps float32 weights (see below), and its record says so.
+        frozen = "fp32" if self.method.linear_probe and tc.frozen_dtype == "auto" else \
+            resolve_frozen_dtype(tc.frozen_dtype, self.device)
+        if frozen != tc.frozen_dtype:
+            self.config = config = config.with_overrides({"train.frozen_dtype": frozen})
+            self.tc = tc = config.train
         self.metric_name = tc.select_metric
         self.higher_better = metric_direction(tc.select_metric)
         self.loss_weights = LossWeights(lambda_dist=tc.loss.lambda_dist, alpha=tc.loss.alpha,
@@ -146,9 +156,10 @@ class Trainer:
         # meet low-precision block outputs: it keeps float32 weights (it trains nothing in them).
         if tc.frozen_dtype != "fp32" and not self.method.linear_probe:
             self.model.set_frozen_dtype(tc.frozen_dtype)
-        self.forward_train = self._compiled_forward()
+        self.forward_train = self.model
         self._compiled_rows: int | None = None
         self._compile_pending = False
+        self._compile_mode = "none"
         self._graph_trainable: frozenset[str] | None = None
         self.random_weights = self.backbone.info.random_weights
 
@@ -166,10 +177,14 @@ class Trainer:
         self.run_state = StateWriter(folder.path, enabled=self.ctx.is_main)
         self.ctx.barrier()
 
-        # ---- sources
-        pin = tc.pin_memory and self.device.type == "cuda"
-        self.sources = make_sources(self.data, self.model, seed=tc.seed, augment=tc.augment,
-                                    num_workers=tc.num_workers, pin_memory=pin)
+        # ---- sources (train.input_pipeline)
+        trains = self.method.trains and not self.method.linear_probe
+        self.pipeline = build_pipeline(self.data, self.model, tc, self.device,
+                                       trains_on_images=trains and not tc.cache_prefix,
+                                       total_epochs=tc.total_epochs if trains else 0, run_dir=folder.path,
+                                       ctx=self.ctx, log=self.say)
+        self.sources = self.pipeline.sources
+        self.data_clock = WaitClock()
         self.cache_seconds = 0.0
         self.cache_bytes, self.cache_device = 0, None
         if tc.cache_prefix and self.method.trains and not self.method.linear_probe:
@@ -207,19 +222,32 @@ class Trainer:
             self._load_state()
         if tc.tensorboard and self.ctx.is_main:
             self.metrics_log.add_sink(TensorBoardSink(folder.path, self.state.global_step + 1 if resume else None))
+        self.compile_plan = self._plan_compile()
 
     # ---- helpers ----------------------------------------------------------------------
-    def _compiled_forward(self):
-        """The module the training step calls: the model, or ``torch.compile`` of it.
-
-        Only the training forward is compiled: evaluation batches differ in size and run
-        without gradients, and would only add graphs. The compiled module shares the
-        model's parameters, so checkpoints, σ and evaluation see the same state.
-        """
+    def _plan_compile(self):
+        """``train.compile`` per graph for the steps this run has left (see :mod:`.fastpath`)."""
         tc = self.tc
-        if tc.compile == "none":
-            return self.model
-        return compile_model(self.model, tc.compile, tc.compile_backend)
+        graphs: dict[frozenset[str], GraphSteps] = {}
+        flops = None
+        if tc.compile == "auto" and self.device.type == "cuda" and self.method.trains \
+                and not self.method.linear_probe:
+            from ..bench.flops import cascade_flops
+
+            full = len(self.data.splits["train"]) // tc.batch_size     # the short last batch runs eagerly
+            for epoch in range(self.start_epoch, self.total_epochs):
+                phase = phase_for_epoch(epoch, tc.epochs, self.model.num_stages)
+                names = frozenset(self.sets.names_for(self.model, phase))
+                g = graphs.setdefault(names, GraphSteps(names, [], 0))
+                g.steps += max(0, full - (self.start_step if epoch == self.start_epoch else 0))
+                label = phase.name if phase.name != "unfreeze" else f"unfreeze@{epoch + 1}"
+                if label not in g.phases:
+                    g.phases.append(label)
+            rows = math.ceil(tc.batch_size / self.ctx.world_size)
+            flops = cascade_flops(self.model, batch_size=rows).train_step * rows
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else ""
+        return plan_compile(tc.compile, device=self.device, graphs=list(graphs.values()), flops_per_step=flops,
+                            device_name=name, backend=tc.compile_backend)
 
     def _forward_for(self, rows: int):
         """The compiled forward for the batch size it was compiled for; eager for the rest.
@@ -237,13 +265,39 @@ class Trainer:
         """A phase changes which parameters need gradients, so the compiled graphs of the
         previous phase can never run again: drop them instead of filling dynamo's cache
         (whose size limit would otherwise silently fall back to eager). Epochs of the same
-        phase keep their graphs."""
-        if self.tc.compile == "none" or trainable == self._graph_trainable:
+        phase keep their graphs.
+
+        Only the training forward is compiled: evaluation batches differ in size and run
+        without gradients, and would only add graphs. The compiled module shares the
+        model's parameters, so checkpoints, σ and evaluation see the same state.
+        """
+        if trainable == self._graph_trainable:
             return
-        torch._dynamo.reset()
-        self.forward_train = self._compiled_forward()
-        self._compile_pending = True
+        had_graphs = self.forward_train is not self.model
         self._graph_trainable = trainable
+        mode = self.compile_plan.mode_for(trainable)
+        if had_graphs:
+            torch._dynamo.reset()
+        self.forward_train = self.model if mode == "none" else compile_model(self.model, mode, self.tc.compile_backend)
+        self._compile_mode = mode
+        self._compile_pending = mode != "none"
+
+    def _compile_failed(self, exc: Exception) -> None:
+        """Once per run: warn, naming the setting, and train eagerly from here on."""
+        tc, s = self.tc, self.state
+        what = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:500]
+        msg = (f"WARNING: train.compile={tc.compile} ({self._compile_mode}, backend {tc.compile_backend}): compiling "
+               f"the training step failed in phase {s.phase.name} ({what}); training continues eagerly. "
+               "Set train.compile: none to skip compiling.")
+        if self.ctx.is_main:
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        self.metrics_log.write({"kind": "compile_fallback", "phase": s.phase.name, "epoch": s.epoch + 1,
+                                "global_step": s.global_step + 1, "mode": self._compile_mode,
+                                "backend": tc.compile_backend, "error": what})
+        self.compile_plan.disable(what)
+        self.forward_train = self.model
+        self._compile_pending = False
+        torch._dynamo.reset()
 
     def say(self, msg: str) -> None:
         if not self.quiet and self.ctx.is_main:
@@ -342,9 +396,8 @@ class Trainer:
             self.say(f"WARNING: {RANDOM_WEIGHTS_NOTE}")
         if self.tc.amp != "none" and self.amp == "none":
             self.say(f"note: train.amp={self.tc.amp} applies to CUDA only; running in float32 on {self.device}")
-        if self.tc.frozen_dtype != "fp32" or self.tc.compile != "none":
-            self.say(f"frozen backbone in {self.tc.frozen_dtype}; torch.compile: {self.tc.compile}"
-                     + (f" ({self.tc.compile_backend})" if self.tc.compile != "none" else ""))
+        self.say(f"frozen backbone in {self.tc.frozen_dtype}; {self.compile_plan.summary()}")
+        self.say(self.pipeline.describe())
         if not self.has_dist:
             self.say(f"note: the data has labels only, so the distribution metrics (KL, Chebyshev, Clark, Canberra, "
                      f"cosine, intersection) are n/a, and with one-hot targets KL(p‖q) is the cross-entropy: the "
@@ -364,6 +417,8 @@ class Trainer:
                                     "frozen_dtype": self.tc.frozen_dtype, "compile": self.tc.compile,
                                     "recipe": self.tc.recipe, "lr": self.tc.learning_rates(),
                                     "targets": "distributions" if self.has_dist else "labels only",
+                                    "compile_plan": self.compile_plan.record(),
+                                    "input_pipeline": self.pipeline.record(),
                                     **{f"{k}_init": v for k, v in self.nga_init.items()}})
         self.run_state.start(epoch=self.start_epoch + 1, step=self.start_step, steps_per_epoch=self.steps_per_epoch,
                              global_step=s.global_step, total_steps=s.total_steps)
@@ -418,7 +473,8 @@ class Trainer:
         s.step_in_epoch = start_step
         stop = False
         try:
-            for (local, n_global, weight), batch in zip(batches, self.sources["train"].iterate(local_lists, epoch)):
+            train_batches = self.data_clock.wrap(self.sources["train"].iterate(local_lists, epoch))
+            for (local, n_global, weight), batch in zip(batches, train_batches):
                 terms = self._step(batch, weight, active, epoch)
                 s.global_step += 1
                 s.step_in_epoch += 1
@@ -432,7 +488,8 @@ class Trainer:
                     self.metrics_log.write({"kind": "step", "phase": phase.name, "epoch": epoch + 1,
                                             "step": s.step_in_epoch, "global_step": s.global_step, "lr": s.lr,
                                             "loss": terms, "images_per_s": round(s.images_per_s, 2),
-                                            **nga_now(self.model), "time": time.time()})
+                                            **nga_now(self.model), "data_wait": self.data_clock.fraction(elapsed),
+                                            "time": time.time()})
                     self.run_state.update(epoch=epoch + 1, step=s.step_in_epoch, global_step=s.global_step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(s.lr.values(), default=0):.2e}",
@@ -498,7 +555,7 @@ class Trainer:
             # outputs are no longer read, so their memory may be reused.
             torch.compiler.cudagraph_mark_step_begin()
         if compiling:
-            self.say(f"compiling the training step for phase {s.phase.name} (torch.compile {tc.compile}) ...")
+            self.say(f"compiling the training step for phase {s.phase.name} (torch.compile {self._compile_mode}) ...")
             t_compile = time.perf_counter()
         try:
             with autocast_context(self.device, self.amp):
@@ -516,9 +573,9 @@ class Trainer:
         except Exception as exc:
             if not compiling:
                 raise
-            raise RuntimeError(f"train.compile={tc.compile} (backend {tc.compile_backend}): compiling the training "
-                               f"step failed in phase {s.phase.name}: {exc.__class__.__name__}: {exc}. "
-                               f"Set train.compile: none to train without torch.compile; {self._kept()}") from exc
+            self._compile_failed(exc)
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._step(batch, weight, active, epoch)
         mask_frozen_grads(self.optimizer)
         all_reduce_grads(active, self.ctx)
         restore_masked = hold_masked(self.named_params, self._masks)
@@ -556,7 +613,7 @@ class Trainer:
             self._compile_pending = False
             seconds = time.perf_counter() - t_compile
             self.metrics_log.write({"kind": "compile", "phase": s.phase.name, "epoch": epoch + 1,
-                                    "global_step": s.global_step + 1, "mode": tc.compile,
+                                    "global_step": s.global_step + 1, "mode": self._compile_mode,
                                     "backend": tc.compile_backend, "first_step_seconds": round(seconds, 3)})
             self.say(f"compiled in {seconds:.1f}s (first step of the phase, compilation included)")
         return {k: float(v) for k, v in zip(keys, values)}
@@ -604,6 +661,7 @@ class Trainer:
         if final.partial:
             self.say(f"run {final.label()}")
         self.say(f"run folder: {self.folder.path}")
+        self.pipeline.close()
         self._callbacks("on_train_end")
         self.metrics_log.close()
         return self.folder.path

@@ -15,8 +15,14 @@ import torch
 from .run_config import GROUPS, TrainConfig
 
 
-def build_optimizer(model, cfg: TrainConfig, capable: set[str]) -> tuple[torch.optim.AdamW, dict[str, torch.nn.Parameter]]:
-    """AdamW over the parameters in ``capable``; returns it and the name → parameter map it uses."""
+def build_optimizer(model, cfg: TrainConfig, capable: set[str], fused: bool | None = None,
+                    ) -> tuple[torch.optim.AdamW, dict[str, torch.nn.Parameter]]:
+    """AdamW over the parameters in ``capable``; returns it and the name → parameter map it uses.
+
+    ``fused`` (default: when the parameters are on a GPU) updates every parameter of a
+    group in one kernel instead of a handful of kernels per parameter; its step counts
+    live on the device. On CPUs the per-parameter loop is kept.
+    """
     named: dict[str, torch.nn.Parameter] = {}
     lrs = cfg.learning_rates()
     groups = []
@@ -28,12 +34,16 @@ def build_optimizer(model, cfg: TrainConfig, capable: set[str]) -> tuple[torch.o
         groups.append({"params": [p for _, p in params], "names": [n for n, _ in params], "group": g,
                        "lr": lrs[g], "base_lr": lrs[g],
                        "weight_decay": getattr(cfg.weight_decay, g)})
+    device = next((p.device for p in named.values()), torch.device("cpu"))
     if not groups:
         # Nothing can train (e.g. zero-shot); an optimiser over nothing keeps the loop uniform.
-        dummy = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
+        dummy = torch.nn.Parameter(torch.zeros((), device=device), requires_grad=False)
         groups.append({"params": [dummy], "names": [], "group": "none", "lr": 0.0, "base_lr": 0.0,
                        "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, betas=tuple(cfg.betas), foreach=False)
+    if fused is None:
+        fused = device.type == "cuda"
+    kind = {"fused": True} if fused else {"foreach": False}
+    opt = torch.optim.AdamW(groups, betas=tuple(cfg.betas), **kind)
     return opt, named
 
 
@@ -86,8 +96,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, to
             raise ValueError(f"optimiser state for unknown parameter {name!r}")
         p = by_name[name]
         state = optimizer.state.setdefault(p, {})
-        # AdamW keeps 'step' on the CPU (non-capturable); moments live with the parameter.
-        state[field] = value.clone() if field == "step" else value.to(p.device, dtype=p.dtype).clone()
+        # Moments live with the parameter; 'step' on the CPU, except for fused (or capturable)
+        # AdamW, which keeps it on the parameter's device.
+        if field == "step":
+            on_device = optimizer.defaults.get("fused") or optimizer.defaults.get("capturable")
+            state[field] = value.to(p.device).clone() if on_device else value.cpu().clone()
+        else:
+            state[field] = value.to(p.device, dtype=p.dtype).clone()
         seen.add(name)
     for name, p in by_name.items():
         if name not in seen:

@@ -158,23 +158,34 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables clipping")
     loss: LossConfig = Field(default_factory=LossConfig)
     augment: bool = Field(True, description="random augmentation of training images")
+    input_pipeline: Literal["auto", "cpu", "device"] = Field(
+        "auto", description="cpu: DataLoader workers decode and augment every image every epoch; device: decode "
+                            "each image once into a uint8 store, augment batches on the training device; auto: "
+                            "device for runs of two epochs or more on images whose store fits input_cache_gb or "
+                            "the disk")
+    input_cache_gb: float = Field(8.0, gt=0, description="host memory the decoded images may take "
+                                                         "(input_pipeline: device); beyond it they spill to a "
+                                                         "memory-mapped file in the run folder's cache/")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["bf16", "fp16", "none"] = Field("none", description="autocast on CUDA; ignored on CPU")
-    frozen_dtype: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="store the frozen ViT blocks in this dtype (trainable parameters, heads and losses "
-                            "stay float32); bf16 skips autocast's per-step weight casts on GPUs")
-    compile: Literal["none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
-        "none", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
-                            "graphs); recompiles once per phase; evaluation stays eager")
+    frozen_dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="store the frozen ViT blocks in this dtype (trainable parameters, heads and losses "
+                            "stay float32); bf16 skips autocast's per-step weight casts on GPUs; auto: bf16 on "
+                            "CUDA GPUs with bf16, else fp32 (the run folder's config.yaml records the result)")
+    compile: Literal["auto", "none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "auto", description="torch.compile the training forward with this mode (reduce-overhead adds CUDA "
+                            "graphs); recompiles once per phase; evaluation stays eager; auto: reduce-overhead "
+                            "on CUDA for each phase whose steps pay back its compilation, else none")
     compile_backend: str = Field("inductor", description="torch.compile backend (modes other than default "
                                                          "need inductor)")
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = Field(True, description="pinned host memory (CUDA only)")
     cache_prefix: bool = Field(False, description="compute the frozen prefix blocks once per image and reuse it")
     cache_device: Literal["auto", "host", "device"] = Field(
-        "auto", description="where the prefix cache lives; auto: on the GPU when it takes at most a quarter of "
-                            "the free GPU memory, else in host memory")
+        "auto", description="where the prefix cache (or the decoded images of input_pipeline: device) lives; "
+                            "auto: on the GPU when it takes at most a quarter of the free GPU memory, else in "
+                            "host memory")
     select_metric: str = Field("accuracy", description="val metric that picks the best checkpoint, e.g. accuracy, macro_f1, kl")
     save_every_steps: int = Field(0, ge=0, description="also write checkpoints/last every N steps (0: epoch ends only)")
     log_every_steps: int = Field(10, ge=1, description="a metrics.jsonl line every N training steps")
@@ -193,7 +204,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _compile_backend_known(self) -> "TrainConfig":
-        if self.compile == "none":
+        if self.compile == "none" or (self.compile == "auto" and self.compile_backend == "inductor"):
             return self
         import torch._dynamo
 
@@ -201,7 +212,7 @@ class TrainConfig(_Strict):
         if self.compile_backend not in known:
             raise ValueError(f"compile_backend: unknown torch.compile backend {self.compile_backend!r}; "
                              f"choose one of {', '.join(sorted(known))}")
-        if self.compile_backend != "inductor" and self.compile != "default":
+        if self.compile_backend != "inductor" and self.compile not in ("default", "auto"):
             raise ValueError(f"compile: mode {self.compile!r} needs compile_backend: inductor "
                              f"(got {self.compile_backend!r}); use compile: default with other backends")
         return self
@@ -211,6 +222,9 @@ class TrainConfig(_Strict):
         if self.cache_prefix and self.augment:
             raise ValueError("cache_prefix: needs augment: false (augmented images change every epoch, "
                              "so their prefix output cannot be reused)")
+        if self.cache_prefix and self.input_pipeline == "device":
+            raise ValueError("input_pipeline: device decodes images once to augment them every epoch; with "
+                             "cache_prefix the prefix tokens are computed once instead: use input_pipeline: auto")
         return self
 
     @property

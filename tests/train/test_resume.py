@@ -30,6 +30,7 @@ class CrashAt:
 def _strip(records):
     for r in records:
         r.pop("images_per_s", None)
+        r.pop("data_wait", None)
         r.pop("time", None)
     return records
 

@@ -1,0 +1,249 @@
+"""The training augmentation of :func:`cascade.data.transforms.train_transform` as batched
+tensor ops, on whatever device the images are (the input pipeline runs it on the GPU).
+
+Per image the CPU transform draws a RandomResizedCrop box, a horizontal flip, and the
+ColorJitter factors in a random order; here the same draws are made for a whole batch:
+
+- crop boxes follow torchvision's ``RandomResizedCrop.get_params`` (ten tries of a
+  uniform area fraction and a log-uniform aspect ratio, integer rounding, then the
+  centre-crop fallback), in the image's original pixels;
+- the crop is resampled with the antialiased bicubic kernel PIL and
+  ``F.interpolate(..., antialias=True)`` use (a = -0.5), from the decoded cache;
+- flip with probability ``hflip``; brightness, contrast and saturation blend with black,
+  the grey mean and the grey image, hue shifts in HSV, each clamped to [0, 1], in an
+  order drawn per image; then the CLIP normalisation.
+
+Random numbers come from a counter-based generator (splitmix64 over ``(key, draw)``),
+with one key per image, :func:`cascade.train.batches.epoch_seed` ``(seed, epoch, 1 + item)``:
+every image's augmentation is a pure function of (seed, epoch, item), whatever the batch,
+the worker count, the process count or the resume point.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .transforms import AugmentConfig
+
+CROP_TRIES = 10          # torchvision's RandomResizedCrop tries this many boxes before its fallback
+# Columns of the uniform draws of one image.
+_CROP = slice(0, 2 * CROP_TRIES)            # (area fraction, log aspect) per try
+_TOP, _LEFT, _FLIP = 2 * CROP_TRIES, 2 * CROP_TRIES + 1, 2 * CROP_TRIES + 2
+_ORDER = slice(_FLIP + 1, _FLIP + 5)        # jitter order: argsort of four uniforms
+_FACTORS = slice(_FLIP + 5, _FLIP + 9)      # brightness, contrast, saturation, hue
+DRAWS = _FLIP + 9
+
+GREY = (0.2989, 0.587, 0.114)               # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def uniforms(keys: Sequence[int] | np.ndarray, n: int = DRAWS) -> np.ndarray:
+    """``[len(keys), n]`` floats in [0, 1): column j of row b depends on ``(keys[b], j)`` only."""
+    k = np.asarray(keys, dtype=np.uint64).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        base = _splitmix(k + _GOLDEN)
+        state = base + _GOLDEN * np.arange(1, n + 1, dtype=np.uint64)
+        bits = _splitmix(state) >> np.uint64(11)
+    return bits.astype(np.float64) * (1.0 / (1 << 53))
+
+
+def crop_boxes(u: np.ndarray, heights: np.ndarray, widths: np.ndarray, scale: Sequence[float],
+               ratio: Sequence[float]) -> np.ndarray:
+    """RandomResizedCrop boxes ``[B, 4]`` (top, left, height, width) in the images' pixels.
+
+    ``u`` holds each image's uniforms (:data:`DRAWS` columns). Same rule as torchvision:
+    the first of ten tries that fits, else the whole image cut to the nearest allowed
+    aspect ratio, centred.
+    """
+    H = np.asarray(heights, dtype=np.float64)
+    W = np.asarray(widths, dtype=np.float64)
+    tries = u[:, _CROP].reshape(-1, CROP_TRIES, 2)
+    area = (H * W)[:, None] * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = np.exp(lo + (hi - lo) * tries[..., 1])
+    w = np.rint(np.sqrt(area * aspect))
+    h = np.rint(np.sqrt(area / aspect))
+    fits = (w > 0) & (w <= W[:, None]) & (h > 0) & (h <= H[:, None])
+    first = fits.argmax(axis=1)
+    rows = np.arange(len(H))
+    found = fits[rows, first]
+    cw, ch = w[rows, first], h[rows, first]
+    top = np.floor(u[:, _TOP] * (H - ch + 1))
+    left = np.floor(u[:, _LEFT] * (W - cw + 1))
+    # Fallback: the whole image, cut to the nearest allowed aspect ratio, centred.
+    in_ratio = W / H
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    fw = np.where(wide, np.rint(H * max(ratio)), W)
+    fh = np.where(narrow, np.rint(W / min(ratio)), H)
+    box = np.stack([np.where(found, top, (H - fh) // 2), np.where(found, left, (W - fw) // 2),
+                    np.where(found, ch, fh), np.where(found, cw, fw)], axis=1)
+    return box.astype(np.int64)
+
+
+@dataclass
+class AugmentDraws:
+    """One batch's augmentation parameters (host arrays)."""
+
+    boxes: np.ndarray      # [B, 4] int64: top, left, height, width in original pixels
+    flip: np.ndarray       # [B] bool
+    order: np.ndarray      # [B, 4] int64: jitter op per position (0 brightness, 1 contrast, 2 saturation, 3 hue)
+    factors: np.ndarray    # [B, 4] float64: brightness, contrast, saturation factors, hue shift
+
+
+def draw_augmentation(keys: Sequence[int] | np.ndarray, heights: np.ndarray, widths: np.ndarray,
+                      aug: AugmentConfig) -> AugmentDraws:
+    u = uniforms(keys)
+    boxes = crop_boxes(u, heights, widths, aug.scale, aug.ratio)
+    flip = u[:, _FLIP] < aug.hflip
+    order = np.argsort(u[:, _ORDER], axis=1, kind="stable")
+    f = u[:, _FACTORS]
+    factors = np.empty_like(f)
+    for j, amount in enumerate((aug.brightness, aug.contrast, aug.saturation)):
+        lo = max(0.0, 1.0 - amount)
+        factors[:, j] = lo + (1.0 + amount - lo) * f[:, j]
+    factors[:, 3] = aug.hue * (2.0 * f[:, 3] - 1.0)
+    return AugmentDraws(boxes, flip, order, factors)
+
+
+def jitter_enabled(aug: AugmentConfig) -> tuple[bool, bool, bool, bool]:
+    return aug.brightness > 0, aug.contrast > 0, aug.saturation > 0, aug.hue > 0
+
+
+# ---- resampling --------------------------------------------------------------------------
+def _cubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def resample_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, extent: int) -> torch.Tensor:
+    """``[B, out_size, extent]``: rows of antialiased bicubic weights that resample pixels
+    ``[start, start + length)`` of an axis ``extent`` long to ``out_size`` pixels.
+
+    The kernel of PIL and of ``F.interpolate(mode="bicubic", antialias=True)``: output
+    pixel o is centred at ``start + (o + 0.5)·s`` (s = length / out_size), the cubic is
+    stretched by s when shrinking, taps outside the window are dropped, rows sum to 1.
+    """
+    start = start.to(torch.float32)
+    length = length.to(torch.float32)
+    s = length / out_size
+    stretch = s.clamp(min=1.0)
+    o = torch.arange(out_size, device=start.device, dtype=torch.float32)
+    centre = start[:, None] + (o[None] + 0.5) * s[:, None]
+    j = torch.arange(extent, device=start.device, dtype=torch.float32)
+    w = _cubic((j[None, None] + 0.5 - centre[:, :, None]) / stretch[:, None, None])
+    inside = (j[None] >= start[:, None]) & (j[None] < (start + length)[:, None])
+    w = w * inside[:, None, :]
+    return w / w.sum(-1, keepdim=True)
+
+
+def resample_batch(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Resample a batch of HWC images ``[B, H, W, 3]`` (any dtype) with per-image row and
+    column weights (``[B, S, H]``, ``[B, S, W]``) into ``[B, 3, S, S]`` float32: two batched
+    matmuls, the form that suits a GPU."""
+    b, h, w, c = pixels.shape
+    s = rows.shape[1]
+    x = pixels.to(torch.float32).reshape(b, h, w * c)
+    t = torch.bmm(rows, x).reshape(b, s, w, c).permute(0, 3, 1, 2).reshape(b, c * s, w)
+    return torch.bmm(t, cols.transpose(1, 2)).reshape(b, c, s, s)
+
+
+def resample_each(windows: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    """Resize each HWC uint8 window to ``size``² with ``F.interpolate`` (antialiased bicubic,
+    uint8 in and out, as PIL): ``[B, 3, size, size]`` uint8. The form that suits a CPU."""
+    out = torch.empty((len(windows), 3, size, size), dtype=torch.uint8)
+    for i, win in enumerate(windows):
+        out[i] = F.interpolate(win.permute(2, 0, 1).unsqueeze(0), size=(size, size), mode="bicubic",
+                               antialias=True)[0]
+    return out
+
+
+# ---- colour -----------------------------------------------------------------------------
+def _grey(img: torch.Tensor) -> torch.Tensor:
+    r, g, b = img.unbind(-3)
+    return (GREY[0] * r + GREY[1] * g + GREY[2] * b).unsqueeze(-3)
+
+
+def rgb_to_hsv(img: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, H, W]`` RGB in [0, 1] → HSV with hue in [0, 1)."""
+    r, g, b = img.unbind(-3)
+    v, _ = img.max(-3)
+    lo, _ = img.min(-3)
+    chroma = v - lo
+    grey = chroma == 0
+    safe = torch.where(grey, torch.ones_like(chroma), chroma)
+    sat = torch.where(v > 0, chroma / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+    # Sector of the hue circle by which channel is the maximum (red wins ties, then green).
+    h = torch.where(v == r, (g - b) / safe,
+                    torch.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h = torch.where(grey, torch.zeros_like(h), h)
+    return torch.stack([torch.remainder(h / 6.0, 1.0), sat, v], dim=-3)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_hsv`: channel n of RGB is v - v·s·clamp(min(k, 4 - k), 0, 1),
+    k = (n + 6h) mod 6 with n = 5, 3, 1 for red, green, blue."""
+    h, s, v = hsv.unbind(-3)
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(n + 6.0 * h, 6.0)
+        out.append(v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
+    return torch.stack(out, dim=-3)
+
+
+def color_jitter(img: torch.Tensor, order: torch.Tensor, factors: torch.Tensor,
+                 enabled: tuple[bool, bool, bool, bool]) -> torch.Tensor:
+    """ColorJitter on ``[B, 3, H, W]`` in [0, 1], each image with its own op order and factors.
+
+    Brightness, contrast and saturation are blends ``f·img + (1 - f)·ref`` with black, the
+    image's mean grey level and its grey image; one fused blend per position serves all
+    three (each image picks its op's coefficients), clamped to [0, 1] as torchvision does.
+    """
+    if not any(enabled):
+        return img
+    b = img.shape[0]
+    view = (b, 1, 1, 1)
+    ones, zeros = torch.ones(b, device=img.device), torch.zeros(b, device=img.device)
+    for p in range(4):
+        op = order[:, p]
+        f = factors.gather(1, op.view(-1, 1)).view(-1)
+        on = torch.tensor(enabled, device=img.device)[op]
+        blend = on & (op < 3)
+        if bool(blend.any()):
+            a = torch.where(blend, f, ones)
+            grey_w = torch.where(blend & (op == 2), 1.0 - f, zeros)
+            mean_w = torch.where(blend & (op == 1), 1.0 - f, zeros)
+            grey = _grey(img)
+            mixed = a.view(view) * img + grey_w.view(view) * grey + mean_w.view(view) * grey.mean((-3, -2, -1), keepdim=True)
+            img = torch.where(blend.view(view), mixed.clamp(0.0, 1.0), img)
+        hue = on & (op == 3)
+        if bool(hue.any()):
+            hsv = rgb_to_hsv(img[hue])
+            shift = f[hue].view(-1, 1, 1)
+            hsv = torch.stack([torch.remainder(hsv[:, 0] + shift, 1.0), hsv[:, 1], hsv[:, 2]], dim=1)
+            img = img.clone()
+            img[hue] = hsv_to_rgb(hsv)
+    return img
+
+
+def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(img - mean) / std`` per channel, as ``transforms.Normalize`` (same two operations)."""
+    m = torch.as_tensor(mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+    return img.sub(m).div(s)
