@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # GPU figures of `cascade bench` and of the trainer on a lent H100/H200. Every step has a timeout.
 #
-#   bash benchmarks/gpu_bench.sh                    # everything: about 8 minutes, at most 13
+#   bash benchmarks/gpu_bench.sh data               # input pipelines vs the compiled step: about 6 minutes, at most 9.5
 #   bash benchmarks/gpu_bench.sh bench compile      # eager figures + compiled step: about 5, at most 9
 #   bash benchmarks/gpu_bench.sh trainer            # the trainer end to end: about 3, at most 4
+#   bash benchmarks/gpu_bench.sh                    # bench compile trainer: about 8 minutes, at most 13
 #
 # From the repository root; results in $OUT (default benchmarks/out).
 # With the device tool (10 minutes a command): carry [".whl"], command
-# "bash benchmarks/gpu_bench.sh bench compile", then "bash benchmarks/gpu_bench.sh trainer".
+# "bash benchmarks/gpu_bench.sh data" (one call: the profile's kernel lists print first in its
+# section 6, then the loader verdict), then "bench compile", then "trainer".
 # The repository's .venv does not travel: the machine's own python3 (with torch) is used.
 # When open_clip (or pydantic, ftfy) is missing there, wheels in .whl/ are installed into
 # /tmp/site; .whl/ holds open_clip_torch, ftfy, wcwidth, pydantic, pydantic_core,
@@ -43,6 +45,16 @@ timeout 30 $PY -m pip install -q -e . --no-deps --no-build-isolation >/dev/null 
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY -c 'import cascade, sys; print("cascade", cascade.__version__, "from", cascade.__file__)' || exit 3
 
+if want data; then
+  # Figure 4 on 5000 generated 640x480 JPEGs: the cpu loader (16 workers) and the device pipeline
+  # (decode once, augment on the GPU), the trainer on those JPEGs with each pipeline (compiled, the
+  # share of step time spent waiting for data); figure 6 profiles the step (kernel lists), times it
+  # eager and compiled, and the report gives the verdict: device loader >= 1.1x the compiled step.
+  say "input pipelines on 5000 JPEGs vs the compiled train step (cascade bench --figures data,cuda)"
+  PYTHONWARNINGS=ignore timeout 560 $PY -m cascade bench --device cuda --figures data,cuda --compile reduce-overhead \
+    --no-reference --repeats 5 --json "$OUT/bench_data_cuda.json" > "$OUT/bench_data_cuda.txt" 2>&1
+  echo "exit $?"; grep -v "^bench: " "$OUT/bench_data_cuda.txt" | tail -120
+fi
 if want bench; then
   say "cascade bench --device cuda (bf16 autocast; figures at batch 32, MFU at batch 256)"
   timeout 100 $PY -m cascade bench --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"

@@ -11,9 +11,11 @@ with random weights, one ``global`` phase (every stage trains, the step that
 window of each run holds warm-up (and compilation): it is reported, not averaged.
 
 Variants (one run each, same data, same seed; the b32-4stage preset with 16 prompt tokens):
-  eager          train.amp=bf16 on CUDA (float32 on CPU), train.compile=none
-  bf16           train.frozen_dtype=bf16, train.amp=none
+  eager          train.amp=bf16 on CUDA (float32 on CPU), train.frozen_dtype=fp32, train.compile=none
+  bf16           train.frozen_dtype=bf16, train.amp=none, train.compile=none
   compiled       train.frozen_dtype=bf16, train.amp=none, train.compile=<--compile> (default reduce-overhead on CUDA)
+  auto           the defaults (train.frozen_dtype: auto, train.compile: auto): what a user gets; the log
+                 holds the compile plan (a run this short mostly stays eager)
   compiled-fp32  as eager, with train.compile=<--compile>   (not run unless named in --variants)
 MFU = images/s x the analytic training-step FLOPs per image / the device's peak bf16 FLOP/s.
 """
@@ -32,20 +34,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "synthetic-tiny.yaml"
 
 
-VARIANTS = ("eager", "bf16", "compiled", "compiled-fp32")
+VARIANTS = ("eager", "bf16", "compiled", "auto", "compiled-fp32")
 
 
 def variant_overrides(name: str, device: str, compile_mode: str, backend: str) -> list[str]:
     amp = f"train.amp={'bf16' if device == 'cuda' else 'none'}"
     compiled = [f"train.compile={compile_mode}", f"train.compile_backend={backend}"]
     if name == "eager":
-        return [amp, "train.compile=none"]
+        return [amp, "train.frozen_dtype=fp32", "train.compile=none"]
+    if name == "auto":
+        return ["train.amp=none", "train.frozen_dtype=auto", "train.compile=auto"]
     if name == "bf16":
         return ["train.amp=none", "train.frozen_dtype=bf16", "train.compile=none"]
     if name == "compiled":
         return ["train.amp=none", "train.frozen_dtype=bf16", *compiled]
     if name == "compiled-fp32":
-        return [amp, *compiled]
+        return [amp, "train.frozen_dtype=fp32", *compiled]
     raise SystemExit(f"--variants: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
 
 
@@ -89,7 +93,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--variants", default="eager,bf16,compiled")
+    ap.add_argument("--variants", default="eager,bf16,compiled,auto")
     ap.add_argument("--compile", default=None, help="torch.compile mode (default: reduce-overhead on CUDA, "
                                                      "default on CPU)")
     ap.add_argument("--compile-backend", default="inductor")

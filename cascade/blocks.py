@@ -121,8 +121,12 @@ class _Tokens:
         if self.p is None:
             if ranges is None:
                 return self.x
-            parts = [self.x[:, lo:hi] for lo, hi in ranges]
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            if len(ranges) == 1:
+                return self.x[:, ranges[0][0]:ranges[0][1]]
+            # One gather rather than slices and a cat: its backward fills one zero tensor, not
+            # one per slice plus their sum.
+            rows = torch.cat([torch.arange(lo, hi, device=self.x.device) for lo, hi in ranges])
+            return self.x.index_select(1, rows)
         b, m = self.x.shape[0], self.p.shape[0]
         # (first row, end row, tensor, shift from sequence row to the tensor's row)
         segments = [(0, 1, self.x, 0), (1, 1 + m, self.p, -1), (1 + m, self.length, self.x, -m)]

@@ -20,7 +20,7 @@ from .backbone import Backbone, BackboneInfo
 from .blocks import RowSelection, block_forward, has_hooks, needed_rows, patch_embed, patchify_supported, supports_fast_block
 from .classifier import TextClassifier, build_classifier
 from .config import CascadeConfig
-from .nga import SigmaBank, aggregate, nga_weights
+from .nga import SigmaBank, nga_weights
 from .prompts import PromptBank, insert_prompts
 
 PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
@@ -332,15 +332,18 @@ class CascadeCLIP(nn.Module):
         else:
             f = feats
         weights = self.current_nga_weights(sigmas)
-        offset = self.first_stage_block
-        z, emb = [], []
-        for s, blocks in enumerate(self.stage_blocks):
-            fs = f[blocks[0] - offset: blocks[-1] - offset + 1]
-            zs = aggregate(fs, weights[s])
-            z.append(zs)
-            emb.append(zs @ self.heads[s].to(zs.dtype))
-        stage_emb = torch.stack([F.normalize(e, dim=-1) for e in emb])
-        stage_logits = torch.stack([self.classifier(e) for e in emb])
+        # Every stage at once: NGA as one [S, K] matrix (stage s's weights at its blocks) times
+        # the K block features, then all stage heads as one batched matmul.
+        k, d = f.shape[0], f.shape[-1]
+        lead = f.shape[1:-1]
+        mix = torch.stack([F.pad(weights[s].to(f.dtype), (blocks[0] - self.first_stage_block,
+                                                           k - (blocks[-1] - self.first_stage_block + 1)))
+                           for s, blocks in enumerate(self.stage_blocks)])
+        z = (mix @ f.reshape(k, -1)).reshape(self.num_stages, *lead, d)
+        heads = torch.stack([h.to(f.dtype) for h in self.heads])
+        emb = torch.bmm(z.reshape(self.num_stages, -1, d), heads).reshape(self.num_stages, *lead, heads.shape[-1])
+        stage_emb = F.normalize(emb, dim=-1)
+        stage_logits = self.classifier(emb)
         lam = self.current_fusion_weights()
         if self.concat_head is not None:
             zcat = torch.cat([z[s] for s in self.fused_stages], dim=-1)
@@ -350,7 +353,7 @@ class CascadeCLIP(nn.Module):
         logits = self.classifier(fused)
         return CascadeOutput(
             logits=logits, stage_logits=stage_logits, stage_embeddings=stage_emb, fused_embedding=fused,
-            stage_features=torch.stack(z), nga_weights=weights, fusion_weights=lam,
+            stage_features=z, nga_weights=weights, fusion_weights=lam,
         )
 
     def forward(self, images: torch.Tensor | None = None, *, prefix_tokens: torch.Tensor | None = None,

@@ -204,7 +204,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
                                         [os.cpu_count() or 1] if cuda else sorted({0, 1, 2, os.cpu_count() or 1}))
         images = opts.data_images or (2 * opts.batch_size if opts.quick else 5000 if cuda else 512)
         # The trainer on generated JPEGs: at the MFU batch on a GPU, a short CPU run otherwise.
-        trainer = dict(images=max(4 * opts.batch_size, 64) if opts.quick else images if cuda else 256,
+        trainer = dict(images=48 if opts.quick else images if cuda else 256,
                        model=opts.model, batch_size=opts.mfu_batch_size if cuda and not opts.quick else opts.batch_size,
                        compile_mode=opts.compile)
         _guard(res, "data", lambda: bench_data(

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .transforms import AugmentConfig
 
@@ -156,7 +155,8 @@ def resample_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, e
 def resample_batch(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Resample a batch of HWC images ``[B, H, W, 3]`` (any dtype) with per-image row and
     column weights (``[B, S, H]``, ``[B, S, W]``) into ``[B, 3, S, S]`` float32: two batched
-    matmuls, the form that suits a GPU."""
+    matmuls, the form that suits a GPU (a CPU resizes each crop with ``F.interpolate``, the
+    same kernel)."""
     b, h, w, c = pixels.shape
     s = rows.shape[1]
     x = pixels.to(torch.float32).reshape(b, h, w * c)
@@ -164,20 +164,12 @@ def resample_batch(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor)
     return torch.bmm(t, cols.transpose(1, 2)).reshape(b, c, s, s)
 
 
-def resample_each(windows: Sequence[torch.Tensor], size: int) -> torch.Tensor:
-    """Resize each HWC uint8 window to ``size``² with ``F.interpolate`` (antialiased bicubic,
-    uint8 in and out, as PIL): ``[B, 3, size, size]`` uint8. The form that suits a CPU."""
-    out = torch.empty((len(windows), 3, size, size), dtype=torch.uint8)
-    for i, win in enumerate(windows):
-        out[i] = F.interpolate(win.permute(2, 0, 1).unsqueeze(0), size=(size, size), mode="bicubic",
-                               antialias=True)[0]
-    return out
-
-
 # ---- colour -----------------------------------------------------------------------------
 def _grey(img: torch.Tensor) -> torch.Tensor:
-    r, g, b = img.unbind(-3)
-    return (GREY[0] * r + GREY[1] * g + GREY[2] * b).unsqueeze(-3)
+    """[B, 1, H, W] luma of [B, 3, H, W], accumulated in place (one pass over the image)."""
+    grey = torch.mul(img[:, 0:1], GREY[0])
+    grey.add_(img[:, 1:2], alpha=GREY[1])
+    return grey.add_(img[:, 2:3], alpha=GREY[2])
 
 
 def rgb_to_hsv(img: torch.Tensor) -> torch.Tensor:
@@ -208,36 +200,40 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 
 def color_jitter(img: torch.Tensor, order: torch.Tensor, factors: torch.Tensor,
-                 enabled: tuple[bool, bool, bool, bool]) -> torch.Tensor:
-    """ColorJitter on ``[B, 3, H, W]`` in [0, 1], each image with its own op order and factors.
+                 enabled: tuple[bool, bool, bool, bool], white: float = 1.0, inplace: bool = False) -> torch.Tensor:
+    """ColorJitter on ``[B, 3, H, W]`` in [0, white], each image with its own op order and factors.
 
     Brightness, contrast and saturation are blends ``f·img + (1 - f)·ref`` with black, the
-    image's mean grey level and its grey image; one fused blend per position serves all
-    three (each image picks its op's coefficients), clamped to [0, 1] as torchvision does.
+    image's mean grey level and its grey image; one fused, in-place blend per position
+    serves all three (each image picks its op's coefficients; an image whose op at this
+    position is another gets 1, 0, 0: itself), clamped to [0, white] as torchvision does.
+    ``white`` = 255 lets the pipeline jitter its 0..255 values without rescaling them;
+    ``inplace`` overwrites ``img`` (contiguous) instead of a copy.
     """
     if not any(enabled):
         return img
     b = img.shape[0]
     view = (b, 1, 1, 1)
-    ones, zeros = torch.ones(b, device=img.device), torch.zeros(b, device=img.device)
+    on_ops = torch.tensor(enabled, device=img.device)
+    img = img if inplace else img.clone()
     for p in range(4):
         op = order[:, p]
         f = factors.gather(1, op.view(-1, 1)).view(-1)
-        on = torch.tensor(enabled, device=img.device)[op]
+        on = on_ops[op]
         blend = on & (op < 3)
         if bool(blend.any()):
-            a = torch.where(blend, f, ones)
-            grey_w = torch.where(blend & (op == 2), 1.0 - f, zeros)
-            mean_w = torch.where(blend & (op == 1), 1.0 - f, zeros)
+            a = torch.where(blend, f, torch.ones_like(f))
+            grey_w = torch.where(blend & (op == 2), 1.0 - f, torch.zeros_like(f))
+            mean_w = torch.where(blend & (op == 1), 1.0 - f, torch.zeros_like(f))
             grey = _grey(img)
-            mixed = a.view(view) * img + grey_w.view(view) * grey + mean_w.view(view) * grey.mean((-3, -2, -1), keepdim=True)
-            img = torch.where(blend.view(view), mixed.clamp(0.0, 1.0), img)
+            shift = mean_w.view(view) * grey.mean((-3, -2, -1), keepdim=True)
+            torch.addcmul(shift, img, a.view(view), out=img)
+            img.addcmul_(grey, grey_w.view(view)).clamp_(0.0, white)
         hue = on & (op == 3)
         if bool(hue.any()):
-            hsv = rgb_to_hsv(img[hue])
+            hsv = rgb_to_hsv(img[hue])           # hue and saturation do not depend on the scale of v
             shift = f[hue].view(-1, 1, 1)
             hsv = torch.stack([torch.remainder(hsv[:, 0] + shift, 1.0), hsv[:, 1], hsv[:, 2]], dim=1)
-            img = img.clone()
             img[hue] = hsv_to_rgb(hsv)
     return img
 
@@ -247,3 +243,11 @@ def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     m = torch.as_tensor(mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
     return img.sub(m).div(s)
+
+
+def normalise_255(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(img / 255 - mean) / std`` for ``img`` in 0..255, as one multiply-add (training batches;
+    evaluation keeps :func:`normalise`'s exact arithmetic)."""
+    s = torch.as_tensor(std, dtype=torch.float32, device=img.device).view(-1, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=img.device).view(-1, 1, 1)
+    return torch.addcmul(-m / s, img, 1.0 / (255.0 * s))

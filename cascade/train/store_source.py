@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..data.batch_augment import (color_jitter, draw_augmentation, jitter_enabled, normalise, resample_batch,
-                                  resample_each, resample_weights)
+from ..data.batch_augment import (color_jitter, draw_augmentation, jitter_enabled, normalise, normalise_255,
+                                  resample_batch, resample_weights)
 from ..data.dataset import EmotionDataset
 from ..data.decoded import DecodedImages
 from ..data.transforms import AugmentConfig
@@ -159,28 +160,28 @@ class StoreSource:
         if boxes is None:   # the eval store: already the final geometry
             px = torch.from_numpy(np.stack([self.store.view(p) for p in positions]))
             return self._to_unit(px.permute(0, 3, 1, 2))
-        windows = []
+        out = torch.empty((len(positions), 3, self.size, self.size), dtype=torch.uint8)
         for k, p in enumerate(positions):
             v = torch.from_numpy(self.store.view(p))
             (y0, y1), (x0, x1) = boxes["y"][k], boxes["x"][k]
-            windows.append(v[x0:x1, y0:y1] if boxes["transposed"][k] else v[y0:y1, x0:x1])
-        out = resample_each(windows, self.size)
-        t = torch.as_tensor(boxes["transposed"])
-        out = torch.where(t.view(-1, 1, 1, 1), out.transpose(-1, -2), out)
-        return self._augment_rest(self._to_unit(out), boxes)
+            t = bool(boxes["transposed"][k])
+            win = (v[x0:x1, y0:y1] if t else v[y0:y1, x0:x1]).permute(2, 0, 1).unsqueeze(0)
+            # Antialiased bicubic, uint8 in and out: PIL's resize of the crop.
+            img = F.interpolate(win, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
+            img = img.transpose(1, 2) if t else img
+            out[k] = img.flip(-1) if boxes["flip"][k] else img
+        return self._colour(out.to(torch.float32), boxes)
 
     def _to_unit(self, chw_uint8: torch.Tensor) -> torch.Tensor:
         # ToTensor's arithmetic: float32, then / 255.
         return chw_uint8.to(torch.float32).div(255)
 
-    def _augment_rest(self, img: torch.Tensor, boxes: dict) -> torch.Tensor:
-        """Flip, colour jitter, normalise (img in [0, 1], on its device)."""
-        flip = torch.as_tensor(boxes["flip"], device=img.device)
-        img = torch.where(flip.view(-1, 1, 1, 1), img.flip(-1), img)
+    def _colour(self, img: torch.Tensor, boxes: dict) -> torch.Tensor:
+        """Colour jitter and normalisation of flipped crops with values in 0..255 (on their device)."""
         order = torch.as_tensor(boxes["order"], device=img.device)
         factors = torch.as_tensor(boxes["factors"], dtype=torch.float32, device=img.device)
-        img = color_jitter(img, order, factors, jitter_enabled(self.augment))
-        return normalise(img, self.mean, self.std)
+        img = color_jitter(img.contiguous(), order, factors, jitter_enabled(self.augment), white=255.0, inplace=True)
+        return normalise_255(img, self.mean, self.std)
 
     def _finish(self, prepared: dict[str, Any]) -> dict[str, Any]:
         """Device part (calling thread): resample, flip, jitter, normalise."""
@@ -197,7 +198,7 @@ class StoreSource:
         if boxes is None:
             prepared["image"] = normalise(self._to_unit(px.permute(0, 3, 1, 2)), self.mean, self.std)
             return prepared
-        prepared["image"] = self._augment_rest(self._gpu_crops(px, boxes), boxes)
+        prepared["image"] = self._colour(self._gpu_crops(px, boxes), boxes)
         return prepared
 
     def _gpu_crops(self, px: torch.Tensor, boxes: dict) -> torch.Tensor:
@@ -214,7 +215,6 @@ class StoreSource:
         flip = torch.as_tensor(boxes["flip"], device=dev)
         rows = torch.where((flip & t).view(-1, 1, 1), rows.flip(1), rows)
         cols = torch.where((flip & ~t).view(-1, 1, 1), cols.flip(1), cols)
+        # uint8 levels, as PIL's (and the CPU path's) output
         out = resample_batch(px, rows, cols).round_().clamp_(0, 255)
-        out = torch.where(t.view(-1, 1, 1, 1), out.transpose(-1, -2), out)
-        boxes["flip"] = np.zeros_like(boxes["flip"])     # already applied through the weights
-        return out.div_(255)
+        return torch.where(t.view(-1, 1, 1, 1), out.transpose(-1, -2), out)

@@ -42,10 +42,13 @@ def test_eval_shards_cover_every_item_once():
 
 
 @pytest.mark.slow
-def test_augmented_training_does_not_depend_on_the_worker_count(tmp_path):
+@pytest.mark.parametrize("pipeline", ["cpu", "device"])
+def test_augmented_training_does_not_depend_on_the_worker_count(tmp_path, pipeline):
+    # cpu: DataLoader workers augment; device: the store is decoded by that many threads.
     results = []
     for workers in (0, 2):
         cfg = tiny_config(tmp_path, "train.augment=true", "train.cache_prefix=false", "train.epochs.unfreeze=0",
-                          f"train.num_workers={workers}", f"run.name=w{workers}")
+                          f"train.input_pipeline={pipeline}", f"train.num_workers={workers}",
+                          f"run.name=w{workers}")
         results.append(json.loads((train(cfg, quiet=True) / "eval.json").read_text()))
     assert results[0]["val"] == results[1]["val"] and results[0]["test"] == results[1]["test"]

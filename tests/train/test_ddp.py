@@ -61,3 +61,22 @@ def test_two_processes_match_one(tmp_path):
     assert two["metrics"]["confusion"] == one["metrics"]["confusion"]
     for k, v in one["metrics"]["fused"].items():
         assert two["metrics"]["fused"][k] == pytest.approx(v, abs=1e-6), k
+
+
+@pytest.mark.slow
+def test_device_input_pipeline_under_two_processes_matches_one(tmp_path):
+    """Augmented on each rank from one store (rank 0 decodes to the run's cache/, both map it):
+    every image gets the same crop, flip and jitter whichever rank trains on it."""
+    overrides = ["train.log_every_steps=1", "train.augment=true", "train.cache_prefix=false",
+                 "train.input_pipeline=device", "train.epochs.unfreeze=0", "run.name=ddp-device"]
+    proc = torchrun("train", "--config", str(TINY_YAML), *[a for o in SMALL + overrides for a in ("--set", o)],
+                    "--set", f"run.runs_dir={tmp_path}", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(tiny_config(tmp_path, *overrides[:-1], "run.name=single"), quiet=True)
+    ddp = tmp_path / "ddp-device"
+    records = [json.loads(x) for x in (ddp / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["input_pipeline"]["kind"] == "device"
+    steps = lambda p: [r["loss"]["total"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())  # noqa: E731
+                       if r["kind"] == "step"]
+    assert steps(ddp) == pytest.approx(steps(single), abs=1e-5)
+    assert not list((ddp / "cache").glob("*.u8"))          # the shared store is removed at the end
