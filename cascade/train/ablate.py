@@ -113,6 +113,7 @@ def _comparable(cfg: RunConfig) -> dict[str, Any]:
     """A config as compared for reuse: dotted keys → values, with the MLP activation as the
     trainer records it (``config.yaml`` holds the resolved ``backbone.quick_gelu``)."""
     from ..backbone import resolve_quick_gelu
+    from .fastpath import resolve_run_frozen_dtype
 
     flat = _flatten(cfg.model_dump(mode="json", by_alias=True))
     bb = cfg.backbone
@@ -120,6 +121,8 @@ def _comparable(cfg: RunConfig) -> dict[str, Any]:
         flat["backbone.quick_gelu"] = resolve_quick_gelu(bb.model_name, bb.pretrained, None)[0]
     if flat.get("train.loss.label_smoothing") is None:   # unset means data.label_smoothing
         flat["train.loss.label_smoothing"] = cfg.data.label_smoothing
+    # config.yaml holds the resolved frozen dtype too (train.frozen_dtype: auto)
+    flat["train.frozen_dtype"] = resolve_run_frozen_dtype(cfg)
     return flat
 
 

@@ -42,6 +42,20 @@ def resolve_frozen_dtype(setting: str, device: torch.device) -> str:
     return "fp32"
 
 
+def resolve_run_frozen_dtype(cfg) -> str:
+    """The frozen dtype a :class:`RunConfig` trains with on this machine (the trainer's rule:
+    the linear probe keeps float32 weights; ``train.device: auto`` is CUDA when available)."""
+    from ..methods import METHODS
+
+    tc = cfg.train
+    if tc.frozen_dtype != "auto":
+        return tc.frozen_dtype
+    if METHODS[cfg.method].linear_probe:
+        return "fp32"
+    kind = tc.device if tc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_frozen_dtype("auto", torch.device(kind))
+
+
 @dataclass
 class GraphSteps:
     """One compiled graph's share of the run: the trainable set and its full-size steps."""

@@ -27,7 +27,7 @@ from .data import (DataBundle, build_prefix_cache, cache_placement, describe_siz
                    save_split_file)
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
-from .fastpath import GraphSteps, plan_compile, resolve_frozen_dtype
+from .fastpath import GraphSteps, plan_compile, resolve_run_frozen_dtype
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
@@ -122,10 +122,9 @@ class Trainer:
         self.device = _resolve_device(tc.device, self.ctx)
         self.amp = tc.amp if self.device.type == "cuda" else "none"
         self.method = METHODS[config.method]
-        # frozen_dtype: auto is resolved once; config.yaml records the result for eval, predict and resume.
-        # The linear probe keeps float32 weights (see below), and its record says so.
-        frozen = "fp32" if self.method.linear_probe and tc.frozen_dtype == "auto" else \
-            resolve_frozen_dtype(tc.frozen_dtype, self.device)
+        # frozen_dtype: auto is resolved once; config.yaml records the result for eval, predict, resume
+        # and ablate's reuse check. The linear probe keeps float32 weights (see below).
+        frozen = resolve_run_frozen_dtype(config)
         if frozen != tc.frozen_dtype:
             self.config = config = config.with_overrides({"train.frozen_dtype": frozen})
             self.tc = tc = config.train
