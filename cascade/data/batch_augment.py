@@ -199,43 +199,79 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=-3)
 
 
-def color_jitter(img: torch.Tensor, order: torch.Tensor, factors: torch.Tensor,
-                 enabled: tuple[bool, bool, bool, bool], white: float = 1.0, inplace: bool = False) -> torch.Tensor:
-    """ColorJitter on ``[B, 3, H, W]`` in [0, white], each image with its own op order and factors.
+@dataclass
+class JitterPlan:
+    """One batch's colour jitter as per-position coefficients, worked out on the host (so a
+    GPU never has to report back which branch to take).
 
-    Brightness, contrast and saturation are blends ``f·img + (1 - f)·ref`` with black, the
-    image's mean grey level and its grey image; one fused, in-place blend per position
-    serves all three (each image picks its op's coefficients; an image whose op at this
-    position is another gets 1, 0, 0: itself), clamped to [0, white] as torchvision does.
-    ``white`` = 255 lets the pipeline jitter its 0..255 values without rescaling them;
-    ``inplace`` overwrites ``img`` (contiguous) instead of a copy.
+    At position p image b becomes ``a·img + g·grey(img) + m·mean(grey(img))`` with
+    ``blend[p, :, b] = (a, g, m)``: brightness (f, 0, 0), contrast (f, 0, 1 - f), saturation
+    (f, 1 - f, 0), anything else (1, 0, 0), itself. ``hue_items[p]``: the images whose hue
+    shifts (by ``hue_shift``) at position p.
     """
+
+    blend: np.ndarray             # [4, 3, B] float32
+    active: list[bool]            # positions where some image blends
+    hue_items: list[np.ndarray]
+    hue_shift: np.ndarray         # [B] float32
+
+
+def jitter_plan(order: np.ndarray, factors: np.ndarray, enabled: tuple[bool, bool, bool, bool]) -> JitterPlan | None:
+    """None when no jitter op is enabled."""
     if not any(enabled):
-        return img
-    b = img.shape[0]
-    view = (b, 1, 1, 1)
-    on_ops = torch.tensor(enabled, device=img.device)
-    img = img if inplace else img.clone()
+        return None
+    order, factors = np.asarray(order), np.asarray(factors, dtype=np.float64)
+    rows = np.arange(len(order))
+    on_ops = np.asarray(enabled)
+    blend = np.zeros((4, 3, len(order)), dtype=np.float32)
+    active, hue_items = [], []
     for p in range(4):
         op = order[:, p]
-        f = factors.gather(1, op.view(-1, 1)).view(-1)
+        f = factors[rows, op]
         on = on_ops[op]
-        blend = on & (op < 3)
-        if bool(blend.any()):
-            a = torch.where(blend, f, torch.ones_like(f))
-            grey_w = torch.where(blend & (op == 2), 1.0 - f, torch.zeros_like(f))
-            mean_w = torch.where(blend & (op == 1), 1.0 - f, torch.zeros_like(f))
+        mix = on & (op < 3)
+        blend[p, 0] = np.where(mix, f, 1.0)
+        blend[p, 1] = np.where(mix & (op == 2), 1.0 - f, 0.0)
+        blend[p, 2] = np.where(mix & (op == 1), 1.0 - f, 0.0)
+        active.append(bool(mix.any()))
+        hue_items.append(np.flatnonzero(on & (op == 3)))
+    return JitterPlan(blend, active, hue_items, factors[:, 3].astype(np.float32))
+
+
+def apply_jitter(img: torch.Tensor, plan: JitterPlan, *, white: float = 1.0, blend: torch.Tensor | None = None,
+                 inplace: bool = False) -> torch.Tensor:
+    """Run ``plan`` on ``[B, 3, H, W]`` in [0, white]: one fused blend and clamp per position, in
+    place. ``blend``: ``plan.blend`` already on the device; ``white`` = 255 jitters 0..255 values
+    without rescaling them (the clamps scale with it; hue and saturation do not depend on it)."""
+    img = img if inplace else img.clone()
+    if blend is None:
+        blend = torch.as_tensor(plan.blend, device=img.device)
+    view = (img.shape[0], 1, 1, 1)
+    for p in range(4):
+        if plan.active[p]:
+            a, grey_w, mean_w = (blend[p, k].view(view) for k in range(3))
             grey = _grey(img)
-            shift = mean_w.view(view) * grey.mean((-3, -2, -1), keepdim=True)
-            torch.addcmul(shift, img, a.view(view), out=img)
-            img.addcmul_(grey, grey_w.view(view)).clamp_(0.0, white)
-        hue = on & (op == 3)
-        if bool(hue.any()):
-            hsv = rgb_to_hsv(img[hue])           # hue and saturation do not depend on the scale of v
-            shift = f[hue].view(-1, 1, 1)
+            shift = mean_w * grey.mean((-3, -2, -1), keepdim=True)
+            torch.addcmul(shift, img, a, out=img)
+            img.addcmul_(grey, grey_w).clamp_(0.0, white)
+        items = plan.hue_items[p]
+        if len(items):
+            idx = torch.as_tensor(items, device=img.device)
+            hsv = rgb_to_hsv(img.index_select(0, idx))
+            shift = torch.as_tensor(plan.hue_shift[items], device=img.device).view(-1, 1, 1)
             hsv = torch.stack([torch.remainder(hsv[:, 0] + shift, 1.0), hsv[:, 1], hsv[:, 2]], dim=1)
-            img[hue] = hsv_to_rgb(hsv)
+            img.index_copy_(0, idx, hsv_to_rgb(hsv))
     return img
+
+
+def color_jitter(img: torch.Tensor, order, factors, enabled: tuple[bool, bool, bool, bool], white: float = 1.0,
+                 inplace: bool = False) -> torch.Tensor:
+    """ColorJitter on ``[B, 3, H, W]`` in [0, white], each image with its own op order (``[B, 4]``)
+    and factors (``[B, 4]``: brightness, contrast, saturation, hue), as torchvision's functional
+    ops in that order would do, clamps included. Disabled ops are skipped."""
+    to_host = lambda t: t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)  # noqa: E731
+    plan = jitter_plan(to_host(order), to_host(factors), enabled)
+    return img if plan is None else apply_jitter(img, plan, white=white, inplace=inplace)
 
 
 def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.batch_augment import (color_jitter, draw_augmentation, jitter_enabled, normalise, normalise_255,
-                                  resample_batch, resample_weights)
+from ..data.batch_augment import (apply_jitter, draw_augmentation, jitter_enabled, jitter_plan, normalise,
+                                  normalise_255, resample_batch, resample_weights)
 from ..data.dataset import EmotionDataset
 from ..data.decoded import DecodedImages
 from ..data.transforms import AugmentConfig
@@ -89,6 +89,9 @@ class StoreSource:
         self.dists = torch.as_tensor(np.stack(dists) if dists else np.zeros((0, index.num_classes)),
                                      dtype=torch.float32)
         self.dense = self._upload(pixels_on) if pixels_on is not None and pixels_on.type != "cpu" else None
+        # On the device once: per-batch tensors made from Python numbers would be copied (and waited for).
+        self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device)
         # batched: crops by batched matmuls (default on GPUs), else one F.interpolate per image.
         self.on_gpu_math = self.device.type != "cpu" if batched is None else batched
 
@@ -126,18 +129,31 @@ class StoreSource:
             yield self._finish(prepared)
 
     def _prepare(self, positions: list[int], epoch: int) -> dict[str, Any]:
-        """Host part: labels, the random draws, pixels gathered from host memory."""
+        """Host part: labels, the random draws (crop boxes, flips, jitter coefficients packed in
+        one array), pixels gathered from host memory; pinned for one asynchronous copy each."""
         pos = torch.as_tensor(positions, dtype=torch.long)
         out: dict[str, Any] = {"label": self.labels[pos], "dist": self.dists[pos], "index": self.indices[pos],
                                "pos": pos}
-        if self.augment is not None:
-            out["boxes"] = self._stored_boxes(positions, epoch)
+        draws = self._stored_boxes(positions, epoch) if self.augment is not None else None
         if not self.on_gpu_math:
-            out["image"] = self._cpu_images(positions, out.get("boxes"))
-        elif self.dense is None:
-            px = self._gather(positions)
-            out["pixels"] = px.pin_memory() if self.device.type == "cuda" else px
+            out["image"] = self._cpu_images(positions, draws)
+            return out
+        if self.dense is None:
+            out["pixels"] = self._pin(self._gather(positions))
+        else:
+            out["rows"] = self._pin(pos)
+        if draws is not None:
+            plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment))
+            crop = np.stack([draws["y"][:, 0], draws["y"][:, 1], draws["x"][:, 0], draws["x"][:, 1],
+                             draws["transposed"], draws["flip"]], axis=1).astype(np.float32)
+            if plan is not None:
+                crop = np.concatenate([crop, plan.blend.transpose(2, 0, 1).reshape(len(positions), 12)], axis=1)
+            out["params"] = self._pin(torch.from_numpy(np.ascontiguousarray(crop)))
+            out["plan"] = plan
         return out
+
+    def _pin(self, t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory() if self.device.type == "cuda" else t
 
     def _stored_boxes(self, positions: list[int], epoch: int) -> dict[str, np.ndarray]:
         """The augmentation draws, with crop boxes moved from original to stored pixels."""
@@ -156,65 +172,63 @@ class StoreSource:
         return {"y": np.stack([y0, y1], 1).astype(np.int64), "x": np.stack([x0, x1], 1).astype(np.int64),
                 "transposed": t, "flip": draws.flip, "order": draws.order, "factors": draws.factors}
 
-    def _cpu_images(self, positions: list[int], boxes: dict | None) -> torch.Tensor:
-        if boxes is None:   # the eval store: already the final geometry
+    def _cpu_images(self, positions: list[int], draws: dict | None) -> torch.Tensor:
+        if draws is None:   # the eval store: already the final geometry
             px = torch.from_numpy(np.stack([self.store.view(p) for p in positions]))
-            return self._to_unit(px.permute(0, 3, 1, 2))
+            return normalise(self._to_unit(px.permute(0, 3, 1, 2)), self._mean, self._std)
         out = torch.empty((len(positions), 3, self.size, self.size), dtype=torch.uint8)
         for k, p in enumerate(positions):
             v = torch.from_numpy(self.store.view(p))
-            (y0, y1), (x0, x1) = boxes["y"][k], boxes["x"][k]
-            t = bool(boxes["transposed"][k])
+            (y0, y1), (x0, x1) = draws["y"][k], draws["x"][k]
+            t = bool(draws["transposed"][k])
             win = (v[x0:x1, y0:y1] if t else v[y0:y1, x0:x1]).permute(2, 0, 1).unsqueeze(0)
             # Antialiased bicubic, uint8 in and out: PIL's resize of the crop.
             img = F.interpolate(win, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
             img = img.transpose(1, 2) if t else img
-            out[k] = img.flip(-1) if boxes["flip"][k] else img
-        return self._colour(out.to(torch.float32), boxes)
+            out[k] = img.flip(-1) if draws["flip"][k] else img
+        img = out.to(torch.float32)
+        plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment))
+        if plan is not None:
+            img = apply_jitter(img, plan, white=255.0, inplace=True)
+        return normalise_255(img, self._mean, self._std)
 
     def _to_unit(self, chw_uint8: torch.Tensor) -> torch.Tensor:
         # ToTensor's arithmetic: float32, then / 255.
         return chw_uint8.to(torch.float32).div(255)
 
-    def _colour(self, img: torch.Tensor, boxes: dict) -> torch.Tensor:
-        """Colour jitter and normalisation of flipped crops with values in 0..255 (on their device)."""
-        order = torch.as_tensor(boxes["order"], device=img.device)
-        factors = torch.as_tensor(boxes["factors"], dtype=torch.float32, device=img.device)
-        img = color_jitter(img.contiguous(), order, factors, jitter_enabled(self.augment), white=255.0, inplace=True)
-        return normalise_255(img, self.mean, self.std)
-
     def _finish(self, prepared: dict[str, Any]) -> dict[str, Any]:
-        """Device part (calling thread): resample, flip, jitter, normalise."""
-        boxes = prepared.pop("boxes", None)
+        """Device part (calling thread): resample, flip, jitter, normalise; no waiting on the device."""
         if "image" in prepared:
-            if boxes is None:
-                prepared["image"] = normalise(prepared["image"], self.mean, self.std)
             return prepared
-        pos = prepared["pos"]
         if self.dense is not None:
-            px = self.dense[pos.to(self.dense.device)]
+            px = self.dense[prepared.pop("rows").to(self.dense.device, non_blocking=True)]
         else:
             px = prepared.pop("pixels").to(self.device, non_blocking=True)
-        if boxes is None:
-            prepared["image"] = normalise(self._to_unit(px.permute(0, 3, 1, 2)), self.mean, self.std)
+        if self.augment is None:
+            prepared["image"] = normalise(self._to_unit(px.permute(0, 3, 1, 2)), self._mean, self._std)
             return prepared
-        prepared["image"] = self._colour(self._gpu_crops(px, boxes), boxes)
+        params = prepared.pop("params").to(px.device, non_blocking=True)
+        plan = prepared.pop("plan")
+        img = self._gpu_crops(px, params[:, :6])
+        if plan is not None:
+            blend = params[:, 6:].reshape(-1, 4, 3).permute(1, 2, 0).contiguous()
+            img = apply_jitter(img, plan, white=255.0, blend=blend, inplace=True)
+        prepared["image"] = normalise_255(img, self._mean, self._std)
         return prepared
 
-    def _gpu_crops(self, px: torch.Tensor, boxes: dict) -> torch.Tensor:
-        dev = px.device
-        t = torch.as_tensor(boxes["transposed"], device=dev)
-        y = torch.as_tensor(boxes["y"], device=dev)
-        x = torch.as_tensor(boxes["x"], device=dev)
+    def _gpu_crops(self, px: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+        """Crops of ``px`` [B, C, L, 3] by the packed boxes (y0, y1, x0, x1 upright, transposed,
+        flip): [B, 3, S, S] with values in 0..255."""
+        y0, y1, x0, x1 = crop[:, 0], crop[:, 1], crop[:, 2], crop[:, 3]
+        t, flip = crop[:, 4] > 0.5, crop[:, 5] > 0.5
         # Stored rows run along the upright x axis for transposed images.
-        r0, r1 = torch.where(t, x[:, 0], y[:, 0]), torch.where(t, x[:, 1], y[:, 1])
-        c0, c1 = torch.where(t, y[:, 0], x[:, 0]), torch.where(t, y[:, 1], x[:, 1])
+        r0, r1 = torch.where(t, x0, y0), torch.where(t, x1, y1)
+        c0, c1 = torch.where(t, y0, x0), torch.where(t, y1, x1)
         rows = resample_weights(r0, r1 - r0, self.size, px.shape[1])
         cols = resample_weights(c0, c1 - c0, self.size, px.shape[2])
         # A flip reverses the upright x output: the column outputs, or the row outputs when transposed.
-        flip = torch.as_tensor(boxes["flip"], device=dev)
         rows = torch.where((flip & t).view(-1, 1, 1), rows.flip(1), rows)
         cols = torch.where((flip & ~t).view(-1, 1, 1), cols.flip(1), cols)
         # uint8 levels, as PIL's (and the CPU path's) output
         out = resample_batch(px, rows, cols).round_().clamp_(0, 255)
-        return torch.where(t.view(-1, 1, 1, 1), out.transpose(-1, -2), out)
+        return torch.where(t.view(-1, 1, 1, 1), out.transpose(-1, -2), out).contiguous()
