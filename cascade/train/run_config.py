@@ -160,9 +160,9 @@ class TrainConfig(_Strict):
     augment: bool = Field(True, description="random augmentation of training images")
     input_pipeline: Literal["auto", "cpu", "device"] = Field(
         "auto", description="cpu: DataLoader workers decode and augment every image every epoch; device: decode "
-                            "each image once into a uint8 store, augment batches on the training device; auto: "
-                            "device for runs of two epochs or more on images whose store fits input_cache_gb or "
-                            "the disk")
+                            "each image once into a uint8 store (num_workers threads; 0: one per CPU), augment "
+                            "batches on the training device; auto: device for runs of two epochs or more on "
+                            "images whose store fits input_cache_gb or the disk")
     input_cache_gb: float = Field(8.0, gt=0, description="host memory the decoded images may take "
                                                          "(input_pipeline: device); beyond it they spill to a "
                                                          "memory-mapped file in the run folder's cache/")

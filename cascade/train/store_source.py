@@ -132,8 +132,9 @@ class StoreSource:
         """Host part: labels, the random draws (crop boxes, flips, jitter coefficients packed in
         one array), pixels gathered from host memory; pinned for one asynchronous copy each."""
         pos = torch.as_tensor(positions, dtype=torch.long)
-        out: dict[str, Any] = {"label": self.labels[pos], "dist": self.dists[pos], "index": self.indices[pos],
-                               "pos": pos}
+        # Pinned on a GPU, so the trainer's non-blocking copies of labels and targets do not wait.
+        out: dict[str, Any] = {"label": self._pin(self.labels[pos]), "dist": self._pin(self.dists[pos]),
+                               "index": self.indices[pos], "pos": pos}
         draws = self._stored_boxes(positions, epoch) if self.augment is not None else None
         if not self.on_gpu_math:
             out["image"] = self._cpu_images(positions, draws)

@@ -8,7 +8,7 @@ import torch
 from cascade.bench import all_figures
 from cascade.cli import main
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)   # the quick bench runs every figure, the trainer twice among them
 
 
 def _positive(x) -> bool:
