@@ -1,7 +1,8 @@
 """CPU cost of the two input pipelines (``train.input_pipeline``), in one process.
 
     python benchmarks/input_pipeline_cpu.py                       # 256 Emotion6 JPEGs (or generated ones), 224 px
-    python benchmarks/input_pipeline_cpu.py --synthetic 64        # 64-px synthetic faces: little to decode
+    python benchmarks/input_pipeline_cpu.py --jpeg-size 256x256    # small JPEGs: little to decode
+    python benchmarks/input_pipeline_cpu.py --synthetic 64        # 64-px synthetic faces (rendered, not decoded)
 
 Both pipelines run in this process (no loader workers, one torch thread), so process CPU
 time measures their work even on a machine shared with other jobs; wall time is printed
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--image-size", type=int, default=224, help="model input size")
     ap.add_argument("--synthetic", type=int, default=None, metavar="PX",
                     help="use synthetic faces rendered at PX pixels (and --image-size PX) instead of JPEGs")
+    ap.add_argument("--jpeg-size", default=None, metavar="WxH", help="generated JPEGs of this size instead of Emotion6")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=8, help="epochs for the totals (2 are timed)")
     args = ap.parse_args()
@@ -51,6 +53,13 @@ def main() -> int:
         index = load_index(DataConfig(format="synthetic", synthetic={"num_samples": args.images,
                                                                      "image_size": args.synthetic}))
         source = f"{args.images} synthetic faces, {args.synthetic} px"
+    elif args.jpeg_size:
+        from cascade.bench.jpeg_folder import folder_files, jpeg_folder
+
+        w, h = (int(v) for v in args.jpeg_size.lower().split("x"))
+        files = folder_files(jpeg_folder(args.images, width=w, height=h))
+        source = f"{args.images} generated {w}x{h} JPEGs"
+        index = _index_of(files)
     else:
         files, source = image_files(None, args.images)
         index = _index_of(files)
