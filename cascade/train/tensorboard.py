@@ -71,6 +71,9 @@ def scalars_of(record: dict[str, Any]) -> dict[str, float]:
         ips = _finite(record.get("images_per_s"))
         if ips is not None:
             out["throughput/images_per_s"] = ips
+        wait = _finite(record.get("data_wait"))
+        if wait is not None:
+            out["throughput/data_wait"] = wait
     if kind in ("step", "eval"):
         out.update(_per_stage("sigma", record.get("sigma")))
         out.update(_per_stage("fusion", record.get("fusion")))

@@ -77,9 +77,10 @@ def test_epoch_checkpoints_are_kept(small_run):
 
 def test_scalars_of_reads_sigma_lambda_drift_and_skips_nulls():
     step = {"kind": "step", "global_step": 7, "loss": {"total": 1.5, "kl": None}, "lr": {"nga": 1e-3},
-            "sigma": [0.9, 1.2], "fusion": [0.25, 0.75], "images_per_s": 10.0}
+            "sigma": [0.9, 1.2], "fusion": [0.25, 0.75], "images_per_s": 10.0, "data_wait": 0.25}
     assert scalars_of(step) == {"loss/total": 1.5, "lr/nga": 1e-3, "sigma/stage1": 0.9, "sigma/stage2": 1.2,
-                                "fusion/stage1": 0.25, "fusion/stage2": 0.75, "throughput/images_per_s": 10.0}
+                                "fusion/stage1": 0.25, "fusion/stage2": 0.75, "throughput/images_per_s": 10.0,
+                                "throughput/data_wait": 0.25}
     label_only = {"kind": "eval", "split": "val", "metrics": {"fused": {"accuracy": 0.5, "kl": None,
                                                                         "cosine": float("nan")}, "stages": []}}
     assert scalars_of(label_only) == {"val/accuracy": 0.5}
