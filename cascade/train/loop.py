@@ -21,6 +21,7 @@ from ..losses import LossWeights, cascade_loss
 from ..metrics import format_metrics
 from ..methods import METHODS
 from ..model import build_model, compile_model
+from ..progress import Progress
 from .batches import num_batches, rank_batches
 from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, load_data,
                    make_sources, save_split_file)
@@ -409,11 +410,8 @@ class Trainer:
         batches = list(rank_batches(len(self.data.splits["train"]), tc.batch_size, tc.seed, epoch,
                                     self.ctx.rank, self.ctx.world_size, start=start_step))
         local_lists = [b[0] for b in batches]
-        bar = None
-        if not self.quiet and self.ctx.is_main:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1} {phase.name}",
-                       leave=False, dynamic_ncols=True)
+        bar = Progress(self.steps_per_epoch, f"epoch {epoch + 1} {phase.name}", initial=start_step, unit="steps",
+                       enabled=not self.quiet and self.ctx.is_main)
         window_images, window_start = 0, time.perf_counter()
         s.step_in_epoch = start_step
         stop = False
