@@ -95,10 +95,15 @@ def format_report(res: dict) -> str:
         if not data.get("available"):
             lines.extend(["", f"4. Data pipeline: skipped: {data.get('skipped')}"])
         else:
-            rows = [[f"{r['transform']}, {r['workers']} workers", _f(r["steady_images_per_second"], ".1f"),
-                     _f(r["images_per_second"], ".1f"), _f(r["startup_seconds"], ".2f")] for r in data["loaders"]]
+            rows = [[f"{r.get('source', 'folder')}, {r['transform']}, {r['workers']} workers",
+                     _f(r["steady_images_per_second"], ".1f"), _f(r["images_per_second"], ".1f"),
+                     _f(r["startup_seconds"], ".2f")] for r in data["loaders"]]
             lines.extend(_table(f"4. Data pipeline (Emotion6 JPEG decode + preprocess, {data['image_size']} px)",
                                 ["loader", "img/s steady", "img/s total", "startup s"], rows))
+            sh = data.get("shards")
+            if sh:
+                lines.append(f"   tar shard vs image files (best eval rows): {sh['best_eval_images_per_second']:.1f} vs "
+                             f"{data['best_eval_images_per_second']:.1f} img/s = {sh['ratio_to_folder']:.2f}x ({sh['note']})")
             for k, v in data.get("model_images_per_second", {}).items():
                 lines.append(f"   model {k}: {v:.1f} img/s -> {'STARVED by the loader' if data['starved'][k] else 'loader keeps up'}")
     an = res.get("analysis")
