@@ -136,16 +136,19 @@ class DataConfig(_Strict):
     root: the dataset folder (emotion6, imagefolder, ferplus), the CSV/TSV file (manifest) or a brace
       pattern of .tar shards, local or URLs (webdataset). manifest and webdataset also take a mapping
       {train: ..., val: ..., test: ...}: one source per split, which then fixes the split.
-    classes: class order; emotion6 defaults to EMOTION6_CLASSES, imagefolder to sorted folder names,
-      a manifest to its distribution columns (or its sorted label names). emotion6_neutral adds
+    classes: class order; emotion6 defaults to EMOTION6_CLASSES, ferplus to FERPLUS_CLASSES, imagefolder
+      to sorted folder names, a manifest to its distribution columns (or its sorted label names),
+      shards to the samples' "classes" (or the sorted names they use). emotion6_neutral adds
       "neutral" as a 7th, distribution-only class; otherwise the six emotions are renormalised.
-    splits / split_seed: ratios and seed of the stratified split used when neither splits_file
-      nor a manifest split_column fixes one.
+    manifest / ferplus / webdataset / synthetic: options of that format (see each class).
+    splits / split_seed: ratios and seed of the stratified split used when nothing else fixes one
+      (splits_file, a manifest split column, a per-split root, FER+'s folders, the shards' split field).
     on_bad: "error" raises DataError listing every bad item; "skip" drops them. Both record them
       in the DataReport. dist_tolerance: how far a probability row may sum from 1 and still be
       renormalised (with a warning). max_image_pixels: decompression-bomb limit.
     label_smoothing: mass spread evenly over all classes when a distribution is built from a label.
-    scan_workers: threads that decode images during the scan (0: one per CPU, at most 8).
+    scan_workers: threads that decode images during the scan (0: one per CPU, at most 8); for shards,
+      threads that each read whole shards.
     """
 
     format: Literal["synthetic", "emotion6", "imagefolder", "manifest", "ferplus", "webdataset"] = "synthetic"

@@ -17,6 +17,7 @@ disgust, fear and contempt, then the votes for unknown and NF (not a face).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def load_ferplus(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[R
     candidates: list[Candidate] = []
     for split, folder in FOLDERS.items():
         table = read_table(root / folder / LABEL_FILE, ",", COLUMNS, kind="FER+ labels")
-        file = str(table.path)
+        file, base = str(table.path), os.path.join(str(root), folder)
         listed: set[str] = set()
         for row, fields in table.rows:
             report.num_entries += 1
@@ -71,7 +72,7 @@ def load_ferplus(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[R
             if not fields[0]:
                 report.add_bad(file, "empty image name", row=row, field="image", file=file)
                 continue
-            key = str(root / folder / fields[0])
+            key = os.path.normpath(os.path.join(base, fields[0]))
             listed.add(key)
             try:
                 counts = parse_numbers(fields[_VOTES], vote_names)
@@ -98,7 +99,7 @@ def load_ferplus(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[R
             dist = emotions / emotions.sum()
             candidates.append(Candidate(Record(key=key, label=int(np.argmax(dist)), dist=dist, split=split),
                                         row=row, file=file))
-        unlisted = [p for p in (root / folder).iterdir() if is_image_file(p) and str(p) not in listed]
+        unlisted = [n for n in os.listdir(base) if is_image_file(n) and os.path.join(base, n) not in listed]
         if unlisted:
             report.warn(f"FER+: {len(unlisted)} image(s) in {root / folder} are not in its {LABEL_FILE} and were ignored")
     return classnames, scan_candidates(candidates, cfg, report), True

@@ -28,7 +28,7 @@ _LIMIT_LOCK = threading.RLock()
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 @contextlib.contextmanager

@@ -75,10 +75,11 @@ def read_table(path: Path, delimiter: str, columns: list[str | None] | None = No
             header, offset = list(columns), 0
         try:
             for fields in reader:
-                if not fields or all(not f.strip() for f in fields):
+                fields = [f.strip() for f in fields]
+                if not any(fields):
                     continue
                 # Rows are numbered by the file line they end on, so a user can jump straight to them.
-                rows.append((reader.line_num - offset, [f.strip() for f in fields]))
+                rows.append((reader.line_num - offset, fields))
         except csv.Error as exc:
             raise DataError(f"{kind} {path}: cannot parse line {reader.line_num}: {exc}") from None
     named = [h for h in header if h is not None]
