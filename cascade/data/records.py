@@ -31,6 +31,7 @@ class TarMember:
     offset: int    # of the member's data, in bytes
     size: int
     ext: str       # the member's extension (jpg, png, webp, ...)
+    shard: str = ""   # the shard as data.root names it (a URL, or the same local path)
 
 
 @dataclass

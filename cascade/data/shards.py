@@ -29,11 +29,14 @@ same per-rank index lists and DataLoader workers as image folders. The price: sh
 sit on a file system that allows random reads, i.e. the shared storage of a cluster, or a
 node-local copy, which shards named by URL get automatically (``data.webdataset.cache_dir``).
 Many multi-node users train on shared storage, where a few thousand large files instead
-of millions of small ones are what relieves the metadata servers.
+of millions of small ones are what relieves the metadata servers. Under DDP the scan runs
+once, on rank 0, and the index travels to the other ranks (:mod:`cascade.train.shared_data`),
+which fetch their own copies of URL shards (:func:`localize_members`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -104,6 +107,22 @@ def shard_urls(cfg: DataConfig) -> list[tuple[str, str | None]]:
     return out
 
 
+def localize_members(index, cache_dir: str | None = None) -> None:
+    """Point the samples of shards named by URL at this machine's copies, fetching any that are
+    missing: an index scanned on another machine (rank 0 of a multi-node run) names that
+    machine's cache. Shards named by a local path are shared storage and stay as they are."""
+    cache = default_cache_dir(cache_dir)
+    local: dict[str, str] = {}
+    for rec in index.records:
+        m = rec.member
+        if m is None or not is_url(m.shard):
+            continue
+        if m.shard not in local:
+            local[m.shard] = local_copy(m.shard, cache)
+        if m.path != local[m.shard]:
+            rec.member = dataclasses.replace(m, path=local[m.shard])
+
+
 def load_webdataset(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[Record], bool]:
     shards = [_Shard(url, split) for url, split in shard_urls(cfg)]
     cache = default_cache_dir(cfg.webdataset.cache_dir)
@@ -143,7 +162,7 @@ def _read_shard(shard: _Shard, cache, max_pixels: int | None) -> None:
         path = local_copy(shard.url, cache)
         if not os.path.isfile(path):
             raise ShardError("missing shard file")
-        for sample in iter_samples(path, shard.skipped):
+        for sample in iter_samples(path, shard.skipped, shard.url):
             shard.samples.append(_parse(sample, max_pixels))
     except ShardError as exc:
         shard.problem = str(exc)

@@ -115,8 +115,8 @@ def _split_name(name: str) -> tuple[str | None, str | None]:
     return base_plus_ext(name)
 
 
-def iter_samples(path: str, skipped: list[str] | None = None) -> Iterator[Sample]:
-    """The samples of the shard at local ``path``, in order, with their bytes.
+def iter_samples(path: str, skipped: list[str] | None = None, shard: str | None = None) -> Iterator[Sample]:
+    """The samples of the shard at local ``path`` (named ``shard`` in data.root), in order, with their bytes.
 
     Members without an extension and WebDataset's ``__meta__`` entries are not samples:
     their names go to ``skipped``. Raises ShardError for a compressed, truncated or
@@ -148,7 +148,7 @@ def iter_samples(path: str, skipped: list[str] | None = None) -> Iterator[Sample
                     ext = ext.lower()
                     if ext in current.parts:
                         current.repeated.append(ext)
-                    current.parts[ext] = (TarMember(path, info.offset_data, info.size, ext), data)
+                    current.parts[ext] = (TarMember(path, info.offset_data, info.size, ext, shard or path), data)
         except tarfile.TarError as exc:
             raise ShardError(f"not a readable tar file: {exc}") from None
         if current is not None:

@@ -23,7 +23,7 @@ from ..methods import METHODS
 from ..model import build_model, compile_model
 from ..progress import Progress
 from .batches import num_batches, rank_batches
-from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, load_data,
+from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding,
                    make_sources, save_split_file)
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
@@ -35,6 +35,7 @@ from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, Run
                         environment, write_json)
 from .runstate import StateWriter
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
+from .shared_data import load_shared_data
 from .state import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
@@ -129,7 +130,7 @@ class Trainer:
         # ---- data
         # A resumed or restarted run keeps the split it was given.
         splits_file = folder / SPLITS if resume or (restart and (folder / SPLITS).is_file()) else None
-        self.data: DataBundle = load_data(config.data, splits_file)
+        self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
 
         # ---- model (prompts are drawn from the global RNG: seed right before)

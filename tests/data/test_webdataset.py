@@ -178,3 +178,15 @@ def test_changed_shard_is_named_when_read(tmp_path):
     shard.write_bytes(shard.read_bytes()[:1024])
     with pytest.raises(OSError, match=r"c\.tar#b.*changed since the scan"):
         idx.load_image(1)
+
+
+def test_index_from_another_machine_reads_local_copies(tmp_path):
+    from cascade.data.shards import localize_members
+
+    src = write_tar(tmp_path / "src" / "r-0.tar", [_sample(f"k{i}", i, label=c) for i, c in enumerate(CLASSES)])
+    url = f"pipe:cat {src}"
+    idx = load_index({"format": "webdataset", "root": url, "webdataset": {"cache_dir": str(tmp_path / "a")}})
+    before = [np.asarray(idx.load_image(i)) for i in range(len(idx))]
+    localize_members(idx, str(tmp_path / "b"))          # as a rank on another node does with rank 0's index
+    assert {r.member.path for r in idx.records} == {str(p) for p in (tmp_path / "b").glob("*r-0.tar")}
+    assert all(np.array_equal(np.asarray(idx.load_image(i)), before[i]) for i in range(len(idx)))

@@ -26,13 +26,15 @@ def test_each_sample_once_per_epoch_across_two_ranks(tmp_path):
     sizes = [s["num_samples"] for s in manifest["splits"]["train"]["shards"]]
     assert len(sizes) == 9 and sizes[-1] == 2
 
+    # The shards named by URL, each rank with its own cache: as two machines would fetch them.
     overrides = [o for o in SMALL if not o.startswith("data.")] + [
         "train.cache_prefix=false", "train.augment=true", "train.num_workers=1", "run.name=shards"]
     cfg = tiny_config(tmp_path / "runs", *overrides).model_dump(mode="json", by_alias=True)
-    cfg["data"] = {**manifest["data"], "split_seed": 0}
+    cfg["data"] = {**manifest["data"], "root": {k: f"pipe:cat {v}" for k, v in manifest["data"]["root"].items()}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(REPO / "tests" / "train" / "ddp_record_batches.py"), str(tmp_path / "run.yaml"), str(tmp_path)]
+           str(REPO / "tests" / "train" / "ddp_record_batches.py"), str(tmp_path / "run.yaml"), str(tmp_path),
+           "--cache-per-rank"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -40,9 +42,16 @@ def test_each_sample_once_per_epoch_across_two_ranks(tmp_path):
     assert all(r["world_size"] == 2 for r in ranks)
     splits = json.loads((tmp_path / "runs" / "shards" / "splits.json").read_text())["splits"]
     train_items = sorted(splits["train"]["indices"])
-    assert len(train_items) == 42 and all(".tar#" in k for k in splits["train"]["keys"])
+    assert len(train_items) == 42 and all(k.startswith("pipe:cat ") for k in splits["train"]["keys"])
     for epoch in ("1", "2", "3"):
         a, b = ranks[0]["epochs"][epoch], ranks[1]["epochs"][epoch]
         assert a and b and not set(a) & set(b)
         assert sorted(a + b) == train_items, epoch          # exactly once: no sample missing, none twice
     assert ranks[0]["epochs"]["1"] != ranks[0]["epochs"]["2"]   # a new shuffle every epoch
+
+    # rank 0 scanned and sent the index; rank 1 read every sample from its own copies of the shards
+    assert ranks[0]["scan_seconds"] == ranks[1]["scan_seconds"]
+    num_shards = sum(len(v["shards"]) for v in manifest["splits"].values())
+    for r in range(2):
+        assert len(ranks[r]["files"]) == num_shards
+        assert all(f.startswith(str(tmp_path / f"cache{r}")) for f in ranks[r]["files"]), r
