@@ -447,9 +447,13 @@ def extract_features(
     if device != own_device:
         model.to(device)
     try:
-        from tqdm.auto import tqdm
+        from cascade.progress import track
 
-        bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or rank != 0, leave=False)
+        try:
+            total = len(loader)
+        except TypeError:  # an iterable dataset without a length: no progress to show
+            total = 0
+        bar = track(loader, total, desc, unit="batches", enabled=progress and rank == 0)
         for batch in bar:
             images, y, p, ix = _batch_images(batch)
             images = images.to(device, non_blocking=True)

@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "cascade.commands.evaluate",
     "cascade.commands.predict",
     "cascade.commands.ablate",
+    "cascade.commands.shards",
     "cascade.commands.bench",
 ]
 

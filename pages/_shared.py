@@ -274,7 +274,8 @@ def render_sidebar(show: bool = True) -> Context:
         else:
             if kind == "emotion6" and not ss["sb_data_path"]:
                 ss["sb_data_path"] = default_emotion6_root()
-            placeholder = "path/to/manifest.csv" if kind == "manifest" else "path/to/folder"
+            placeholder = {"manifest": "path/to/manifest.csv",
+                           "webdataset": "path/to/train-{000000..000009}.tar"}.get(kind, "path/to/folder")
             bound(sb.text_input, "Path", "sb_data_path", placeholder=placeholder)
         sb.subheader("Runs")
         bound(sb.text_input, "Runs folder", "sb_runs_dir", help="Folder of run folders (CASCADE_RUNS_DIR)")

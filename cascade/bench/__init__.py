@@ -116,7 +116,8 @@ def _epoch_estimate(res: dict, batch_size: int) -> None:
     pc, data = res.get("prefix_cache", {}), res.get("data", {})
     if "variants" not in pc or not data.get("available"):
         return
-    rates = [r["steady_images_per_second"] for r in data["loaders"] if r["transform"] == "eval" and r["workers"] == 0]
+    rates = [r["steady_images_per_second"] for r in data["loaders"]
+             if r["transform"] == "eval" and r["workers"] == 0 and r.get("source", "folder") == "folder"]
     if not rates:
         return
     decode = batch_size / rates[0]

@@ -95,7 +95,7 @@ def format_report(res: dict) -> str:
         if not data.get("available"):
             lines.extend(["", f"4. Data pipeline: skipped: {data.get('skipped')}"])
         else:
-            rows = [[f"cpu: decode + {r['transform']}, {r['workers']} workers", _f(r["steady_images_per_second"], ".1f"),
+            rows = [[f"cpu: {r.get('source', 'folder')}, decode + {r['transform']}, {r['workers']} workers", _f(r["steady_images_per_second"], ".1f"),
                      _f(r["images_per_second"], ".1f"), _f(r["startup_seconds"], ".2f")] for r in data["loaders"]]
             dev = data.get("device") or {}
             for kind in ("augment", "eval"):
@@ -111,6 +111,10 @@ def format_report(res: dict) -> str:
                 n = dev["epochs"]
                 lines.append(f"   device vs cpu (train augmentation): {dev['per_epoch_speedup']:.2f}x per epoch, "
                              f"{dev[f'speedup_over_{n}_epochs']:.2f}x over {n} epochs with the one-time decode")
+            sh = data.get("shards")
+            if sh:
+                lines.append(f"   tar shard vs image files (best eval rows): {sh['best_eval_images_per_second']:.1f} vs "
+                             f"{data['best_eval_images_per_second']:.1f} img/s = {sh['ratio_to_folder']:.2f}x ({sh['note']})")
             for k, v in data.get("model_images_per_second", {}).items():
                 lines.append(f"   model {k}: {v:.1f} img/s -> {'STARVED by the loader' if data['starved'][k] else 'loader keeps up'}")
             for name, t in (data.get("trainer") or {}).items():

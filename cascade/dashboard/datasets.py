@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data import DataConfig, DataError, DatasetIndex
+from ..data.config import resolve_root
 from ..train.data import DataBundle as LoadedData  # noqa: F401  (the pages name it so)
 from ..train.data import load_data  # noqa: F401
 
@@ -17,6 +18,8 @@ SOURCE_LABELS: dict[str, str] = {
     "emotion6": "Emotion6 (folder)",
     "imagefolder": "Image folder (one sub-folder per class)",
     "manifest": "Manifest (CSV/TSV file)",
+    "ferplus": "FER+ (folder with FER2013Train/Valid/Test)",
+    "webdataset": "WebDataset shards (brace pattern of .tar files or URLs)",
 }
 
 
@@ -37,6 +40,8 @@ def make_data_config(kind: str, path: str | None = None, *, synthetic_size: int 
         raise ValueError(f"unknown data source {kind!r}")
     if not path or not str(path).strip():
         raise ValueError(f"{SOURCE_LABELS[kind]}: enter a path")
+    if kind == "webdataset":   # a pattern such as /data/train-{000000..000009}.tar, checked when loaded
+        return DataConfig(format=kind, root=resolve_root(str(path).strip(), os.getcwd()), on_bad=on_bad)
     p = Path(os.path.expanduser(str(path).strip()))
     if kind == "manifest":
         if not p.is_file():

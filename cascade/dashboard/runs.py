@@ -176,7 +176,9 @@ def summarize_run(path: Path) -> RunSummary:
         if frozen_dtype != "fp32":
             s.backbone += f", {frozen_dtype} blocks"   # results differ slightly from float32 blocks
         data = cfg.get("data") or {}
-        s.data = str(data.get("format", "?")) + (f": {Path(str(data['root'])).name}" if data.get("root") else "")
+        root = data.get("root")
+        where = "one source per split" if isinstance(root, dict) else (Path(str(root)).name if root else "")
+        s.data = str(data.get("format", "?")) + (f": {where}" if where else "")
         ep = (cfg.get("train") or {}).get("epochs") or {}
         try:
             s.epochs_total = int(ep.get("warmup", 0)) + int(ep.get("unfreeze", 0)) + int(ep.get("global", 0))

@@ -1,10 +1,12 @@
-"""Datasets for emotion recognition: formats, bad-input scanning, splits, synthetic faces."""
+"""Datasets for emotion recognition: formats (synthetic, Emotion6, image folders, manifests, FER+,
+WebDataset shards), bad-input scanning, splits, synthetic faces."""
 
-from .config import EMOTION6_CLASSES, DataConfig, ManifestOptions, SplitRatios, SyntheticOptions
+from .config import (EMOTION6_CLASSES, FERPLUS_CLASSES, DataConfig, FerPlusOptions, ManifestOptions, SplitRatios,
+                     SyntheticOptions, WebDatasetOptions)
 from .dataset import EmotionDataset
 from .images import IMAGE_EXTENSIONS, check_image, load_rgb, pixel_limit, to_rgb
 from .load import load_index
-from .records import DatasetIndex, Record, distribution_from_label, normalise_distribution
+from .records import DatasetIndex, Record, TarMember, distribution_from_label, normalise_distribution
 from .report import BadItem, DataError, DataReport
 from .splits import load_splits, make_splits, resolve_splits, save_splits, splits_from_records
 from .synthetic import SyntheticSpec, render_face
@@ -21,12 +23,16 @@ __all__ = [
     "DatasetIndex",
     "EMOTION6_CLASSES",
     "EmotionDataset",
+    "FERPLUS_CLASSES",
+    "FerPlusOptions",
     "IMAGE_EXTENSIONS",
     "ManifestOptions",
     "Record",
     "SplitRatios",
     "SyntheticOptions",
     "SyntheticSpec",
+    "TarMember",
+    "WebDatasetOptions",
     "check_image",
     "distribution_from_label",
     "eval_transform",

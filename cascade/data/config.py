@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EMOTION6_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
+# FER+'s vote columns in the order of its label.csv files (Barsoum et al. 2016).
+FERPLUS_CLASSES: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                                    "contempt")
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+# Formats whose data.root may be a mapping {train: ..., val: ..., test: ...}, one source per split.
+PER_SPLIT_ROOT_FORMATS = ("manifest", "webdataset")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def is_url(text: str) -> bool:
+    """``https://...``, ``s3://...``, ``pipe:cmd`` and the like (not a local path; ``C:`` is a path)."""
+    return bool(_URL.match(text))
+
+
+def resolve_root(value, base_dir: str | os.PathLike[str]):
+    """``data.root`` with relative local paths made absolute against ``base_dir`` (URLs and
+    brace patterns of URLs stay as they are; a per-split mapping is resolved entry by entry)."""
+    if isinstance(value, dict):
+        return {k: resolve_root(v, base_dir) for k, v in value.items()}
+    if not isinstance(value, str) or not value or is_url(value):
+        return value
+    p = Path(os.path.expanduser(value))
+    return str(p) if p.is_absolute() else os.path.normpath(str(Path(base_dir) / p))
 
 
 class _Strict(BaseModel):
@@ -15,6 +41,14 @@ class _Strict(BaseModel):
 
 
 class ManifestOptions(_Strict):
+    """How to read a CSV/TSV manifest.
+
+    columns: names for the columns of a file WITHOUT a header line, in file order; a null
+      entry (YAML ``~`` or ``null``) marks a column that is ignored. Columns nothing refers to
+      are ignored too. Without ``columns`` the first line is the header.
+    """
+
+    columns: list[str | None] | None = None
     path_column: str = "path"
     label_column: str | int | None = "label"
     distribution_columns: list[str] | None = None
@@ -29,12 +63,47 @@ class ManifestOptions(_Strict):
             raise ValueError("delimiter must be a single character (or null to infer it from the extension)")
         return v
 
+    @field_validator("columns")
+    @classmethod
+    def _named_columns(cls, v: list[str | None] | None) -> list[str | None] | None:
+        if v is None:
+            return v
+        names = [None if c is None or not c.strip() else c.strip() for c in v]
+        named = [c for c in names if c is not None]
+        if not named:
+            raise ValueError("columns: name at least one column (null entries mark ignored columns)")
+        dupes = sorted({c for c in named if named.count(c) > 1})
+        if dupes:
+            raise ValueError(f"columns: duplicate column name(s) {dupes}")
+        return names
+
     @field_validator("label_column")
     @classmethod
     def _non_negative_index(cls, v: str | int | None) -> str | int | None:
         if isinstance(v, int) and v < 0:
             raise ValueError("label_column as an index must be >= 0")
         return v
+
+
+class FerPlusOptions(_Strict):
+    """FER+ (``format: ferplus``).
+
+    keep_unknown: keep the faces whose majority vote is unknown or not-a-face (FER+'s paper
+      drops them, and so does the default); kept or dropped, they are listed in the data report.
+    """
+
+    keep_unknown: bool = False
+
+
+class WebDatasetOptions(_Strict):
+    """WebDataset tar shards (``format: webdataset``).
+
+    cache_dir: where shards named by URL (https://, s3://, pipe:...) are downloaded once, so
+      samples can be read at random; default ``$CASCADE_SHARD_CACHE`` or ~/.cache/cascade/shards.
+      Local shards are read in place.
+    """
+
+    cache_dir: str | None = None
 
 
 class SyntheticOptions(_Strict):
@@ -64,24 +133,31 @@ class SplitRatios(_Strict):
 class DataConfig(_Strict):
     """Where the data is and how strictly to read it.
 
-    root: the dataset folder (emotion6, imagefolder) or the CSV/TSV file (manifest).
-    classes: class order; emotion6 defaults to EMOTION6_CLASSES, imagefolder to sorted folder names,
-      a manifest to its distribution columns (or its sorted label names). emotion6_neutral adds
+    root: the dataset folder (emotion6, imagefolder, ferplus), the CSV/TSV file (manifest) or a brace
+      pattern of .tar shards, local or URLs (webdataset). manifest and webdataset also take a mapping
+      {train: ..., val: ..., test: ...}: one source per split, which then fixes the split.
+    classes: class order; emotion6 defaults to EMOTION6_CLASSES, ferplus to FERPLUS_CLASSES, imagefolder
+      to sorted folder names, a manifest to its distribution columns (or its sorted label names),
+      shards to the samples' "classes" (or the sorted names they use). emotion6_neutral adds
       "neutral" as a 7th, distribution-only class; otherwise the six emotions are renormalised.
-    splits / split_seed: ratios and seed of the stratified split used when neither splits_file
-      nor a manifest split_column fixes one.
+    manifest / ferplus / webdataset / synthetic: options of that format (see each class).
+    splits / split_seed: ratios and seed of the stratified split used when nothing else fixes one
+      (splits_file, a manifest split column, a per-split root, FER+'s folders, the shards' split field).
     on_bad: "error" raises DataError listing every bad item; "skip" drops them. Both record them
       in the DataReport. dist_tolerance: how far a probability row may sum from 1 and still be
       renormalised (with a warning). max_image_pixels: decompression-bomb limit.
     label_smoothing: mass spread evenly over all classes when a distribution is built from a label.
-    scan_workers: threads that decode images during the scan (0: one per CPU, at most 8).
+    scan_workers: threads that decode images during the scan (0: one per CPU, at most 8); for shards,
+      threads that each read whole shards.
     """
 
-    format: Literal["synthetic", "emotion6", "imagefolder", "manifest"] = "synthetic"
-    root: str | None = None
+    format: Literal["synthetic", "emotion6", "imagefolder", "manifest", "ferplus", "webdataset"] = "synthetic"
+    root: str | dict[str, str] | None = None
     classes: list[str] | None = None
     emotion6_neutral: bool = False
     manifest: ManifestOptions = Field(default_factory=ManifestOptions)
+    ferplus: FerPlusOptions = Field(default_factory=FerPlusOptions)
+    webdataset: WebDatasetOptions = Field(default_factory=WebDatasetOptions)
     synthetic: SyntheticOptions = Field(default_factory=SyntheticOptions)
     splits: SplitRatios = Field(default_factory=SplitRatios)
     split_seed: int = 0
@@ -110,6 +186,26 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _root_when_needed(self) -> DataConfig:
         if self.format != "synthetic" and not self.root:
-            what = "the manifest CSV/TSV file" if self.format == "manifest" else "the dataset folder"
-            raise ValueError(f"root is required for format '{self.format}' ({what})")
+            what = {"manifest": "the manifest CSV/TSV file", "webdataset": "a brace pattern of .tar shards"}
+            raise ValueError(f"root is required for format '{self.format}' ({what.get(self.format, 'the dataset folder')})")
+        if isinstance(self.root, dict):
+            if self.format not in PER_SPLIT_ROOT_FORMATS:
+                raise ValueError(f"root: a per-split mapping works for formats {list(PER_SPLIT_ROOT_FORMATS)}, "
+                                 f"not '{self.format}'")
+            unknown = sorted(set(self.root) - set(SPLIT_NAMES))
+            if unknown:
+                raise ValueError(f"root: unknown split name(s) {unknown}; use {list(SPLIT_NAMES)}")
+            if not self.root.get("train"):
+                raise ValueError("root: the per-split mapping needs a train entry")
+            empty = [k for k, v in self.root.items() if not v or not v.strip()]
+            if empty:
+                raise ValueError(f"root: empty entry for split(s) {empty}")
+            if self.manifest.split_column:
+                raise ValueError("root: a per-split mapping already fixes the split; drop manifest.split_column")
         return self
+
+    def split_roots(self) -> dict[str, str | None]:
+        """``{split: root}`` for a per-split mapping, else ``{None: root}``: the sources to read."""
+        if isinstance(self.root, dict):
+            return {k: self.root[k] for k in SPLIT_NAMES if k in self.root}
+        return {None: self.root}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +28,7 @@ _LIMIT_LOCK = threading.RLock()
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 @contextlib.contextmanager
@@ -89,8 +91,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
-    """Open an image as upright 8-bit RGB, fully decoded and detached from the file."""
+def load_rgb(path: str | os.PathLike[str] | BinaryIO, max_pixels: int | None = None) -> Image.Image:
+    """Open an image (a path, or a binary file object such as a tar member's bytes) as upright
+    8-bit RGB, fully decoded and detached from the file."""
     try:
         with pixel_limit(max_pixels), Image.open(path) as im:
             _check_pixels(im, max_pixels)
@@ -132,13 +135,24 @@ def check_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> 
         return "not a regular file"
     if size == 0:
         return "empty file (0 bytes)"
+    return _decode_problem(lambda: Image.open(p), max_pixels)
+
+
+def check_image_bytes(data: bytes, max_pixels: int | None = None) -> str | None:
+    """`check_image` for an image held in memory (e.g. a sample of a tar shard)."""
+    if not data:
+        return "empty image (0 bytes)"
+    return _decode_problem(lambda: Image.open(io.BytesIO(data)), max_pixels)
+
+
+def _decode_problem(open_image, max_pixels: int | None) -> str | None:
     try:
         # verify() catches structural damage cheaply (e.g. PNG CRCs) but leaves the image
         # unusable, so a second open does the real decode that catches truncated pixel data.
-        with Image.open(p) as im:
+        with open_image() as im:
             _check_pixels(im, max_pixels)
             im.verify()
-        with Image.open(p) as im:
+        with open_image() as im:
             im.load()
     except Exception as exc:  # noqa: BLE001 - any decoder failure makes the file unusable
         return _reason_for(exc)

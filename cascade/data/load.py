@@ -5,20 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig
+from .config import DataConfig, is_url
 from .emotion6 import load_emotion6
+from .ferplus import load_ferplus
 from .imagefolder import load_imagefolder
 from .manifest import load_manifest
 from .records import DatasetIndex
 from .report import DataError, DataReport
+from .shards import load_webdataset
 from .synthetic import SyntheticSpec, load_synthetic
+
+LOADERS = {
+    "emotion6": load_emotion6,
+    "imagefolder": load_imagefolder,
+    "manifest": load_manifest,
+    "ferplus": load_ferplus,
+    "webdataset": load_webdataset,
+}
 
 
 def _source(cfg: DataConfig) -> str:
     if cfg.format == "synthetic":
         s = cfg.synthetic
         return f"synthetic(seed={s.seed}, num_samples={s.num_samples}, image_size={s.image_size})"
-    return str(Path(cfg.root or "").expanduser().absolute())
+
+    def one(root: str) -> str:
+        return root if is_url(root) else str(Path(root).expanduser().absolute())
+
+    if isinstance(cfg.root, dict):
+        return ", ".join(f"{split}: {one(root)}" for split, root in cfg.split_roots().items())
+    return one(cfg.root or "")
 
 
 def load_index(cfg: DataConfig | dict[str, Any]) -> DatasetIndex:
@@ -37,16 +53,14 @@ def load_index(cfg: DataConfig | dict[str, Any]) -> DatasetIndex:
     if cfg.format == "synthetic":
         classnames, records, spec = load_synthetic(cfg, report)
         has_dist = True
-    elif cfg.format == "emotion6":
-        classnames, records, has_dist = load_emotion6(cfg, report)
-    elif cfg.format == "imagefolder":
-        classnames, records, has_dist = load_imagefolder(cfg, report)
-    elif cfg.format == "manifest":
-        classnames, records, has_dist = load_manifest(cfg, report)
+    elif cfg.format in LOADERS:
+        classnames, records, has_dist = LOADERS[cfg.format](cfg, report)
     else:  # pragma: no cover - the Literal type rules this out
         raise DataError(f"unknown data format {cfg.format!r}")
 
-    report.bad.sort(key=lambda b: (b.row is None, b.row or 0))
+    # Row order within each table; tables in the order they were first reported.
+    tables = {f: i for i, f in enumerate(dict.fromkeys(b.file for b in report.bad))}
+    report.bad.sort(key=lambda b: (tables[b.file], b.row is None, b.row or 0))
     index = DatasetIndex(
         classnames=classnames,
         records=records,

@@ -1,76 +1,42 @@
-"""CSV/TSV manifests: a path column plus a label and/or named distribution (or vote-count) columns."""
+"""CSV/TSV manifests: a path column plus a label and/or named distribution (or vote-count) columns.
+
+A manifest has a header line, or ``manifest.columns`` names the columns of a file without
+one. ``data.root`` is one file (a split column or a seeded split divides it) or a mapping
+``{train: FILE, val: FILE, test: FILE}``, one file per split. Image paths are relative to
+the folder of the file that lists them.
+"""
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
+from .config import DataConfig, ManifestOptions
 from .records import DistributionProblem, Record, distribution_from_label, normalise_distribution
 from .report import DataError, DataReport
 from .scan import Candidate, scan_candidates
+from .tables import SPLIT_ALIASES, Table, delimiter_for, read_table
 
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
+__all__ = ["SPLIT_ALIASES", "LabelParser", "load_manifest", "parse_numbers", "vote_distribution"]
+
 _INT = re.compile(r"^[+-]?\d+$")
 
 
-def _delimiter(path: Path, explicit: str | None) -> str:
-    if explicit is not None:
-        return explicit
-    return "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+class LabelParser:
+    """A label given as a class name (exact, then case-insensitive) or as a class index."""
 
-
-def _read_rows(path: Path, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"manifest {path} is empty (a header line is required)") from None
-        except csv.Error as exc:
-            raise DataError(f"manifest {path}: cannot parse the header: {exc}") from None
-        header_lines = reader.line_num
-        rows: list[tuple[int, list[str]]] = []
-        try:
-            for fields in reader:
-                if not fields or all(not f.strip() for f in fields):
-                    continue
-                # Rows are numbered by the file line they end on, so a user can jump straight to them.
-                rows.append((reader.line_num - header_lines, [f.strip() for f in fields]))
-        except csv.Error as exc:
-            raise DataError(f"manifest {path}: cannot parse line {reader.line_num}: {exc}") from None
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise DataError(f"manifest {path}: duplicate column name(s) {dupes}")
-    return header, rows
-
-
-def _column(header: list[str], name: str, path: Path, what: str) -> int:
-    if name not in header:
-        raise DataError(f"manifest {path}: {what} column '{name}' not found; columns are {header}")
-    return header.index(name)
-
-
-class _LabelParser:
     def __init__(self, classnames: list[str]) -> None:
         self.exact = {c: i for i, c in enumerate(classnames)}
         self.folded = {c.casefold(): i for i, c in enumerate(classnames)}
         self.n = len(classnames)
 
-    def __call__(self, value: str) -> int | None:
+    def __call__(self, value: str | int) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if 0 <= value < self.n else None
+        value = str(value)
         if value in self.exact:
             return self.exact[value]
         if value.casefold() in self.folded:
@@ -82,114 +48,152 @@ class _LabelParser:
         return None
 
 
-def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[Record], bool]:
-    opts = cfg.manifest
-    path = Path(cfg.root or "").expanduser().absolute()
-    if not path.is_file():
-        raise DataError(f"manifest {path} not found (data.root must be the CSV/TSV file)")
-    base = path.parent
-    report.row_file = str(path)
-    header, rows = _read_rows(path, _delimiter(path, opts.delimiter))
+def parse_numbers(fields: list[str], names: list[str]) -> np.ndarray:
+    """Non-negative numbers from text fields named ``names``; DistributionProblem naming the
+    column of the first that is not one."""
+    values = np.empty(len(fields), dtype=np.float64)
+    for k, (text, name) in enumerate(zip(fields, names)):
+        try:
+            values[k] = float(text)
+        except ValueError:
+            raise DistributionProblem(f"not a number: {text!r}", name) from None
+        if values[k] < 0:
+            raise DistributionProblem(f"negative value {text}", name)
+    return values
 
-    path_col = _column(header, opts.path_column, path, "path")
 
-    label_col: int | None
+def vote_distribution(
+    fields: list[str], names: list[str], *, counts: bool, tolerance: float
+) -> tuple[np.ndarray, str | None]:
+    """Text fields (named ``names``) as a distribution and a warning, or DistributionProblem."""
+    values = parse_numbers(fields, names)
+    try:
+        return normalise_distribution(values, counts=counts, tolerance=tolerance, suggest_counts=True)
+    except DistributionProblem as exc:
+        raise DistributionProblem(str(exc), ",".join(names)) from None
+
+
+def _label_column(table: Table, opts: ManifestOptions) -> int | None:
     if opts.label_column is None:
-        label_col = None
-    elif isinstance(opts.label_column, int):
-        if opts.label_column >= len(header):
+        return None
+    if isinstance(opts.label_column, int):
+        if opts.label_column >= len(table.header):
             raise DataError(
-                f"manifest {path}: label_column index {opts.label_column} is out of range "
-                f"(the header has {len(header)} columns, indices 0..{len(header) - 1})"
+                f"manifest {table.path}: label_column index {opts.label_column} is out of range "
+                f"(the file has {len(table.header)} columns, indices 0..{len(table.header) - 1})"
             )
-        label_col = opts.label_column
-    elif opts.label_column in header:
-        label_col = header.index(opts.label_column)
-    elif "label_column" in opts.model_fields_set:
-        raise DataError(f"manifest {path}: label column '{opts.label_column}' not found; columns are {header}")
-    else:
-        label_col = None
+        return opts.label_column
+    if table.has(opts.label_column):
+        return table.header.index(opts.label_column)
+    if "label_column" in opts.model_fields_set:
+        raise DataError(f"manifest {table.path}: label column '{opts.label_column}' not found; columns are {table.names}")
+    return None
 
-    dist_names: list[str] | None = None
+
+def _distribution_names(tables: list[Table], cfg: DataConfig) -> list[str] | None:
+    opts = cfg.manifest
     if opts.distribution_columns is not None:
-        for name in opts.distribution_columns:
-            _column(header, name, path, "distribution")
         dupes = sorted({n for n in opts.distribution_columns if opts.distribution_columns.count(n) > 1})
+        for table in tables:
+            for name in opts.distribution_columns:
+                table.column(name, "distribution")
         if dupes:
-            raise DataError(f"manifest {path}: distribution column(s) listed twice: {dupes}")
-        dist_names = list(opts.distribution_columns)
-    elif cfg.classes is not None and all(c in header for c in cfg.classes):
-        dist_names = list(cfg.classes)
+            raise DataError(f"manifest {tables[0].path}: distribution column(s) listed twice: {dupes}")
+        return list(opts.distribution_columns)
+    if cfg.classes is not None and all(all(t.has(c) for c in cfg.classes) for t in tables):
+        return list(cfg.classes)
+    return None
 
+
+def _classnames(tables: list[Table], cfg: DataConfig, dist_names: list[str] | None) -> list[str]:
     if dist_names is not None:
         if cfg.classes is None:
-            classnames = list(dist_names)
-        else:
-            classnames = list(cfg.classes)
-            if set(dist_names) != set(classnames):
-                raise DataError(
-                    f"manifest {path}: distribution columns {dist_names} must name exactly the classes "
-                    f"{classnames} (missing {sorted(set(classnames) - set(dist_names))}, "
-                    f"extra {sorted(set(dist_names) - set(classnames))})"
-                )
-        dist_cols = [header.index(c) for c in classnames]
-    else:
-        dist_cols = []
-        if label_col is None:
+            return list(dist_names)
+        if set(dist_names) != set(cfg.classes):
             raise DataError(
-                f"manifest {path}: no label column and no distribution columns; set manifest.label_column, "
-                f"manifest.distribution_columns, or data.classes matching column names in {header}"
+                f"manifest {tables[0].path}: distribution columns {dist_names} must name exactly the classes "
+                f"{cfg.classes} (missing {sorted(set(cfg.classes) - set(dist_names))}, "
+                f"extra {sorted(set(dist_names) - set(cfg.classes))})"
             )
-        if cfg.classes is not None:
-            classnames = list(cfg.classes)
-        else:
-            values = sorted({f[label_col] for _, f in rows if label_col < len(f) and f[label_col]})
-            if values and all(_INT.match(v) for v in values):
-                raise DataError(
-                    f"manifest {path}: labels are integers, so data.classes must give the class names in index order"
-                )
-            classnames = values
-            if len(classnames) < 2:
-                raise DataError(f"manifest {path}: need at least two distinct labels, found {classnames}")
+        return list(cfg.classes)
+    label_cols = [_label_column(t, cfg.manifest) for t in tables]
+    if any(c is None for c in label_cols):
+        t = tables[label_cols.index(None)]
+        raise DataError(
+            f"manifest {t.path}: no label column and no distribution columns; set manifest.label_column, "
+            f"manifest.distribution_columns, or data.classes matching column names in {t.names}"
+        )
+    if cfg.classes is not None:
+        return list(cfg.classes)
+    values = sorted({f[c] for t, c in zip(tables, label_cols) for _, f in t.rows if c < len(f) and f[c]})
+    if values and all(_INT.match(v) for v in values):
+        raise DataError(
+            f"manifest {tables[0].path}: labels are integers, so data.classes must give the class names in index order"
+        )
+    if len(values) < 2:
+        raise DataError(f"manifest {tables[0].path}: need at least two distinct labels, found {values}")
+    return values
 
-    split_col = _column(header, opts.split_column, path, "split") if opts.split_column else None
-    label_name = header[label_col] if label_col is not None else None
-    parse_label = _LabelParser(classnames)
-    num_classes = len(classnames)
+
+def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[Record], bool]:
+    opts = cfg.manifest
+    tables: list[tuple[str | None, Table]] = []
+    for split, root in cfg.split_roots().items():
+        path = Path(root or "").expanduser().absolute()
+        if not path.is_file():
+            where = f"data.root.{split}" if split else "data.root"
+            raise DataError(f"manifest {path} not found ({where} must be the CSV/TSV file)")
+        table = read_table(path, delimiter_for(path, opts.delimiter), opts.columns)
+        table.column(opts.path_column, "path")
+        tables.append((split, table))
+    if len(tables) == 1:
+        report.row_file = str(tables[0][1].path)
+    report.row_convention = tables[0][1].row_convention
+    if isinstance(cfg.root, dict) and "val" not in cfg.root:
+        report.warn("data.root has no val file: the best checkpoint cannot be chosen on validation data")
+
+    dist_names = _distribution_names([t for _, t in tables], cfg)
+    classnames = _classnames([t for _, t in tables], cfg, dist_names)
+    candidates: list[Candidate] = []
+    for split, table in tables:
+        candidates += _table_candidates(table, split, cfg, report, classnames, dist_names is not None,
+                                        file=str(table.path) if len(tables) > 1 else None)
+    return classnames, scan_candidates(candidates, cfg, report), dist_names is not None
+
+
+def _table_candidates(table: Table, split_of_file: str | None, cfg: DataConfig, report: DataReport,
+                      classnames: list[str], with_dist: bool, file: str | None) -> list[Candidate]:
+    opts = cfg.manifest
+    path = table.path
+    base = path.parent
+    path_col = table.column(opts.path_column, "path")
+    label_col = _label_column(table, opts)
+    dist_cols = [table.header.index(c) for c in classnames] if with_dist else []
+    split_col = table.column(opts.split_column, "split") if opts.split_column else None
+    label_name = table.header[label_col] if label_col is not None else None
+    parse_label = LabelParser(classnames)
+    width = len(table.header)
     manifest_key = str(path)
 
-    candidates: list[Candidate] = []
-    for row, fields in rows:
+    out: list[Candidate] = []
+    for row, fields in table.rows:
         report.num_entries += 1
-        if len(fields) != len(header):
-            report.add_bad(manifest_key, f"expected {len(header)} fields, got {len(fields)}", row=row)
+        if len(fields) != width:
+            report.add_bad(manifest_key, f"expected {width} fields, got {len(fields)}", row=row, file=file)
             continue
         raw_path = fields[path_col]
         if not raw_path:
-            report.add_bad(manifest_key, "empty path", row=row, field=opts.path_column)
+            report.add_bad(manifest_key, "empty path", row=row, field=opts.path_column, file=file)
             continue
         key = os.path.normpath(raw_path if os.path.isabs(raw_path) else base / raw_path)
 
         dist: np.ndarray | None = None
         if dist_cols:
             try:
-                values = np.array([float(fields[c]) for c in dist_cols], dtype=np.float64)
-            except ValueError:
-                bad = next(header[c] for c in dist_cols if not _is_float(fields[c]))
-                report.add_bad(key, f"not a number: {fields[header.index(bad)]!r}", row=row, field=bad)
-                continue
-            negative = [header[c] for c, v in zip(dist_cols, values) if v < 0]
-            if negative:
-                report.add_bad(
-                    key, f"negative value {fields[header.index(negative[0])]}", row=row, field=negative[0]
-                )
-                continue
-            try:
-                dist, note = normalise_distribution(
-                    values, counts=opts.counts, tolerance=cfg.dist_tolerance, suggest_counts=True
-                )
+                dist, note = vote_distribution([fields[c] for c in dist_cols], classnames, counts=opts.counts,
+                                               tolerance=cfg.dist_tolerance)
             except DistributionProblem as exc:
-                report.add_bad(key, str(exc), row=row, field=",".join(classnames))
+                report.add_bad(key, str(exc), row=row, field=exc.field, file=file)
                 continue
             if note:
                 report.warn(f"{path} row {row}: {note}")
@@ -198,35 +202,26 @@ def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[
         if label_col is not None and label_text:
             label = parse_label(label_text)
             if label is None:
-                report.add_bad(key, f"unknown label {label_text!r} (classes: {classnames})", row=row, field=label_name)
+                report.add_bad(key, f"unknown label {label_text!r} (classes: {classnames})", row=row,
+                               field=label_name, file=file)
                 continue
         elif dist is not None:
             # np.argmax takes the lowest class index on ties, the same rule the metrics use.
             label = int(np.argmax(dist))
         else:
-            report.add_bad(key, "empty label", row=row, field=label_name)
+            report.add_bad(key, "empty label", row=row, field=label_name, file=file)
             continue
 
         if dist is None:
-            dist = distribution_from_label(label, num_classes, cfg.label_smoothing)
+            dist = distribution_from_label(label, len(classnames), cfg.label_smoothing)
 
-        split = None
+        split = split_of_file
         if split_col is not None:
             split = SPLIT_ALIASES.get(fields[split_col].lower())
             if split is None:
-                report.add_bad(
-                    key, f"unknown split {fields[split_col]!r} (use train, val or test)", row=row, field=opts.split_column
-                )
+                report.add_bad(key, f"unknown split {fields[split_col]!r} (use train, val or test)", row=row,
+                               field=opts.split_column, file=file)
                 continue
 
-        candidates.append(Candidate(Record(key=key, label=label, dist=dist, split=split), row=row))
-
-    return classnames, scan_candidates(candidates, cfg, report), bool(dist_cols)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        out.append(Candidate(Record(key=key, label=label, dist=dist, split=split), row=row, file=file))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,12 +23,27 @@ SYNTHETIC_PREFIX = "synthetic:"
 SILENT_SUM_TOLERANCE = 1e-4
 
 
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    """Where a sample's image lies inside an uncompressed tar shard on local disk."""
+
+    path: str      # the local file (a downloaded copy for shards named by URL)
+    offset: int    # of the member's data, in bytes
+    size: int
+    ext: str       # the member's extension (jpg, png, webp, ...)
+    shard: str = ""   # the shard as data.root names it (a URL, or the same local path)
+
+
 @dataclass
 class Record:
+    """One item. ``key`` is its file path, or ``SHARD#KEY`` for a sample of a tar shard,
+    whose bytes ``member`` locates."""
+
     key: str
     label: int
     dist: np.ndarray | None = None
     split: str | None = None
+    member: TarMember | None = None
 
 
 @dataclass
@@ -70,6 +86,10 @@ class DatasetIndex:
             if self.synthetic is None:
                 raise ValueError(f"{rec.key} is synthetic but this index has no synthetic generator")
             return self.synthetic.render(int(rec.key[len(SYNTHETIC_PREFIX):]))
+        if rec.member is not None:
+            from .tar_members import read_member
+
+            return load_rgb(io.BytesIO(read_member(rec.member, rec.key)), max_pixels=max_pixels)
         return load_rgb(rec.key, max_pixels=max_pixels)
 
 
@@ -87,7 +107,12 @@ def distribution_from_label(label: int, num_classes: int, smoothing: float = 0.0
 
 
 class DistributionProblem(ValueError):
-    """A distribution that cannot be used; the message is the reason shown to the user."""
+    """A distribution that cannot be used; the message is the reason shown to the user and
+    ``field`` the column or field it comes from, when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def normalise_distribution(

@@ -15,18 +15,22 @@ from .report import DataReport
 class Candidate:
     record: Record
     row: int | None = None
+    file: str | None = None   # the table that lists it, when a dataset has several
 
 
 def scan_candidates(candidates: list[Candidate], cfg: DataConfig, report: DataReport) -> list[Record]:
-    first_row: dict[str, int | None] = {}
+    first: dict[str, Candidate] = {}
     unique: list[Candidate] = []
     for cand in candidates:
         key = cand.record.key
-        if key in first_row:
-            where = f"row {first_row[key]}" if first_row[key] is not None else "an earlier entry"
-            report.add_bad(key, f"duplicate path (first listed at {where})", row=cand.row)
+        if key in first:
+            earlier = first[key]
+            where = "an earlier entry" if earlier.row is None else f"row {earlier.row}"
+            if earlier.file is not None and earlier.row is not None:
+                where += f" of {earlier.file}"
+            report.add_bad(key, f"duplicate path (first listed at {where})", row=cand.row, file=cand.file)
             continue
-        first_row[key] = cand.row
+        first[key] = cand
         unique.append(cand)
 
     start = time.perf_counter()
@@ -39,5 +43,5 @@ def scan_candidates(candidates: list[Candidate], cfg: DataConfig, report: DataRe
         if reason is None:
             kept.append(cand.record)
         else:
-            report.add_bad(cand.record.key, reason, row=cand.row)
+            report.add_bad(cand.record.key, reason, row=cand.row, file=cand.file)
     return kept

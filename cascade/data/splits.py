@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
+from .config import SPLIT_NAMES, DataConfig
 from .records import DatasetIndex
 from .report import DataError, atomic_write_text
-
-SPLIT_NAMES = ("train", "val", "test")
 SPLITS_FORMAT_VERSION = 1
 
 
@@ -72,7 +70,7 @@ def splits_from_records(index: DatasetIndex) -> dict[str, list[int]]:
     return out
 
 
-def _relative_keys(keys: list[str]) -> tuple[str | None, list[str]]:
+def relative_keys(keys: list[str]) -> tuple[str | None, list[str]]:
     if not keys or not all(os.path.isabs(k) for k in keys):
         return None, list(keys)
     root = os.path.commonpath([os.path.dirname(k) for k in keys])
@@ -82,7 +80,7 @@ def _relative_keys(keys: list[str]) -> tuple[str | None, list[str]]:
 def save_splits(path: str | os.PathLike[str], splits: dict[str, list[int]], index: DatasetIndex) -> Path:
     """Write the splits as JSON naming every item by key, so they survive re-ordering of the data."""
     keys = index.keys
-    root, rel = _relative_keys(keys)
+    root, rel = relative_keys(keys)
     payload = {
         "version": SPLITS_FORMAT_VERSION,
         "source": index.source,
@@ -117,7 +115,7 @@ def load_splits(path: str | os.PathLike[str], index: DatasetIndex) -> dict[str, 
 
     keys = index.keys
     by_abs = {k: i for i, k in enumerate(keys)}
-    _, rel = _relative_keys(keys)
+    _, rel = relative_keys(keys)
     by_rel = {k: i for i, k in enumerate(rel)}
     saved_root = payload.get("root")
 

@@ -47,6 +47,21 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def from_main(self, fn):
+        """``fn()`` run on rank 0 only; every rank returns its result, or raises its exception."""
+        if not self.enabled:
+            return fn()
+        outcome = None
+        if self.is_main:
+            try:
+                outcome = (fn(), None)
+            except Exception as exc:  # noqa: BLE001 - raised again on every rank
+                outcome = (None, exc)
+        value, error = self.broadcast_object(outcome)
+        if error is not None:
+            raise error
+        return value
+
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()

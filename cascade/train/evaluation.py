@@ -14,6 +14,7 @@ import torch
 
 from ..losses import LossWeights, cascade_loss
 from ..metrics import DISTRIBUTION_METRICS, EmotionMetrics
+from ..progress import track
 from .batches import shard_positions
 from .distributed import DistContext
 
@@ -64,10 +65,8 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
     batches = [positions[i:i + batch_size] for i in range(0, len(positions), batch_size)]
     was_training = model.training
     model.eval()
-    it = source.iterate(batches, 0)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, total=len(batches), desc=desc, leave=False, dynamic_ncols=True)
+    # Off a terminal no lines: the caller prints the result (the trainer's per-epoch val line).
+    it = track(source.iterate(batches, 0), len(batches), desc, enabled=progress, unit="batches", plain=False)
     try:
         for batch in it:
             with autocast_context(device, amp):

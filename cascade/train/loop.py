@@ -22,9 +22,9 @@ from ..losses import LossWeights, cascade_loss
 from ..metrics import format_metrics
 from ..methods import METHODS
 from ..model import build_model, compile_model
+from ..progress import Progress
 from .batches import num_batches, rank_batches
-from .data import (DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, load_data,
-                   save_split_file)
+from .data import DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, save_split_file
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .fastpath import GraphSteps, plan_compile, resolve_run_frozen_dtype
@@ -37,6 +37,7 @@ from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, Run
                         environment, write_json)
 from .runstate import StateWriter
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
+from .shared_data import load_shared_data
 from .state import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
@@ -137,7 +138,7 @@ class Trainer:
         # ---- data
         # A resumed or restarted run keeps the split it was given.
         splits_file = folder / SPLITS if resume or (restart and (folder / SPLITS).is_file()) else None
-        self.data: DataBundle = load_data(config.data, splits_file)
+        self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
 
         # ---- model (prompts are drawn from the global RNG: seed right before)
@@ -463,11 +464,8 @@ class Trainer:
         batches = list(rank_batches(len(self.data.splits["train"]), tc.batch_size, tc.seed, epoch,
                                     self.ctx.rank, self.ctx.world_size, start=start_step))
         local_lists = [b[0] for b in batches]
-        bar = None
-        if not self.quiet and self.ctx.is_main:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=self.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1} {phase.name}",
-                       leave=False, dynamic_ncols=True)
+        bar = Progress(self.steps_per_epoch, f"epoch {epoch + 1} {phase.name}", initial=start_step, unit="steps",
+                       enabled=not self.quiet and self.ctx.is_main)
         window_images, window_start = 0, time.perf_counter()
         s.step_in_epoch = start_step
         stop = False

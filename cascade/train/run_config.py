@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import PRESETS, CascadeConfig, ConfigError
-from ..data.config import DataConfig
+from ..data.config import DataConfig, resolve_root
 from ..methods import METHODS
 
 GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
@@ -344,7 +344,9 @@ def resolve_paths(raw: dict[str, Any], base_dir: str | os.PathLike) -> dict[str,
     base = Path(base_dir)
     for key in _PATH_FIELDS:
         section = raw.get(key[0])
-        if isinstance(section, dict) and _looks_like_path(key, section.get(key[1])):
+        if key == ("data", "root") and isinstance(section, dict) and "root" in section:
+            section["root"] = resolve_root(section.get("root"), base)   # URLs and per-split mappings too
+        elif isinstance(section, dict) and _looks_like_path(key, section.get(key[1])):
             p = Path(os.path.expanduser(section[key[1]]))
             if not p.is_absolute():
                 section[key[1]] = os.path.normpath(str(base / p))
@@ -392,7 +394,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any] |
         if path[-1] == "epochs" and len(path) == 2 and path[0] == "train" and not isinstance(value, dict):
             raise ConfigError("train.epochs: set train.epochs.warmup / .unfreeze / .global")
         node[path[-1]] = value
-        if base_dir is not None and len(path) == 2 and tuple(path) in _PATH_FIELDS:
+        if base_dir is not None and tuple(path[:2]) == ("data", "root"):
+            node[path[-1]] = resolve_root(value, base_dir)
+        elif base_dir is not None and len(path) == 2 and tuple(path) in _PATH_FIELDS:
             if _looks_like_path(tuple(path), value):
                 p = Path(os.path.expanduser(value))
                 if not p.is_absolute():

@@ -88,6 +88,12 @@ def test_data_figure(bench_json):
         assert _positive(row["images_per_second"]) and 0 <= row["data_wait"] <= 1
         assert row["input_pipeline"]["kind"] == pipeline
     assert "loader_vs_step" not in data          # no CUDA: no verdict against a GPU step
+    # the same images read from a tar shard, at every worker count the folder was timed at
+    by = {(r["source"], r["workers"]): r["images"] for r in data["loaders"] if r["transform"] == "eval"}
+    folder_workers = {w for s, w in by if s == "folder"}
+    assert folder_workers and folder_workers == {w for s, w in by if s == "shards"}
+    assert all(by[("shards", w)] == by[("folder", w)] for w in folder_workers)
+    assert _positive(data["shards"]["ratio_to_folder"])
 
 
 def test_analysis_and_cuda_rows(bench_json):

@@ -239,6 +239,10 @@ def test_data_config_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="enter a path"):
         make_data_config("manifest", "")
     assert make_data_config("imagefolder", str(tmp_path)).root == str(tmp_path.resolve())
+    assert make_data_config("ferplus", str(tmp_path)).format == "ferplus"
+    pattern = str(tmp_path / "train-{000000..000003}.tar")   # a pattern, not a file: checked when loaded
+    assert make_data_config("webdataset", pattern).root == pattern
+    assert make_data_config("webdataset", "https://host/s-{0..9}.tar").root == "https://host/s-{0..9}.tar"
 
 
 # ---- the job registry ---------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_report_json_written(tmp_path, write_table, save_image):
     assert blob["counts_per_class"] == {"anger": 1, "joy": 1, "sadness": 1}
     assert blob["num_scanned"] == 4
     assert blob["bad"] == [{"key": str(tmp_path / "bad" / "zero.jpg"), "reason": "empty file (0 bytes)",
-                            "row": 4, "field": None}]
+                            "row": 4, "field": None, "file": None}]
     assert "row_convention" in blob and isinstance(blob["warnings"], list)
 
 

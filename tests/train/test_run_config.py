@@ -25,7 +25,7 @@ def test_defaults_follow_design():
     assert metric_direction("kl") is False and metric_direction("stage2.kl") is False
 
 
-@pytest.mark.parametrize("name", ["emotion6-b32", "emotion6-b16", "synthetic-tiny"])
+@pytest.mark.parametrize("name", ["emotion6-b32", "emotion6-b16", "synthetic-tiny", "ferplus-b32"])
 def test_example_configs_validate(name):
     cfg = load_run_config(REPO / "configs" / f"{name}.yaml")
     if cfg.data.format == "emotion6":
