@@ -36,4 +36,6 @@ def bench_analysis(*, quick: bool, device: str, width: int, depth: int, embed_di
 
 def figures() -> dict[str, Callable[..., dict]]:
     """``cascade bench --figures NAME`` for each name here."""
-    return {"analysis": bench_analysis}
+    from .explain_bench import bench_explain
+
+    return {"analysis": bench_analysis, "explain": bench_explain}

@@ -1,8 +1,9 @@
-"""``cascade cka``, ``cascade sigma-sweep`` and ``cascade report``: the analysis subcommands.
+"""``cascade cka``, ``cascade sigma-sweep``, ``cascade report`` and ``cascade explain``: the analysis subcommands.
 
     cascade cka --run DIR [--against frozen|DIR] [--split val] [--mode within|frozen|stages] --out FILE.pdf
     cascade sigma-sweep --run DIR --sigmas 0.1:10:50 [--stage N] [--metric accuracy] [--out FILE.csv|pdf]
     cascade report --run DIR --out OUT | --ablation DIR --out OUT   (analysis.report)
+    cascade explain --run DIR IMG... --out FIG.pdf                   (analysis.explain_command)
 
 Per-block features are cached under ``<run>/features`` (safetensors + JSON), so a
 second call on the same run, checkpoint and split does no forward pass.
@@ -74,6 +75,10 @@ def register(subparsers) -> None:
     from analysis.report import register as register_report
 
     register_report(subparsers, _guard)
+
+    from analysis.explain_command import register as register_explain
+
+    register_explain(subparsers)
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ The same arithmetic as open_clip's ``ResidualAttentionBlock`` (up to float round
 restructured for speed: contiguous projections with ``scaled_dot_product_attention``,
 prompt tokens projected once per batch, and only the output rows that something
 downstream reads. Blocks of other types, or with forward hooks, run as modules.
+An explain mode (``attention=[...]``) computes the attention probabilities explicitly
+and hands them out, for relevance maps of a few images.
 """
 from __future__ import annotations
 
@@ -145,7 +147,7 @@ class _Tokens:
 
 
 def block_forward(block: nn.Module, x: torch.Tensor, keep: RowSelection | None = None,
-                  prompts: torch.Tensor | None = None) -> torch.Tensor:
+                  prompts: torch.Tensor | None = None, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
     """open_clip's ``ResidualAttentionBlock.forward`` on batch-first ``x`` [B, L, D].
 
     Same operations as ``nn.MultiheadAttention``'s SDPA path, but with contiguous
@@ -159,6 +161,10 @@ def block_forward(block: nn.Module, x: torch.Tensor, keep: RowSelection | None =
     with nothing to replace). Their LayerNorm and q/k/v projections are the same for
     every image, so they are computed once; and when ``x`` needs no gradient (a frozen
     prefix's output), no gradient is computed for its rows' projections.
+    ``attention``: explain mode. The attention runs as an explicit softmax instead of
+    SDPA (which never materialises the probabilities) and the probabilities
+    [B, heads, queries, L] are appended to the list, inside the autograd graph, so
+    gradients with respect to them can be taken. Same outputs up to float rounding.
     """
     attn = block.attn
     b, _, d = x.shape
@@ -179,7 +185,13 @@ def block_forward(block: nn.Module, x: torch.Tensor, keep: RowSelection | None =
         kv = h.map(lambda t: F.linear(t, w[d:], bias[d:])).take()
         k, v = kv.view(b, length, 2, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
     dropout = attn.dropout if (attn.training and attn.dropout > 0) else 0.0
-    o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    if attention is None:
+        o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    else:
+        # SDPA's default scale, 1/sqrt(head dim), on the scores.
+        probs = torch.softmax((q @ k.transpose(-2, -1)) * hd ** -0.5, dim=-1)
+        attention.append(probs)
+        o = (F.dropout(probs, dropout) if dropout else probs) @ v
     o = o.transpose(1, 2).reshape(b, q.shape[2], d)
     x = residual + block.ls_1(F.linear(o, attn.out_proj.weight, attn.out_proj.bias))
     return x + block.ls_2(block.mlp(block.ln_2(x)))

@@ -56,6 +56,15 @@ class BlockFeatures:
     block_ids: list[int]     # 1-based
 
 
+def stage_names(stage_blocks: Sequence[Sequence[int]]) -> list[str]:
+    """Labels such as ``stage 1 (blocks 1-4)`` and ``stage 4 (block 12)``, 1-based."""
+    out = []
+    for s, blocks in enumerate(stage_blocks):
+        lo, hi = blocks[0], blocks[-1]
+        out.append(f"stage {s + 1} (blocks {lo}-{hi})" if lo != hi else f"stage {s + 1} (block {lo})")
+    return out
+
+
 class CascadeCLIP(nn.Module):
     def __init__(self, backbone: Backbone, classnames: list[str], config: CascadeConfig,
                  classifier: TextClassifier | None = None):
@@ -216,10 +225,12 @@ class CascadeCLIP(nn.Module):
                 x = block_forward(blk, x) if fast and not has_hooks(blk) else blk(x)
         return x
 
-    def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int],
-                    poolings: tuple[str, ...]) -> tuple[list[torch.Tensor], list[int]]:
+    def _run_blocks(self, x: torch.Tensor, start: int, collect: set[int], poolings: tuple[str, ...],
+                    attention: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[int]]:
         """Run blocks ``start+1..depth`` (1-based) on tokens ``x``; pooled features of ``collect``
-        ([B, D] for one pooling, [B, P, D] for several).
+        ([B, D] for one pooling, [B, P, D] for several). With ``attention`` (explain mode,
+        see :meth:`forward_explain`) every block computes all rows and appends its attention
+        probabilities.
 
         Each block only computes the output rows something downstream reads (see
         :func:`needed_rows`): the last block only its pooled rows, and a block whose
@@ -232,10 +243,11 @@ class CascadeCLIP(nn.Module):
         resblocks = self.visual.transformer.resblocks
         replace = self.config.prompt_mode == "replace"
         fast = self._fast_blocks()
+        explain = attention is not None
         for i in range(start, self.depth):
             block = i + 1
             point = self._point_of_block.get(block)
-            run_fast = fast and not has_hooks(resblocks[i])
+            run_fast = explain or (fast and not has_hooks(resblocks[i]))
             new_prompts = None
             if point is not None:
                 m = self.prompts.tokens[point]
@@ -252,11 +264,11 @@ class CascadeCLIP(nn.Module):
             if run_fast:
                 length = x.shape[1] + (0 if new_prompts is None else new_prompts.shape[0])
                 # Several poolings read different rows of the last block: keep them all.
-                keep = needed_rows(
+                keep = None if explain else needed_rows(
                     length, n_prompt, last=block == self.depth and len(poolings) == 1, pooling=poolings[0],
                     prompts_replaced=replace and self._point_of_block.get(block + 1) is not None and n_prompt > 0,
                 )
-                x = block_forward(resblocks[i], x, keep, prompts=new_prompts)
+                x = block_forward(resblocks[i], x, keep, prompts=new_prompts, attention=attention)
                 if keep is not None and keep.drops_prompts:
                     n_prompt = 0
             else:
@@ -365,6 +377,26 @@ class CascadeCLIP(nn.Module):
             out.block_features = feats.features
             out.block_ids = feats.block_ids
         return out
+
+    def forward_explain(self, images: torch.Tensor) -> tuple[CascadeOutput, list[torch.Tensor]]:
+        """The forward pass for explanation maps: outputs plus every block's attention probabilities.
+
+        Returns ``(output, attention)`` with ``attention[i]`` [B, heads, T_i, T_i] for block
+        i + 1, in the autograd graph of the output (the embedded tokens are marked as
+        requiring gradients, so gradients reach the probabilities of every block, the frozen
+        prefix included). Blocks run through :func:`block_forward` in explain mode: all rows,
+        explicit softmax; the logits equal :meth:`forward`'s up to float rounding. Meant for a
+        few images, not for training.
+        """
+        if not all(supports_fast_block(b) for b in self.visual.transformer.resblocks):
+            raise ValueError(f"{self.backbone_info.name}: explanation maps need open_clip's plain "
+                             "ResidualAttentionBlock (self-attention with packed q/k/v) in every block")
+        attention: list[torch.Tensor] = []
+        with torch.enable_grad():
+            x = self._embeds(images).detach().requires_grad_(True)
+            raw, ids = self._run_blocks(x, 0, set(self.feature_blocks), (self.config.pooling,), attention=attention)
+            out = self.forward_head(BlockFeatures(torch.stack(self._norm_features(raw, ids)), ids))
+        return out, attention
 
     def forward_intermediates(self, images: torch.Tensor) -> BlockFeatures:
         """Features of every block 1..L (for CKA); prompts act as in the forward pass."""

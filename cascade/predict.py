@@ -68,6 +68,28 @@ def _open(item: Any, max_pixels: int | None) -> Image.Image:
     return load_rgb(item, max_pixels=max_pixels)
 
 
+def prepare_images(images: Sequence[Any], preprocess: Callable[[Image.Image], torch.Tensor], *,
+                   max_pixels: int | None = 89_478_485
+                   ) -> tuple[list[tuple[int, str, torch.Tensor]], list[tuple[int, dict[str, Any]]]]:
+    """Open and preprocess each input (a path, a PIL image or a ``(name, PIL image)`` pair).
+
+    Returns ``(ready, failed)``: ``(position, name, tensor)`` for each image that could be
+    read, and ``(position, {"image", "ok": False, "error"})`` (the error names the image) for
+    each that could not, so one bad file never stops the others.
+    """
+    ready, failed = [], []
+    for i, item in enumerate(images):
+        name = _name_of(item, i)
+        try:
+            ready.append((i, name, preprocess(_open(item, max_pixels))))
+        except Exception as exc:  # noqa: BLE001 - any decoder error is reported per image
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, FileNotFoundError):
+                reason = "no such file"
+            failed.append((i, {"image": name, "ok": False, "error": f"{name}: cannot read image ({reason})"}))
+    return ready, failed
+
+
 @torch.no_grad()
 def predict_images(model, preprocess: Callable[[Image.Image], torch.Tensor], images: Sequence[Any], *,
                    batch_size: int = 16, device: str | torch.device | None = None,
@@ -83,16 +105,10 @@ def predict_images(model, preprocess: Callable[[Image.Image], torch.Tensor], ima
         (p.device for p in model.parameters()), torch.device("cpu"))
     classes = list(model.classnames)
     results: list[dict[str, Any] | None] = [None] * len(images)
-    ready: list[tuple[int, torch.Tensor]] = []
-    for i, item in enumerate(images):
-        name = _name_of(item, i)
-        try:
-            ready.append((i, preprocess(_open(item, max_pixels))))
-        except Exception as exc:  # noqa: BLE001 - any decoder error is reported per image
-            reason = str(exc) or type(exc).__name__
-            if isinstance(exc, FileNotFoundError):
-                reason = "no such file"
-            results[i] = {"image": name, "ok": False, "error": f"{name}: cannot read image ({reason})"}
+    prepared, failed = prepare_images(images, preprocess, max_pixels=max_pixels)
+    ready = [(i, t) for i, _, t in prepared]
+    for i, r in failed:
+        results[i] = r
     was = model.training
     model.eval()
     try:

@@ -1,5 +1,5 @@
 """Inspect: upload images and see every stage's emotion probabilities, the fused prediction,
-the predicted distribution, and the NGA and fusion weights used."""
+the predicted distribution, the NGA and fusion weights used, and where each stage looks."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ from cascade.dashboard.inspect import ground_truth, predict, prediction_rows
 from cascade.dashboard.runs import checkpoint_choices, list_runs
 from cascade.dashboard.uploads import ALLOWED_EXTENSIONS, MAX_FILES, MAX_UPLOAD_MB, validate_uploads
 from cascade.data import EMOTION6_CLASSES
+from pages import _explain
 from pages._exports import chart, download
 from pages._shared import context, get_content_index
 
@@ -71,6 +72,7 @@ c1, c2, _ = st.columns([1, 1, 4])
 download("Predictions CSV", pd.DataFrame(rows).to_csv(index=False), "predictions.csv", "inspect_preds", c1)
 download("Predictions JSON", json.dumps(rows, indent=2), "predictions.json", "inspect_preds", c2)
 zero_shot = source == ZERO_SHOT
+explanations = _explain.controls(model, source, images, files)
 for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
     st.divider()
     st.subheader(pred.name)
@@ -113,3 +115,5 @@ for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
                                     for b, w in zip(bl, ws)])
             chart(weights_figure(pred), f"weights_{i}", f"weights-{pred.name}", data=weights,
                   title="NGA and fusion weights")
+    _explain.row(explanations, i)
+_explain.downloads(explanations)

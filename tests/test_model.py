@@ -240,3 +240,32 @@ def test_compile_model_mode_needs_inductor(tiny_backbone):
     x = images(tiny_backbone)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x).logits, model(x).logits)
+
+
+@pytest.mark.parametrize("preset,kw", [("b32-4stage", {}), ("b32-4stage", {"prompt_mode": "append"}),
+                                       ("b16-3stage", {"pooling": "mean"}), ("shallow", {}),
+                                       ("vpt-deep", {"prompt_sharing": "shared"})])
+def test_explain_mode_gives_the_fast_path_logits(tiny_backbone, preset, kw):
+    torch.manual_seed(0)
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset(preset, **kw)).eval()
+    x = images(tiny_backbone, n=3)
+    with torch.no_grad():
+        fast = model(x)
+    out, attention = model.forward_explain(x)
+    torch.testing.assert_close(out.logits, fast.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.stage_logits, fast.stage_logits, atol=1e-5, rtol=0)
+    assert len(attention) == model.depth
+    heads = tiny_backbone.visual.transformer.resblocks[0].attn.num_heads
+    for a in attention:
+        assert a.shape[:2] == (3, heads) and a.shape[-1] == a.shape[-2]
+        torch.testing.assert_close(a.sum(-1), torch.ones_like(a.sum(-1)))
+        assert a.requires_grad   # in the graph: gradients can be taken with respect to it
+
+
+def test_explain_mode_needs_plain_attention_blocks(tiny_backbone, monkeypatch):
+    import cascade.model as model_module
+
+    model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage"))
+    monkeypatch.setattr(model_module, "supports_fast_block", lambda block: False)
+    with pytest.raises(ValueError, match="cascade-tiny: explanation maps need open_clip's plain"):
+        model.forward_explain(images(tiny_backbone, n=1))

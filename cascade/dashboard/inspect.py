@@ -31,11 +31,9 @@ class ImagePrediction:
 
     @property
     def stage_names(self) -> list[str]:
-        out = []
-        for s, blocks in enumerate(self.stage_blocks):
-            lo, hi = blocks[0], blocks[-1]
-            out.append(f"stage {s + 1} (blocks {lo}-{hi})" if lo != hi else f"stage {s + 1} (block {lo})")
-        return out
+        from ..model import stage_names
+
+        return stage_names(self.stage_blocks)
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from support.browser import needs_browser
+from support.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "configs" / "synthetic-tiny.yaml"
@@ -32,23 +33,6 @@ def run_dir(tmp_path_factory):
         f"run.runs_dir={runs}", "run.name=analysis-tiny",
     ])
     return train(cfg, quiet=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_browser():
-    yield
-    try:
-        from analysis.export import close_browser
-
-        close_browser()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def cli(*argv):
-    from cascade.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def test_commands_are_registered():

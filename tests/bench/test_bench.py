@@ -108,6 +108,21 @@ def test_analysis_and_cuda_rows(bench_json):
         assert cuda["available"] is False and "cuda" in cuda["skipped"]
 
 
+def test_explain_figure(bench_json):
+    ex = bench_json["explain"]
+    speed = ex["speed"]
+    assert _positive(speed["cpu"]["seconds_median"]) and _positive(speed["cpu"]["explain_vs_forward"])
+    assert speed["cpu"]["threads"] == 1 and "n/a (ViT-B-32, full run only)" in speed["summary"]
+    assert "GPU figure not measured" in speed["summary"] or "GPU" in speed["summary"]
+    maps = [k for k in ex if k.startswith("deletion ") and k != "deletion setup"]
+    assert maps[-1] == "deletion fused" and len(maps) == 5
+    for k in maps:
+        row = ex[k]
+        for key in ("auc_relevance", "auc_random", "auc_relevance_logit"):
+            assert 0 < row[key] < 1, (k, key, row[key])
+        assert "relevance order" in row["summary"] and "random" in row["summary"]
+
+
 def test_targets_listed(bench_json):
     names = {t["name"] for t in bench_json["targets"]}
     assert "cascade inference time / plain encode_image" in names

@@ -220,3 +220,30 @@ def test_train_page_two_sessions_start_stop_and_finish(dashboard_env, runs_dir, 
     assert_clean(a)
     assert any(m.label == "test accuracy" for m in a.metric)
     assert "finished" in a.get("progress")[0].proto.text
+
+
+def test_inspect_explanation_maps(dashboard_env, runs_dir):
+    at = open_page("pages/inspect_images.py")
+    at.file_uploader[0].set_value([("red.png", png_bytes(), "image/png"),
+                                   ("blue.webp", png_bytes((30, 30, 200), fmt="WEBP"), "image/webp")]).run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert sum("Where each stage looks" in m.value for m in at.markdown) == 2
+
+    def captions():
+        return [c for img in at.get("image") for c in img.captions if c]
+
+    shown = captions()
+    assert sum(c.startswith("stage ") for c in shown) == 2 * 4 and sum(c.startswith("fused") for c in shown) == 2
+    assert any("prompts" in c and "p(" in c for c in shown)
+    picker = next(s for s in at.selectbox if s.label == "Explain")
+    assert picker.options[0] == "explain: predicted"
+    picker.set_value("joy").run()
+    assert_clean(at)
+    assert all("p(joy)" in c for c in captions() if c.startswith(("stage ", "fused")))
+    next(s for s in at.slider if s.label == "Heat-map opacity").set_value(0.9).run()
+    assert_clean(at)
+    assert {"PDF", "SVG", "PNG", "NPZ"} <= {b.label for b in at.get("download_button")}
+    at.toggle[0].set_value(False).run()
+    assert_clean(at)
+    assert not any("Where each stage looks" in m.value for m in at.markdown)
