@@ -55,6 +55,7 @@ __all__ = [
     "explained_score",
     "explain_images",
     "relevance_npz_bytes",
+    "relevance_table",
     "resolve_targets",
     "rollout",
     "save_relevance_npz",
@@ -372,6 +373,18 @@ def explain_images(model, images: Sequence[Any], target: TargetSpec = None, *, s
                      failed=messages, random_weights=bool(model.backbone_info.random_weights))
 
 
+def relevance_table(explained: Explained):
+    """One row per image and map: the explained class, its probability, the prompt share (a DataFrame)."""
+    import pandas as pd
+
+    rel = explained.relevance
+    p = rel.target_prob
+    return pd.DataFrame([
+        {"image": name, "map": rel.names[k], "explains": rel.target_names[b], "probability": float(p[k, b]),
+         "prompt_share": float(rel.prompt_share[k, b]), "score": rel.score}
+        for b, name in enumerate(explained.names) for k in range(len(rel.names))])
+
+
 def relevance_npz_bytes(explained: Explained) -> bytes:
     """The maps and everything that labels them as NPZ bytes (loads with ``allow_pickle=False``)."""
     arrays = explained.relevance.arrays()
@@ -414,16 +427,17 @@ def val_images(run, n: int = 4, split: str = "val") -> list[tuple[str, Any]]:
 
 
 def explain_grid(run, images: Sequence[Any] | int = 4, target: TargetSpec = None, *, checkpoint: str = "best",
-                 device: str = "cpu", score: str = "centered", opacity: float = 0.5, paper: bool | str = "double"):
+                 device: str = "cpu", split: str = "val", score: str = "centered", opacity: float = 0.5,
+                 paper: bool | str = "double"):
     """The explanation grid of a run: ``(figure, explained)``.
 
     ``run``: a run folder or an :class:`analysis.features.LoadedRun`; ``images``: inputs as
-    for :func:`explain_images`, or a number of validation images (:func:`val_images`).
+    for :func:`explain_images`, or a number of ``split`` images (:func:`val_images`).
     """
     from analysis.explain_figure import explanation_grid
     from analysis.features import LoadedRun, load_run
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device)
-    items = val_images(loaded, images) if isinstance(images, int) else images
+    items = val_images(loaded, images, split) if isinstance(images, int) else images
     explained = explain_images(loaded.model, items, target, score=score)
     return explanation_grid(explained, opacity=opacity, paper=paper), explained

@@ -1,7 +1,7 @@
 """``cascade report``: every figure of a run, or the tables, significance and figures of an
 ablation, written in one go for a paper.
 
-    cascade report --run DIR --out OUT        figures (PDF, SVG, PNG + CSV data) and OUT/index.md
+    cascade report --run DIR --out OUT        figures (PDF, SVG, PNG + CSV data), explanation maps and OUT/index.md
     cascade report --ablation DIR --out OUT   tables (LaTeX, Markdown, CSV), significance.csv,
                                               figures and OUT/index.md
 
@@ -192,8 +192,9 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
 
     if model_run and features:
         _feature_figures(rep, run_dir, name, split, device, quiet, paper)
+        _explanation_figure(rep, run_dir, name, split, device)
     elif model_run:
-        rep.skip("sigma-sweep, cka-*", "--no-features: figures that need a forward pass were left out")
+        rep.skip("sigma-sweep, cka-*, explanations", "--no-features: figures that need a forward pass were left out")
 
     _drift_figure(rep, run_dir, name, split, device, quiet, paper, features and model_run)
 
@@ -257,6 +258,20 @@ def _feature_figures(rep: Report, run_dir: Path, name: str, split: str, device: 
         csv_path, npz_path = res.export(rep.out / stem)
         rep.add(csv_path, f"{what}: the matrix (CSV)")
         rep.add(npz_path, f"{what}: the matrix (NPZ, no pickle)")
+
+
+def _explanation_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, n: int = 4) -> None:
+    """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
+    from analysis.explain import explain_grid, relevance_table, save_relevance_npz
+
+    try:
+        fig, explained = explain_grid(run_dir, n, device=device, split=split, paper="double")
+    except ValueError as exc:   # an empty split, a backbone without plain attention blocks
+        rep.skip("explanations", str(exc))
+        return
+    what = f"where each stage looks: explanation maps per stage and fused on {len(explained.names)} {split} images"
+    rep.figure("explanations", fig, what, relevance_table(explained))
+    rep.add(save_relevance_npz(explained, rep.out / "explanations.npz"), f"{what}: the maps (NPZ, no pickle)")
 
 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
@@ -502,8 +517,8 @@ def register(subparsers, guard: Callable | None = None) -> None:
     p = subparsers.add_parser(
         "report", help="every figure of a run, or an ablation's tables, significance and figures",
         description="--run: training curves with phases, σ/λ trajectories, NGA curves, σ sweep, CKA (within, "
-                    "frozen, stages), drift, confusion matrix and per-stage bars, each as PDF/SVG/PNG with its data "
-                    "as CSV. --ablation: LaTeX (booktabs), Markdown and CSV tables with mean ± std and the best in "
+                    "frozen, stages), drift, confusion matrix, per-stage bars and explanation maps of a few "
+                    "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), Markdown and CSV tables with mean ± std and the best in "
                     "bold, significance.csv (McNemar's exact test and the paired bootstrap per method pair and "
                     "seed), and figures. OUT/index.md lists every file.")
     what = p.add_mutually_exclusive_group(required=True)

@@ -86,7 +86,7 @@ def test_run_report(ablation, tmp_path):
     assert main(["report", "--run", str(run), "--out", str(out), "--formats", "pdf,png", "--quiet", "--dpi", "200"]) == 0
     written = {p.name for p in out.iterdir()}
     for stem in ("training-curves", "sigma-lambda", "nga-curves", "sigma-sweep", "cka-within", "cka-frozen",
-                 "cka-stages", "drift", "confusion", "stage-accuracy"):
+                 "cka-stages", "drift", "confusion", "stage-accuracy", "explanations"):
         assert {f"{stem}.pdf", f"{stem}.png", f"{stem}.csv"} <= written, stem
         assert f"{stem}.svg" not in written                    # --formats pdf,png
     for p in out.iterdir():
@@ -94,6 +94,8 @@ def test_run_report(ablation, tmp_path):
             check_png(p.read_bytes(), str(p), dpi=200)
         else:
             check_file(p)
+    with np.load(out / "explanations.npz", allow_pickle=False) as z:   # four val images, one per class first
+        assert z["maps"].shape[:2] == (5, 4) and len(set(z["target_names"].tolist())) >= 1
     drift = np.genfromtxt(out / "drift.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
     assert len(drift) > 0
     assert "val accuracy" in (out / "index.md").read_text() or "val metrics" in (out / "index.md").read_text()
