@@ -22,7 +22,8 @@ def register(subparsers) -> None:
                     "status is 1 when any was skipped, 2 when none could be read.")
     p.add_argument("--run", required=True, metavar="DIR", help="run folder (runs/<name>)")
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    p.add_argument("--out", required=True, metavar="FIG.{pdf,svg,png}", help="figure file; FIG.npz is written beside it")
+    p.add_argument("--out", required=True, metavar="FIG.{pdf,svg,png}",
+                   help="figure file; FIG.npz is written beside it")
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="class every map explains (a name, or an index); default: each image's fused prediction")
     p.add_argument("--checkpoint", default="best", metavar="best|last|FILE", help="which checkpoint (default best)")

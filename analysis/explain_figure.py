@@ -89,7 +89,8 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
     the print style of :mod:`analysis.style`. ``note``: a footnote saying what the numbers
     are (and that the backbone has random weights, when it has).
     """
-    from analysis.style import FONT_FAMILY, FONT_SIZE_PT, TICK_FONT_SIZE_PT, apply_paper_style, column_width_px, pt_to_px
+    from analysis.style import (FONT_FAMILY, FONT_SIZE_PT, TICK_FONT_SIZE_PT, apply_paper_style, column_width_px,
+                                pt_to_px)
 
     rel = explained.relevance
     n_maps, n_img = rel.maps.shape[0], rel.num_images
@@ -144,9 +145,10 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
                              marker=dict(colorscale=colorscale, cmin=0, cmax=1, color=[0], showscale=True,
                                          colorbar=dict(title=dict(text="relevance", side="right"),
-                                                       x=(width - bar + 4) / width, xanchor="left", len=min(1.0, 3 * cell / height),
-                                                       y=top - head / height, yanchor="top", thickness=8,
-                                                       tickvals=[0, 0.5, 1], tickfont={"size": font}))))
+                                                       x=(width - bar + 4) / width, xanchor="left",
+                                                       len=min(1.0, 3 * cell / height), y=top - head / height,
+                                                       yanchor="top", thickness=8, tickvals=[0, 0.5, 1],
+                                                       tickfont={"size": font}))))
     layout = dict(width=width, height=height, annotations=annotations, showlegend=False, autosize=False,
                   title={"text": title, "y": 1.0, "yanchor": "top"} if title else None,
                   margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="white", paper_bgcolor="white")

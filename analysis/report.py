@@ -518,7 +518,8 @@ def register(subparsers, guard: Callable | None = None) -> None:
         "report", help="every figure of a run, or an ablation's tables, significance and figures",
         description="--run: training curves with phases, σ/λ trajectories, NGA curves, σ sweep, CKA (within, "
                     "frozen, stages), drift, confusion matrix, per-stage bars and explanation maps of a few "
-                    "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), Markdown and CSV tables with mean ± std and the best in "
+                    "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), "
+                    "Markdown and CSV tables with mean ± std and the best in "
                     "bold, significance.csv (McNemar's exact test and the paired bootstrap per method pair and "
                     "seed), and figures. OUT/index.md lists every file.")
     what = p.add_mutually_exclusive_group(required=True)
