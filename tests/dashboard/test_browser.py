@@ -234,7 +234,10 @@ def _check_download(name: str, data: bytes, where: str) -> None:
         assert json.loads(data), f"{label}: empty JSON"
     elif ext == "npz":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            assert "matrix" in z.files, label
+            if name.startswith("explanations"):   # the Inspect page's explanation maps
+                assert z["maps"].ndim == 4 and z["maps"].shape[1] == len(z["image_names"]), label
+            else:
+                assert "matrix" in z.files, label
     else:
         raise AssertionError(f"{label}: unexpected download type")
 
