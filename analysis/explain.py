@@ -154,7 +154,8 @@ def rollout(attention: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | No
         m = entries.get(i + 1, 0)
         if m:
             new = torch.zeros(b, m, total, device=dev)
-            new[:, torch.arange(m), col + torch.arange(m)] = 1.0
+            rows = torch.arange(m, device=dev)
+            new[:, rows, col + rows] = 1.0
             col += m
             keep_from = 1 + n_prompt if mode == "replace" else 1
             r = torch.cat([r[:, :1], new, r[:, keep_from:]], dim=1)
