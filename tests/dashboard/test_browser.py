@@ -130,6 +130,15 @@ def _charts_drawn(page, timeout_s: float = 30.0) -> None:
         time.sleep(0.25)
 
 
+def _open(page, server: str, path: str, heading: str, charts: bool = False) -> None:
+    """Go to a page and wait until its heading shows and its script has finished."""
+    page.goto(f"{server}/{path}")
+    page.get_by_role("heading", name=heading, exact=True).first.wait_for()
+    _settle(page)
+    if charts:
+        _charts_drawn(page)
+
+
 def _no_exception(page, where: str) -> None:
     assert page.get_by_text("Page not found").count() == 0, f"{where}: Streamlit's 'Page not found' dialog"
     n = page.locator('[data-testid="stException"]').count()
@@ -149,10 +158,7 @@ def test_every_page_in_a_real_browser(server, browser, tmp_path):
     page.set_default_timeout(90_000)
     try:
         for path, heading in PAGES:
-            page.goto(f"{server}/{path}")
-            page.get_by_role("heading", name=heading, exact=True).first.wait_for()
-            _settle(page)
-            _charts_drawn(page)
+            _open(page, server, path, heading, charts=True)
             _no_exception(page, path)
             assert page.get_by_text("Demo mode", exact=False).count() > 0, f"{path}: no demo banner"
             assert page.get_by_text("Runs folder").count() > 0, f"{path}: the sidebar is missing"
@@ -161,9 +167,7 @@ def test_every_page_in_a_real_browser(server, browser, tmp_path):
             page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
 
         # CKA: downloads come from the analysis export (PDF through kaleido + Chromium, NPZ without pickle).
-        page.goto(f"{server}/cka")
-        page.get_by_role("heading", name="CKA", exact=True).first.wait_for()
-        _settle(page)
+        _open(page, server, "cka", "CKA")
         for label, magic in (("PDF", b"%PDF"), ("NPZ", b"PK")):
             with page.expect_download(timeout=90_000) as info:
                 page.get_by_role("button", name=label).first.click()
@@ -175,9 +179,7 @@ def test_every_page_in_a_real_browser(server, browser, tmp_path):
         good, bad = tmp_path / "smile.png", tmp_path / "notes.txt"
         good.write_bytes(png_bytes((250, 210, 40), (160, 120)))
         bad.write_text("not an image")
-        page.goto(f"{server}/inspect_images")
-        page.get_by_role("heading", name="Inspect", exact=True).first.wait_for()
-        _settle(page)
+        _open(page, server, "inspect_images", "Inspect")
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(good), str(bad)])
         page.get_by_role("heading", name="smile.png").wait_for()
         _settle(page)
@@ -190,9 +192,7 @@ def test_every_page_in_a_real_browser(server, browser, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "page-inspect-upload.png"), full_page=True)
 
         # σ tuner: keyboard arrows on a slider change the exactly-recomputed metrics.
-        page.goto(f"{server}/sigma_tuner")
-        page.get_by_role("heading", name="σ tuner", exact=True).first.wait_for()
-        _settle(page)
+        _open(page, server, "sigma_tuner", "σ tuner")
         before = (_metric(page, "accuracy"), _metric(page, "kl"))
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         slider.focus()
@@ -276,10 +276,7 @@ def test_every_download_on_every_page(server, browser, tmp_path):
     seen: dict[str, list[str]] = {}
     try:
         for path, heading in NAV:
-            page.goto(f"{server}/{path}")
-            page.get_by_role("heading", name=heading, exact=True).first.wait_for()
-            _settle(page)
-            _charts_drawn(page)
+            _open(page, server, path, heading, charts=True)
             if path == "inspect_images":
                 face = tmp_path / "face.png"
                 face.write_bytes(png_bytes((250, 210, 40), (160, 120)))
