@@ -34,6 +34,7 @@ import torch
 
 from analysis.cka import DEFAULT_BATCH_SIZE, cka_matrix
 from cascade.fileio import to_json
+from cascade.model import stage_names
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,7 @@ def stage_vs_frozen_matrix(run_fs, model, frozen_fs, frozen_embedding: torch.Ten
     cols.append(emb.float().cpu())
     labels.append("emb")
     m = cka_matrix(list(z.unbind(0)), cols, batch_size=_batch(z.shape[1], batch_size), seed=seed).cpu().numpy()
-    rows = [f"stage {s + 1} ({b[0]}-{b[-1]})" if len(b) > 1 else f"stage {s + 1} ({b[0]})"
-            for s, b in enumerate(_stages_of(model))]
+    rows = stage_names(_stages_of(model))
     bounds = stage_boundaries(_stages_of(model), frozen_fs.block_ids) + [len(labels) - 1.5]
     return CKAResult(m, rows, labels, [], bounds, {"mode": "stages", "n": int(z.shape[1])})
 

@@ -87,11 +87,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _stage_names(blocks: list[list[int]]) -> list[str]:
-    return [f"stage {s + 1} ({b[0]}-{b[-1]})" if len(b) > 1 else f"stage {s + 1} ({b[0]})" for s, b in
-            enumerate(blocks)]
-
-
 # ---------------------------------------------------------------------------
 # one run
 # ---------------------------------------------------------------------------

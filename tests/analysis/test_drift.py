@@ -83,6 +83,7 @@ def test_stage_drift_against_frozen_embedding(setup):
     assert np.allclose(z["drift"], 1 - z["cka"])
     mat = stage_vs_frozen_matrix(setup.run, setup.model, setup.frozen, emb)
     assert mat.matrix.shape == (4, 13) and mat.cols[-1] == "emb"
+    assert mat.rows == ["stage 1 (blocks 1-4)", "stage 2 (blocks 5-8)", "stage 3 (blocks 9-11)", "stage 4 (block 12)"]
     assert np.allclose(mat.matrix[:, -1], z["cka"], atol=1e-9)
 
 
