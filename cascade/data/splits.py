@@ -77,10 +77,16 @@ def relative_keys(keys: list[str]) -> tuple[str | None, list[str]]:
     return root, [os.path.relpath(k, root) for k in keys]
 
 
+def split_keys(splits: dict[str, list[int]], index: DatasetIndex) -> tuple[str, dict[str, list[str]]]:
+    """The items of every split by key, relative to the keys' common root: ``(root, {split: keys})``,
+    as a split file stores them."""
+    root, rel = relative_keys(index.keys)
+    return root, {name: [rel[i] for i in splits.get(name, [])] for name in SPLIT_NAMES}
+
+
 def save_splits(path: str | os.PathLike[str], splits: dict[str, list[int]], index: DatasetIndex) -> Path:
     """Write the splits as JSON naming every item by key, so they survive re-ordering of the data."""
-    keys = index.keys
-    root, rel = relative_keys(keys)
+    root, keys = split_keys(splits, index)
     payload = {
         "version": SPLITS_FORMAT_VERSION,
         "source": index.source,
@@ -88,8 +94,7 @@ def save_splits(path: str | os.PathLike[str], splits: dict[str, list[int]], inde
         "num_records": len(index),
         "root": root,
         "splits": {
-            name: {"indices": [int(i) for i in splits.get(name, [])], "keys": [rel[i] for i in splits.get(name, [])]}
-            for name in SPLIT_NAMES
+            name: {"indices": [int(i) for i in splits.get(name, [])], "keys": keys[name]} for name in SPLIT_NAMES
         },
     }
     return atomic_write_text(path, json.dumps(payload, indent=1) + "\n")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..config import ConfigError
 from ..data import load_index
-from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits
+from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
 from ..methods import METHODS
 from .loop import RANDOM_WEIGHTS_NOTE, train
 from .run_config import RunConfig, load_run_config
@@ -167,12 +167,8 @@ def _plan_splits(base: RunConfig, out: Path, seed_list: list[int], split_per_see
         splits = resolve_splits(cfg, index)
         fresh[path] = {"splits": splits, "index": index, "seed": split_seed}
         old = _split_keys(path)
-        if old is not None:
-            tmp = out / f".{path.name}.new"
-            save_splits(tmp, splits, index)
-            if _split_keys(tmp) != old:
-                changed.append(path.name)
-            tmp.unlink()
+        if old is not None and split_keys(splits, index)[1] != old:
+            changed.append(path.name)
     return by_seed, fresh, changed
 
 

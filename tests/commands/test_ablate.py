@@ -95,6 +95,14 @@ def test_a_changed_split_is_stale_and_split_per_seed_varies_it(tmp_path, capsys)
     capsys.readouterr()
     assert _ablate(out, "--set", "data.split_seed=7", methods="zeroshot") == 2
     assert "data.split_seed: 0 → 7" in capsys.readouterr().err
+    # the same config, but the split file on disk holds other items (e.g. the data changed)
+    path = out / "splits.json"
+    payload = json.loads(path.read_text())
+    sp = payload["splits"]
+    sp["train"]["keys"][0], sp["test"]["keys"][0] = sp["test"]["keys"][0], sp["train"]["keys"][0]
+    path.write_text(json.dumps(payload))
+    assert _ablate(out, methods="zeroshot") == 2
+    assert "splits.json: the split would now hold other items" in capsys.readouterr().err
     per_seed = tmp_path / "per-seed"
     assert _ablate(per_seed, "--split-per-seed", methods="zeroshot", seeds="2") == 0
     splits = [json.loads((per_seed / f"splits-seed{k}.json").read_text())["splits"]["test"]["keys"] for k in (0, 1)]
