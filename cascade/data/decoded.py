@@ -151,17 +151,29 @@ def fingerprint(index: DatasetIndex, items: Sequence[int], geometry: CacheGeomet
     if index.synthetic is not None:
         s = index.synthetic
         h.update(json.dumps(["synthetic", list(s.classnames), s.num_samples, s.image_size, s.seed]).encode())
+    shards: dict[str, str] = {}
     for i in items:
-        key = index.records[i].key
+        rec = index.records[i]
+        key = rec.key
         if key.startswith(SYNTHETIC_PREFIX):
             h.update(f"{key}\n".encode())
-            continue
-        try:
-            st = os.stat(key)
-            h.update(f"{key}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{key}\t?\n".encode())
+        elif rec.member is not None:
+            # A shard sample: its place in the shard, and the shard file's size and time (stat once per shard).
+            m = rec.member
+            if m.path not in shards:
+                shards[m.path] = _stat_text(m.path)
+            h.update(f"{key}\t{m.offset}\t{m.size}\t{shards[m.path]}\n".encode())
+        else:
+            h.update(f"{key}\t{_stat_text(key)}\n".encode())
     return h.hexdigest()
+
+
+def _stat_text(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "?"
+    return f"{st.st_size}\t{st.st_mtime_ns}"
 
 
 class _Writer:

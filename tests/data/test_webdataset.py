@@ -190,3 +190,21 @@ def test_index_from_another_machine_reads_local_copies(tmp_path):
     localize_members(idx, str(tmp_path / "b"))          # as a rank on another node does with rank 0's index
     assert {r.member.path for r in idx.records} == {str(p) for p in (tmp_path / "b").glob("*r-0.tar")}
     assert all(np.array_equal(np.asarray(idx.load_image(i)), before[i]) for i in range(len(idx)))
+
+
+def test_the_decoded_store_of_shard_samples_is_rebuilt_when_a_shard_is_rewritten(tmp_path):
+    """The device input pipeline's store fingerprint follows the shard files, not only their sample keys."""
+    import os
+
+    from cascade.data.decoded import CacheGeometry, fingerprint
+
+    shard = tmp_path / "s-0.tar"
+    write_tar(shard, [_sample("k0", 0, label="joy"), _sample("k1", 1, label="anger")])
+    cfg = DataConfig(format="webdataset", root=str(shard), classes=CLASSES)
+    geo = CacheGeometry("eval", 16, 16)
+    before = fingerprint(load_index(cfg), [0, 1], geo, None)
+    assert fingerprint(load_index(cfg), [0, 1], geo, None) == before
+    # the same keys, other images
+    write_tar(shard, [_sample("k0", 5, label="joy"), _sample("k1", 6, label="anger")])
+    os.utime(shard, ns=(1, 1))
+    assert fingerprint(load_index(cfg), [0, 1], geo, None) != before
