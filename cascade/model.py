@@ -20,7 +20,7 @@ from .backbone import Backbone, BackboneInfo
 from .blocks import RowSelection, block_forward, has_hooks, needed_rows, patch_embed, patchify_supported, supports_fast_block
 from .classifier import TextClassifier, build_classifier
 from .config import CascadeConfig
-from .nga import SigmaBank, nga_weights
+from .nga import SigmaBank, aggregate_stages, nga_weights
 from .prompts import PromptBank, insert_prompts
 
 PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
@@ -344,14 +344,9 @@ class CascadeCLIP(nn.Module):
         else:
             f = feats
         weights = self.current_nga_weights(sigmas)
-        # Every stage at once: NGA as one [S, K] matrix (stage s's weights at its blocks) times
-        # the K block features, then all stage heads as one batched matmul.
-        k, d = f.shape[0], f.shape[-1]
-        lead = f.shape[1:-1]
-        mix = torch.stack([F.pad(weights[s].to(f.dtype), (blocks[0] - self.first_stage_block,
-                                                           k - (blocks[-1] - self.first_stage_block + 1)))
-                           for s, blocks in enumerate(self.stage_blocks)])
-        z = (mix @ f.reshape(k, -1)).reshape(self.num_stages, *lead, d)
+        # Every stage at once: NGA as one matmul, then all stage heads as one batched matmul.
+        d, lead = f.shape[-1], f.shape[1:-1]
+        z = aggregate_stages(f, weights, self.stage_blocks)
         heads = torch.stack([h.to(f.dtype) for h in self.heads])
         emb = torch.bmm(z.reshape(self.num_stages, -1, d), heads).reshape(self.num_stages, *lead, heads.shape[-1])
         stage_emb = F.normalize(emb, dim=-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NGA_MODES = ("normalized", "free", "last")
@@ -40,10 +41,18 @@ def nga_weights(depth: int, sigma: torch.Tensor | float, mode: str = "normalized
     return torch.exp(logw)
 
 
-def aggregate(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Z = Σ_l w_l f_l for features [d, ..., D] and weights [d]."""
-    w = weights.to(features.dtype).reshape(-1, *([1] * (features.dim() - 1)))
-    return (w * features).sum(0)
+def aggregate_stages(features: torch.Tensor, weights: list[torch.Tensor],
+                     stage_blocks: list[list[int]]) -> torch.Tensor:
+    """Z_s = Σ_l w_{s,l} f_l for every stage at once: features [K, ..., D] of K consecutive
+    blocks starting at ``stage_blocks[0][0]``, stage s's weights [d_s] at its blocks → [S, ..., D].
+
+    One [S, K] matrix (each stage's weights at its blocks, zero elsewhere) times the
+    features: a single matmul instead of one weighted sum per stage.
+    """
+    k, first = features.shape[0], stage_blocks[0][0]
+    mix = torch.stack([F.pad(w.to(features.dtype), (blocks[0] - first, k - (blocks[-1] - first + 1)))
+                       for w, blocks in zip(weights, stage_blocks)])
+    return (mix @ features.reshape(k, -1)).reshape(len(stage_blocks), *features.shape[1:])
 
 
 class SigmaBank(nn.Module):

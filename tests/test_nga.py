@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cascade.nga import SigmaBank, aggregate, nga_weights
+from cascade.nga import SigmaBank, aggregate_stages, nga_weights
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 11])
@@ -33,7 +33,7 @@ def test_sigma_gradient_finite():
     bank = SigmaBank([1.0, 0.5])
     feats = torch.randn(3, 5, 8)
     target = torch.randn(5, 8)
-    z = aggregate(feats, nga_weights(3, bank.sigma[0]))
+    z = aggregate_stages(feats, [nga_weights(3, bank.sigma[0])], [[1, 2, 3]])[0]
     loss = ((z - target) ** 2).mean()
     loss.backward()
     assert torch.isfinite(bank.log_sigma.grad).all()

@@ -166,9 +166,7 @@ def bench_device_pipeline(files: list[Path], image_size: int, batch_size: int, d
         t0 = time.perf_counter()
         store = build_store(index, items, geometry, memory_limit=64 * 2**30)
         build = time.perf_counter() - t0
-        c, l = store.box()
-        free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
-        place = cache_placement("auto", dev, len(store) * c * l * 3, free)
+        place = cache_placement("auto", dev, store.dense_nbytes)
         src = StoreSource(store, dataset, dev, image_size=image_size, mean=CLIP_MEAN, std=CLIP_STD,
                           augment=augment, seed=0, pixels_on=place)
         batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]

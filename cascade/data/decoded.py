@@ -114,6 +114,12 @@ class DecodedImages:
             return (1, 1)
         return int(self.table[:, 1].max()), int(self.table[:, 2].max())
 
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes of every array padded to :meth:`box`, as one tensor (the copy a GPU keeps)."""
+        c, l = self.box()
+        return len(self) * c * l * 3
+
 
 # ---- decoding ------------------------------------------------------------------------------
 def _crop_array(im: Image.Image, side: int) -> tuple[np.ndarray, tuple[int, int], bool]:

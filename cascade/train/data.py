@@ -146,9 +146,10 @@ class CacheSource:
         return self
 
 
-def cache_placement(setting: str, device: torch.device, nbytes: int, free_bytes: int | None) -> torch.device:
+def cache_placement(setting: str, device: torch.device, nbytes: int, free_bytes: int | None = None) -> torch.device:
     """Where a prefix cache of ``nbytes`` lives: ``host``, ``device``, or ``auto`` (the training
     device when it is a GPU with at least 4× the cache's size free, else the host).
+    ``free_bytes``: the GPU's free memory (None: asked of a CUDA device).
 
     On the GPU each batch is gathered in place; on the host it is gathered and then copied
     over, every step, from pageable memory.
@@ -158,6 +159,8 @@ def cache_placement(setting: str, device: torch.device, nbytes: int, free_bytes:
         return host
     if setting == "device":
         return device
+    if free_bytes is None and device.type == "cuda":
+        free_bytes = torch.cuda.mem_get_info(device)[0]
     return device if free_bytes is not None and nbytes * 4 <= free_bytes else host
 
 

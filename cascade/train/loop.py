@@ -196,8 +196,7 @@ class Trainer:
                                 for k, s in self.sources.items()}
             self.cache_seconds = time.perf_counter() - t0
             nbytes = sum(src.nbytes() for src in self.sources.values())
-            free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-            self.cache_device = cache_placement(tc.cache_device, self.device, nbytes, free)
+            self.cache_device = cache_placement(tc.cache_device, self.device, nbytes)
             for src in self.sources.values():
                 src.to(self.cache_device)
             self.cache_bytes = nbytes

@@ -146,21 +146,19 @@ def build_pipeline(bundle: DataBundle, model, tc, device: torch.device, *, train
         stem = cache_dir / f"{split}-{g.kind}" if cache_dir is not None else None
         kwargs = dict(max_pixels=bundle.config.max_image_pixels, threads=tc.num_workers, log=log)
         if ctx.enabled and len(dataset) and stem is not None:
-            # One decode for all ranks: rank 0 writes the store to disk, every rank maps it.
-            if ctx.is_main:
-                build_store(bundle.index, dataset.indices, g, memory_limit=0, cache_stem=stem, **kwargs)
+            # One decode for all ranks: rank 0 writes the store to disk, every other rank maps it.
+            store = (build_store(bundle.index, dataset.indices, g, memory_limit=0, cache_stem=stem, **kwargs)
+                     if ctx.is_main else None)
             ctx.barrier()
-            store = open_store(stem, fingerprint(bundle.index, dataset.indices, g, kwargs["max_pixels"]))
+            if store is None:
+                store = open_store(stem, fingerprint(bundle.index, dataset.indices, g, kwargs["max_pixels"]))
             if store is None:
                 raise InputPipelineError(f"{stem}: rank {ctx.rank} cannot read the input store rank 0 wrote")
         else:
             store = build_store(bundle.index, dataset.indices, g, memory_limit=budget, cache_stem=stem, **kwargs)
         if store.path is not None and stem is not None and ctx.is_main:
             out.stems.append(stem)
-        c, l = store.box()
-        dense_bytes = len(store) * c * l * 3
-        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-        place = cache_placement(tc.cache_device, device, dense_bytes, free)
+        place = cache_placement(tc.cache_device, device, store.dense_nbytes)
         out.sources[split] = StoreSource(store, dataset, device, image_size=size, mean=mean, std=std,
                                          augment=aug if split == "train" else None, seed=tc.seed, pixels_on=place)
         budget = max(0, budget - store.nbytes)
