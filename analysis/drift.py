@@ -599,8 +599,8 @@ def drift_over_checkpoints(run_dir: str | os.PathLike, split: str = "val", *, ch
 
     run = load_run(run_dir, checkpoint="last" if (Path(run_dir) / "checkpoints" / "last.safetensors").is_file()
                    else "best", device=device)
-    paths = [Path(p) for p in checkpoints] if checkpoints is not None else iter_checkpoints(run_dir)
-    paths = [p for p in paths if ".train" not in p.name]
+    paths = ([Path(p) for p in checkpoints if ".train" not in Path(p).name] if checkpoints is not None
+             else iter_checkpoints(run_dir))
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     frozen = run_features(run, split, which="frozen", poolings=sorted({"cls", run.model.config.pooling}),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,24 +24,18 @@ SPEED_TARGET_CPU_S = 1.0
 SPEED_TARGET_GPU_S = 0.05
 
 
+SYNTHETIC_TINY = Path(__file__).resolve().parents[1] / "configs" / "synthetic-tiny.yaml"
+
+
 def synthetic_run_config(runs_dir: str, *, quick: bool):
     """The shipped synthetic-tiny example run (configs/synthetic-tiny.yaml); smaller when quick."""
     from cascade.train.run_config import load_run_config
 
-    values: dict[str, Any] = {
-        "method": "cascade", "backbone.model_name": "cascade-tiny", "backbone.pretrained": "none",
-        "backbone.seed": 0, "model.preset": "b32-4stage", "model.prompt_tokens": 4, "data.format": "synthetic",
-        "data.synthetic.num_samples": 360, "data.synthetic.image_size": 64, "data.synthetic.seed": 0,
-        "data.split_seed": 0, "train.epochs.warmup": 1, "train.epochs.unfreeze": 1, "train.epochs.global": 2,
-        "train.batch_size": 32, "train.lr.prompts": 3e-3, "train.lr.nga": 1e-3, "train.lr.fusion": 1e-3,
-        "train.lr.heads": 3e-3, "train.lr.classifier": 3e-3, "train.lr.other": 1e-3, "train.augment": False,
-        "train.cache_prefix": True, "train.seed": 0, "train.device": "cpu", "run.name": "synthetic-tiny",
-        "run.runs_dir": runs_dir,
-    }
+    values: dict[str, Any] = {"run.runs_dir": runs_dir}
     if quick:
         values.update({"data.synthetic.num_samples": 120, "model.prompt_tokens": 2, "train.epochs.unfreeze": 0,
                        "train.epochs.global": 1, "train.batch_size": 16})
-    return load_run_config(None, values)
+    return load_run_config(SYNTHETIC_TINY, values)
 
 
 def _speed(backbone, device: str, quick: bool) -> dict:

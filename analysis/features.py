@@ -700,10 +700,11 @@ def model_features(model, data: Any, *, data_id: dict[str, Any] | str, checkpoin
 
 
 def iter_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Every checkpoint of a run, ordered by the step (or epoch) its JSON records, else by time."""
+    """Every model checkpoint of a run (not the ``*.train`` resume states), ordered by the step
+    (or epoch) its JSON records, else by time."""
     run_dir = Path(run_dir)
     folder = run_dir / "checkpoints"
-    paths = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    paths = sorted(p for p in folder.glob("*.safetensors") if ".train" not in p.name) if folder.is_dir() else []
 
     def order(p: Path) -> tuple:
         try:

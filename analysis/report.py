@@ -12,12 +12,14 @@ drift measured) is listed in index.md with the reason instead of an empty figure
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from cascade.dashboard.runs import read_json
+from cascade.train.predictions import predictions_path
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "register", "report_ablation", "report_run"]
 
@@ -36,7 +38,6 @@ class Report:
     out: Path
     title: str
     formats: tuple[str, ...] = FORMATS
-    column: str = "single"
     dpi: float = 300
     notes: list[str] = field(default_factory=list)
     entries: list[tuple[str, str]] = field(default_factory=list)
@@ -80,13 +81,6 @@ class Report:
         return atomic_write_text(self.out / "index.md", "\n".join(lines) + "\n")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 # ---------------------------------------------------------------------------
 # one run
 # ---------------------------------------------------------------------------
@@ -99,8 +93,6 @@ def _sigma_from_checkpoints(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
     sigma, fusion, seen = [], [], set()
     for path in iter_checkpoints(run_dir):
-        if ".train" in path.name:
-            continue
         try:
             meta = read_meta(path)
         except Exception:  # noqa: BLE001 - an unreadable checkpoint adds no point
@@ -131,8 +123,8 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     run_dir = folder.path
     out = Path(out)
     name = run_dir.name
-    rep = Report(out, f"Figures of run `{name}`", tuple(formats), column, dpi)
-    report = _read_json(run_dir / "eval.json") or {}
+    rep = Report(out, f"Figures of run `{name}`", tuple(formats), dpi)
+    report = read_json(run_dir / "eval.json") or {}
     if report.get("random_weights"):
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
     if not report:
@@ -186,8 +178,11 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rep.skip("nga-curves, sigma-sweep, cka-*", "no cascade checkpoint (linear probe, or no best checkpoint)")
 
     if model_run and features:
-        _feature_figures(rep, run_dir, name, split, device, quiet, paper)
-        _explanation_figure(rep, run_dir, name, split, device)
+        from analysis.features import load_run
+
+        run = load_run(run_dir, "best", device)     # one load for the feature figures and the explanations
+        _feature_figures(rep, run, name, split, device, quiet, paper)
+        _explanation_figure(rep, run, name, split)
     elif model_run:
         rep.skip("sigma-sweep, cka-*, explanations", "--no-features: figures that need a forward pass were left out")
 
@@ -214,14 +209,13 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     return rep.write_index()
 
 
-def _feature_figures(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper) -> None:
+def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet: bool, paper) -> None:
     from analysis import drift
-    from analysis.features import frozen_final_embedding, load_run, run_features
+    from analysis.features import frozen_final_embedding, run_features
     from analysis.figures import cka_heatmap, sigma_sweep_figure
     from analysis.sigma import SigmaSweeper
     import numpy as np
 
-    run = load_run(run_dir, "best", device)
     model = run.model
     if not run.splits.get(split):
         rep.skip("sigma-sweep, cka-*", f"the {split} split is empty")
@@ -255,12 +249,12 @@ def _feature_figures(rep: Report, run_dir: Path, name: str, split: str, device: 
         rep.add(npz_path, f"{what}: the matrix (NPZ, no pickle)")
 
 
-def _explanation_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, n: int = 4) -> None:
+def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> None:
     """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
     from analysis.explain import explain_grid, relevance_table, save_relevance_npz
 
     try:
-        fig, explained = explain_grid(run_dir, n, device=device, split=split, paper="double")
+        fig, explained = explain_grid(run, n, split=split, paper="double")
     except ValueError as exc:   # an empty split, a backbone without plain attention blocks
         rep.skip("explanations", str(exc))
         return
@@ -279,7 +273,7 @@ def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str
     if not logged.empty:
         df, source = logged, "logged during training (train.drift)"
     else:
-        ckpts = [c for c in iter_checkpoints(run_dir) if ".train" not in c.name]
+        ckpts = iter_checkpoints(run_dir)
         if not can_compute or len(ckpts) < 2:
             rep.skip("drift", "no drift was logged (train.drift.every_k_steps: 0) and there are not two "
                               "checkpoints to compare (train.keep_epoch_checkpoints keeps one per epoch)")
@@ -307,7 +301,7 @@ def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
 
 
 def _ablation_rows(ablation_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    payload = _read_json(ablation_dir / "results.json")
+    payload = read_json(ablation_dir / "results.json")
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise FileNotFoundError(f"{ablation_dir}: no results.json from `cascade ablate`")
     rows = [r for r in payload["rows"] if isinstance(r, dict) and r.get("method")]
@@ -334,7 +328,7 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
     notes: list[str] = []
     preds: dict[tuple[str, Any], Any] = {}
     for r in rows:
-        path = r["_run"] / f"predictions-{split}.csv"
+        path = predictions_path(r["_run"], split)
         if path.is_file():
             preds[(r["method"], r["seed"])] = (read_predictions(path), r["_run"])
         else:
@@ -408,7 +402,7 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
     stage_rows, width = [], 0
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        per_run = [((_read_json(r["_run"] / "eval.json") or {}).get("test") or {}) for r in mine]
+        per_run = [((read_json(r["_run"] / "eval.json") or {}).get("test") or {}) for r in mine]
         n_stages = max((len(t.get("stages") or []) for t in per_run), default=0)
         width = max(width, n_stages)
         cells: dict[str, Any] = {"method": m}
@@ -440,7 +434,7 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
 
     ablation_dir, out = Path(ablation_dir), Path(out)
     payload, rows = _ablation_rows(ablation_dir)
-    rep = Report(out, f"Ablation `{ablation_dir.name}`", tuple(formats), column, dpi)
+    rep = Report(out, f"Ablation `{ablation_dir.name}`", tuple(formats), dpi)
     if payload.get("random_weights"):
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
 

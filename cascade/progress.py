@@ -73,9 +73,8 @@ class Progress:
 
     def _threshold_after(self, n: int) -> int:
         """The first step count past ``n`` that completes another part (ceil(total·k/parts))."""
+        # k = floor(n·parts/total) + 1 is the first part with total·k/parts > n
         k = n * self._parts // self.total + 1
-        while -(-self.total * k // self._parts) <= n:
-            k += 1
         return -(-self.total * k // self._parts)
 
     def set_postfix(self, **values: Any) -> None:

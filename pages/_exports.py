@@ -8,7 +8,6 @@ clicked (the analysis export drives a local Chromium through kaleido).
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import streamlit as st
@@ -16,17 +15,12 @@ import streamlit as st
 from analysis.export import figure_bytes
 from analysis.style import apply_paper_style
 from analysis.tables import frame_table
+from cascade.dashboard.runs import SUMMARY_METRICS
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
         "tex": "application/x-tex", "json": "application/json", "npz": "application/octet-stream"}
 ICON = ":material/download:"
-METRIC_LIKE = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection",
-               "std", "weight", "value", "probability")
-
-
-def slug(text: str) -> str:
-    """A file-name stem from a title."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-").lower() or "figure"
+METRIC_LIKE = (*SUMMARY_METRICS, "std", "weight", "value", "probability")
 
 
 def _print_figure(build: Callable[[Any], Any] | Any, title: str | None):

@@ -151,4 +151,4 @@ def checkpoint_paths(run_dir: Path) -> list[Path]:
     """A run's model checkpoints in training order (the trainer's resume state excluded)."""
     from analysis.features import iter_checkpoints
 
-    return [p for p in iter_checkpoints(run_dir) if ".train" not in p.name]
+    return iter_checkpoints(run_dir)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.run_figures import stage_bars
-from cascade.dashboard.jobs import JobError
+from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.progress import read_ablation_progress
 from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs, runs_table,
                                     stage_table)
@@ -64,8 +64,7 @@ def ablation_jobs() -> None:
     jobs = [j for j in reg.jobs() if j.kind == "ablation"]
     for job in jobs:
         prog = read_ablation_progress(job.run_dir, job.plan["methods"], job.plan["seeds"])
-        state = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
-                 "failed": "FAILED"}[job.state]
+        state = STATE_LABELS[job.state]
         st.progress(prog.fraction, text=f"`{job.name}` — {state} — {prog.describe()}")
         if job.alive:
             if st.button("Stop", key=f"stop_ab_{job.name}", icon=":material/stop:",

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
-from cascade.dashboard.jobs import JobError
+from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.progress import read_progress
 from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
@@ -158,8 +158,7 @@ def monitor() -> None:
     job = reg.get(run_dir.name)
     p = read_progress(run_dir)
     state = job.state if job is not None else (p.state.state if p.done else "not running")
-    label = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
-             "failed": "FAILED", "killed": "killed", "not running": "not running (no worker in this dashboard)"}[state]
+    label = {**STATE_LABELS, "killed": "killed", "not running": "not running (no worker in this dashboard)"}[state]
     if state == "running" and p.activity in ("validating", "testing"):
         label = "validating…" if p.activity == "validating" else "testing…"
     st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%} of the planned steps")

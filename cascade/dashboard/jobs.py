@@ -25,6 +25,14 @@ from .runs import safe_run_dir
 JobState = Literal["running", "stopping", "finished", "stopped", "failed"]
 LOG_NAME = "train.log"
 ABLATION_LOG = "ablate.log"     # not train.log: an ablation folder is not a run folder
+# How the dashboard names a job's state.
+STATE_LABELS = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
+                "failed": "FAILED"}
+
+
+def log_name(kind: str) -> str:
+    """The log file of a job of ``kind`` in its folder."""
+    return ABLATION_LOG if kind == "ablation" else LOG_NAME
 
 
 class JobError(ValueError):
@@ -45,7 +53,7 @@ class Job:
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / (ABLATION_LOG if self.kind == "ablation" else LOG_NAME)
+        return self.run_dir / log_name(self.kind)
 
     @property
     def pid(self) -> int:
@@ -152,7 +160,7 @@ class JobRegistry:
             env["PYTHONUNBUFFERED"] = "1"
             root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            log = open(run_dir / (ABLATION_LOG if kind == "ablation" else LOG_NAME), "ab")
+            log = open(run_dir / log_name(kind), "ab")
             try:
                 proc = subprocess.Popen(
                     [self.python, "-m", "cascade.dashboard.worker", *flags, str(run_dir)],

@@ -57,6 +57,9 @@ def load_index(cfg: DataConfig | dict[str, Any]) -> DatasetIndex:
         classnames, records, has_dist = LOADERS[cfg.format](cfg, report)
     else:  # pragma: no cover - the Literal type rules this out
         raise DataError(f"unknown data format {cfg.format!r}")
+    if isinstance(cfg.root, dict) and "val" not in cfg.root:
+        what = "shards" if cfg.format == "webdataset" else "file"
+        report.warn(f"data.root has no val {what}: the best checkpoint cannot be chosen on validation data")
 
     # Row order within each table; tables in the order they were first reported.
     tables = {f: i for i, f in enumerate(dict.fromkeys(b.file for b in report.bad))}

@@ -33,6 +33,10 @@ class LabelParser:
         self.folded = {c.casefold(): i for i, c in enumerate(classnames)}
         self.n = len(classnames)
 
+    def by_name(self, name: str) -> int | None:
+        """The index of a class name (exact, then case-insensitive); None for other text."""
+        return self.exact.get(name, self.folded.get(name.casefold()))
+
     def __call__(self, value: str | int) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value if 0 <= value < self.n else None
@@ -149,8 +153,6 @@ def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[
     if len(tables) == 1:
         report.row_file = str(tables[0][1].path)
     report.row_convention = tables[0][1].row_convention
-    if isinstance(cfg.root, dict) and "val" not in cfg.root:
-        report.warn("data.root has no val file: the best checkpoint cannot be chosen on validation data")
 
     dist_names = _distribution_names([t for _, t in tables], cfg)
     classnames = _classnames([t for _, t in tables], cfg, dist_names)

@@ -138,8 +138,6 @@ def load_webdataset(cfg: DataConfig, report: DataReport) -> tuple[list[str], lis
     report.scan_seconds = round(time.perf_counter() - start, 3)
     report.row_file = None
 
-    if isinstance(cfg.root, dict) and "val" not in cfg.root:
-        report.warn("data.root has no val shards: the best checkpoint cannot be chosen on validation data")
     for shard in shards:
         if shard.problem is not None:
             report.add_bad(shard.url, shard.problem)
@@ -261,8 +259,6 @@ def _classnames(cfg: DataConfig, shards: list[_Shard], report: DataReport) -> li
 def _records(cfg: DataConfig, shards: list[_Shard], classnames: list[str],
              report: DataReport) -> tuple[list[Record], int]:
     parse_label = LabelParser(classnames)
-    position = {c: i for i, c in enumerate(classnames)}
-    folded = {c.casefold(): i for i, c in enumerate(classnames)}
     records: list[Record] = []
     with_dist = 0
     for shard in shards:
@@ -277,7 +273,7 @@ def _records(cfg: DataConfig, shards: list[_Shard], classnames: list[str],
                 report.add_bad(key, s.problem, field=s.field)
                 continue
             try:
-                label, dist, note = _targets(s, classnames, parse_label, position, folded, cfg)
+                label, dist, note = _targets(s, classnames, parse_label, cfg)
             except DistributionProblem as exc:
                 report.add_bad(key, str(exc), field=exc.field)
                 continue
@@ -297,8 +293,7 @@ def _records(cfg: DataConfig, shards: list[_Shard], classnames: list[str],
     return records, with_dist
 
 
-def _targets(s: _Parsed, classnames: list[str], parse_label: LabelParser, position: dict[str, int],
-             folded: dict[str, int], cfg: DataConfig) -> tuple[int, np.ndarray | None, str | None]:
+def _targets(s: _Parsed, classnames: list[str], parse_label: LabelParser, cfg: DataConfig) -> tuple[int, np.ndarray | None, str | None]:
     where = "json.votes" if s.counts else "json.distribution"
     dist: np.ndarray | None = None
     note: str | None = None
@@ -314,7 +309,7 @@ def _targets(s: _Parsed, classnames: list[str], parse_label: LabelParser, positi
         else:
             raise DistributionProblem(f"must be an object {{class: value}} or a list, got {type(s.values).__name__}", where)
         for name, value in items:
-            i = position.get(str(name), folded.get(str(name).casefold()))
+            i = parse_label.by_name(str(name))
             if i is None:
                 raise DistributionProblem(f"class {name!r} is not one of {classnames}", where)
             if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -216,3 +216,13 @@ def test_distributed_shard_and_gather(tmp_path, tiny_backbone):
     assert ddp.indices.tolist() == single.indices.tolist()
     assert torch.allclose(ddp.get(), single.get(), atol=1e-5)
     assert torch.equal(ddp.labels, single.labels)
+
+
+def test_iter_checkpoints_lists_model_checkpoints_not_resume_states(synthetic_run):
+    from analysis.features import iter_checkpoints
+
+    folder = synthetic_run / "checkpoints"
+    assert (folder / "last.train.safetensors").is_file()      # the resume state is there ...
+    names = [p.name for p in iter_checkpoints(synthetic_run)]
+    assert names and ".train" not in "".join(names)           # ... but is not a model checkpoint
+    assert {"best.safetensors", "last.safetensors"} <= set(names)

@@ -208,3 +208,11 @@ def test_the_decoded_store_of_shard_samples_is_rebuilt_when_a_shard_is_rewritten
     write_tar(shard, [_sample("k0", 5, label="joy"), _sample("k1", 6, label="anger")])
     os.utime(shard, ns=(1, 1))
     assert fingerprint(load_index(cfg), [0, 1], geo, None) != before
+
+
+def test_per_split_shards_without_val_warn(tmp_path):
+    write_tar(tmp_path / "train-0.tar", [_sample(f"t{i}", i, label=CLASSES[i % 3]) for i in range(3)])
+    write_tar(tmp_path / "test-0.tar", [_sample(f"e{i}", 10 + i, label=CLASSES[i % 3]) for i in range(3)])
+    idx = load_index(DataConfig(format="webdataset", classes=CLASSES,
+                                root={"train": str(tmp_path / "train-0.tar"), "test": str(tmp_path / "test-0.tar")}))
+    assert any("data.root has no val shards" in w for w in idx.report.warnings)
