@@ -12,13 +12,13 @@ drift measured) is listed in index.md with the reason instead of an empty figure
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from cascade.dashboard.runs import read_json
+from cascade.metrics import mean_std
 from cascade.train.predictions import predictions_path
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "register", "report_ablation", "report_run"]
@@ -290,16 +290,6 @@ def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str
 # ---------------------------------------------------------------------------
 
 
-def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
-    vals = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(float(v))]
-    if not vals:
-        return None, None
-    mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return mean, std
-
-
 def _ablation_rows(ablation_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     payload = read_json(ablation_dir / "results.json")
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
@@ -378,7 +368,7 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
         mine = [r for r in rows if r["method"] == m]
         cells: dict[str, Any] = {"method": m, "seeds": len(mine)}
         for k in metrics:
-            mean, std = _mean_std([r.get(k) for r in mine])
+            mean, std = mean_std([r.get(k) for r in mine])
             cells[k] = (mean, std)
         table_rows.append(cells)
         if significance and m != reference:
@@ -409,8 +399,8 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
         for k in range(n_stages):
             values = [((t.get("stages") or [])[k] or {}).get("accuracy") if len(t.get("stages") or []) > k else None
                       for t in per_run]
-            cells[f"stage {k + 1}"] = _mean_std(values)
-        cells["fused"] = _mean_std([(t.get("fused") or {}).get("accuracy") for t in per_run])
+            cells[f"stage {k + 1}"] = mean_std(values)
+        cells["fused"] = mean_std([(t.get("fused") or {}).get("accuracy") for t in per_run])
         stage_rows.append(cells)
     cols = [f"stage {k + 1}" for k in range(width)] + ["fused"]
     for cells in stage_rows:

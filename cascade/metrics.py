@@ -52,6 +52,26 @@ def format_metrics(fused: dict[str, Any]) -> str:
             f"UAR {format_value(fused.get('uar'))}  KL {format_value(fused.get('kl'))}")
 
 
+def mean_std(values: Any) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for one value) of the finite numbers among
+    ``values`` (None, NaN, text and booleans are left out); ``(None, None)`` when there are none."""
+    vals = []
+    for v in values:
+        if isinstance(v, bool):
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            vals.append(f)
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return mean, std
+
+
 def higher_is_better(name: str) -> bool:
     try:
         return METRIC_DIRECTIONS[name] == "max"

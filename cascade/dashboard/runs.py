@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..metrics import mean_std
 from ..train.runstate import read_run_state
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
@@ -338,12 +339,6 @@ def ablation_table(ab: AblationSummary, metrics: tuple[str, ...] = SUMMARY_METRI
     for method, rows in methods.items():
         row: dict[str, Any] = {"method": method, "seeds": len(rows)}
         for m in metrics:
-            vals = [v for v in (_num(r.get(m)) for r in rows) if v is not None]
-            if vals:
-                mean = sum(vals) / len(vals)
-                std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-                row[m], row[f"{m} std"] = mean, std
-            else:
-                row[m], row[f"{m} std"] = None, None
+            row[m], row[f"{m} std"] = mean_std(r.get(m) for r in rows)
         out.append(row)
     return out

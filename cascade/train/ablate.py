@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from ..config import ConfigError
 from ..data import load_index
 from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
 from ..methods import METHODS
+from ..metrics import mean_std
 from .loop import RANDOM_WEIGHTS_NOTE, train
 from .run_config import RunConfig, load_run_config
 from .runfolder import CONFIG, EVAL, atomic_write_text, read_json, write_json
@@ -59,16 +59,6 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return math.nan, math.nan
-    mean = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-
-
 def variance_note(split_per_seed: bool) -> str:
     """What the reported std covers."""
     if split_per_seed:
@@ -92,8 +82,8 @@ def markdown_table(rows: list[dict[str, Any]], methods: list[str], *, random_wei
         mine = [r for r in rows if r["method"] == method]
         cells = [method, str(len(mine))]
         for m in TABLE_METRICS:
-            mean, std = _mean_std([r.get(m) for r in mine])
-            cells.append("n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}")
+            mean, std = mean_std([r.get(m) for r in mine])
+            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
