@@ -73,7 +73,7 @@ def get_data(config_json: str) -> LoadedData:
 
 
 @st.cache_resource(show_spinner="Indexing the data set's image files…", max_entries=4)
-def get_content_index(config_json: str) -> dict[str, int]:
+def get_content_index(config_json: str):
     from cascade.dashboard.inspect import content_index
     return content_index(get_data(config_json).index)
 

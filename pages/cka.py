@@ -53,17 +53,13 @@ def source_of(label: str) -> str:
     return str(run.checkpoint("best") or run.path / "checkpoints" / f"{run.checkpoints[0]}.safetensors")
 
 
-def show(build, key: str, stem: str, result=None) -> None:
-    """``build(paper)`` on screen with the shared downloads (PDF, SVG, PNG, CSV; a matrix also as NPZ)."""
-    height = min(760, max(360, 34 * len(result.rows) + 140)) if result is not None else None
-    extra = None
-    data = None
-    if result is not None:
-        data = matrix_file_bytes(result.matrix, result.rows, result.cols, "csv")
-        extra = {"npz": matrix_file_bytes(result.matrix, result.rows, result.cols, "npz")}
-    elif hasattr(build, "data"):
-        data = build.data
-    chart(build, key, stem, data=data, height=height, extra=extra, title=stem.replace("-", " "))
+def show(build, key: str, stem: str, result) -> None:
+    """``build(paper)``, a heat map of the CKA ``result``, on screen with the shared downloads
+    (PDF, SVG, PNG, the matrix as CSV and NPZ)."""
+    chart(build, key, stem, data=matrix_file_bytes(result.matrix, result.rows, result.cols, "csv"),
+          height=min(760, max(360, 34 * len(result.rows) + 140)),
+          extra={"npz": matrix_file_bytes(result.matrix, result.rows, result.cols, "npz")},
+          title=stem.replace("-", " "))
 
 
 def long_frame(curves: dict, x: str):

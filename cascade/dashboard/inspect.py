@@ -65,28 +65,63 @@ def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) 
 
 
 # ---- uploads that belong to the data set ------------------------------------------------------
-def content_index(index) -> dict[str, int]:
-    """SHA-256 of each image file of a data set → its record (synthetic images have no file)."""
-    import hashlib
-    from pathlib import Path
+class ContentIndex:
+    """Finds the record of a data set whose image file holds exactly some bytes.
 
-    out: dict[str, int] = {}
-    for i, rec in enumerate(index.records):
-        path = Path(rec.key)
-        if rec.key.startswith("synthetic:") or not path.is_file():
-            continue
-        try:
-            out.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), i)
-        except OSError:
-            continue
-    return out
+    Indexed by file size (one ``stat`` per file); only files of an upload's size are read
+    and hashed, once each, so a large data set is not read in full to match a few uploads.
+    """
+
+    def __init__(self, index):
+        from pathlib import Path
+
+        self.by_size: dict[int, list[int]] = {}
+        self.paths: dict[int, Path] = {}
+        self.digests: dict[int, str | None] = {}
+        for i, rec in enumerate(index.records):
+            path = Path(rec.key)
+            if rec.key.startswith("synthetic:"):
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            self.by_size.setdefault(size, []).append(i)
+            self.paths[i] = path
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _digest(self, i: int) -> str | None:
+        import hashlib
+
+        if i not in self.digests:
+            try:
+                self.digests[i] = hashlib.sha256(self.paths[i].read_bytes()).hexdigest()
+            except OSError:
+                self.digests[i] = None
+        return self.digests[i]
+
+    def find(self, data: bytes) -> int | None:
+        """The first record (in data-set order) whose file has these bytes."""
+        import hashlib
+
+        want = None
+        for i in self.by_size.get(len(data), []):
+            want = want or hashlib.sha256(data).hexdigest()
+            if self._digest(i) == want:
+                return i
+        return None
 
 
-def ground_truth(index, lookup: dict[str, int], data: bytes) -> dict | None:
+def content_index(index) -> ContentIndex:
+    """The data set's image files, to match uploads by content (synthetic images have no file)."""
+    return ContentIndex(index)
+
+
+def ground_truth(index, lookup: ContentIndex, data: bytes) -> dict | None:
     """The data set's label and distribution of an uploaded file that is one of its images (same bytes)."""
-    import hashlib
-
-    i = lookup.get(hashlib.sha256(data).hexdigest())
+    i = lookup.find(data)
     if i is None:
         return None
     rec = index.records[i]

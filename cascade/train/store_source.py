@@ -150,8 +150,8 @@ class StoreSource:
         out: dict[str, Any] = {"label": self._pin(self.labels[pos]), "dist": self._pin(self.dists[pos]),
                                "index": self.indices[pos], "pos": pos}
         draws = self._stored_boxes(positions, epoch) if self.augment is not None else None
-        if not self.on_gpu_math:
-            out["image"] = self._cpu_images(positions, draws)
+        if not self.on_gpu_math and draws is not None:
+            out["image"] = self._cpu_crops(positions, draws)
             return out
         if self.dense is None:
             out["pixels"] = self._pin(self._gather(positions))
@@ -187,10 +187,7 @@ class StoreSource:
         return {"y": np.stack([y0, y1], 1).astype(np.int64), "x": np.stack([x0, x1], 1).astype(np.int64),
                 "transposed": t, "flip": draws.flip, "order": draws.order, "factors": draws.factors}
 
-    def _cpu_images(self, positions: list[int], draws: dict | None) -> torch.Tensor:
-        if draws is None:   # the eval store: already the final geometry
-            px = torch.from_numpy(np.stack([self.store.view(p) for p in positions]))
-            return normalise(self._to_unit(px.permute(0, 3, 1, 2)), self._mean, self._std)
+    def _cpu_crops(self, positions: list[int], draws: dict) -> torch.Tensor:
         out = torch.empty((len(positions), 3, self.size, self.size), dtype=torch.uint8)
 
         def crop(k: int) -> None:
