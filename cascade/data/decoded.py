@@ -164,22 +164,24 @@ def fingerprint(index: DatasetIndex, items: Sequence[int], geometry: CacheGeomet
         if key.startswith(SYNTHETIC_PREFIX):
             h.update(f"{key}\n".encode())
         elif rec.member is not None:
-            # A shard sample: its place in the shard, and the shard file's size and time (stat once per shard).
+            # A shard sample: its place in the shard, and the shard file's size and time (stat once per
+            # shard). A downloaded copy of a URL shard differs in time between machines (and ranks with
+            # their own cache), which must agree on the store: its size only.
             m = rec.member
             if m.path not in shards:
-                shards[m.path] = _stat_text(m.path)
+                shards[m.path] = _stat_text(m.path, with_time=m.shard in ("", m.path))
             h.update(f"{key}\t{m.offset}\t{m.size}\t{shards[m.path]}\n".encode())
         else:
             h.update(f"{key}\t{_stat_text(key)}\n".encode())
     return h.hexdigest()
 
 
-def _stat_text(path: str) -> str:
+def _stat_text(path: str, with_time: bool = True) -> str:
     try:
         st = os.stat(path)
     except OSError:
         return "?"
-    return f"{st.st_size}\t{st.st_mtime_ns}"
+    return f"{st.st_size}\t{st.st_mtime_ns}" if with_time else str(st.st_size)
 
 
 class _Writer:
