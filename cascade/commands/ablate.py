@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 ALL = "zeroshot,linear-probe,shallow,vpt-deep,cascade,cascade-no-nga,nga-no-cascade,concat-fusion"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:

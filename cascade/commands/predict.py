@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:

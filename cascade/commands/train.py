@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 EPILOG = """examples:
   cascade train --config configs/synthetic-tiny.yaml

@@ -1,4 +1,4 @@
-"""Shared pieces of the subcommands: turning known errors into one clear line."""
+"""The one error guard of every subcommand: known user errors become one clear line and an exit status."""
 from __future__ import annotations
 
 import sys
@@ -19,23 +19,30 @@ class CommandFailed(Exception):
         self.code = code
 
 
+def _message(exc: BaseException):
+    # str(KeyError("x")) is "'x'": the key's own text reads better in one line
+    return exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+
+
 @contextmanager
-def friendly_errors(command: str):
-    """Known user errors print ``cascade <command>: error: ...`` and exit 2; a non-finite loss exits 3."""
+def friendly_errors(command: str, also: tuple[type[BaseException], ...] = ()):
+    """Known user errors (and those in ``also``) print ``cascade <command>: error: ...`` and exit 2;
+    a non-finite loss exits 3."""
     from ..train.loop import NonFiniteLossError
     try:
         yield
     except NonFiniteLossError as exc:
         print(f"cascade {command}: error: {exc}", file=sys.stderr)
         raise CommandFailed(3) from None
-    except known_errors() as exc:
-        print(f"cascade {command}: error: {exc}", file=sys.stderr)
+    except (*known_errors(), *also) as exc:
+        print(f"cascade {command}: error: {_message(exc)}", file=sys.stderr)
         raise CommandFailed(2) from None
 
 
-def run_guarded(command: str, fn, *args, **kwargs) -> int:
+def run_guarded(command: str, fn, *args, also: tuple[type[BaseException], ...] = (), **kwargs) -> int:
+    """``fn(*args, **kwargs)`` as the exit status of ``cascade <command>``; see :func:`friendly_errors`."""
     try:
-        with friendly_errors(command):
+        with friendly_errors(command, also):
             return int(fn(*args, **kwargs) or 0)
     except CommandFailed as exc:
         return exc.code
