@@ -29,7 +29,7 @@ SYNTHETIC_TINY = Path(__file__).resolve().parents[1] / "configs" / "synthetic-ti
 
 def synthetic_run_config(runs_dir: str, *, quick: bool):
     """The shipped synthetic-tiny example run (configs/synthetic-tiny.yaml); smaller when quick."""
-    from cascade.train.run_config import load_run_config
+    from cascade.run_config import load_run_config
 
     values: dict[str, Any] = {"run.runs_dir": runs_dir}
     if quick:

@@ -571,7 +571,7 @@ class LoadedRun:
     """Everything needed to analyse a run folder."""
 
     run_dir: Path
-    config: Any                 # cascade.train.run_config.RunConfig
+    config: Any                 # cascade.run_config.RunConfig
     model: Any                  # CascadeCLIP with the checkpoint loaded
     checkpoint: Path
     data: Any                   # cascade.train.data.DataBundle (index + splits)
@@ -629,7 +629,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str |
     """
     from cascade.evaluate import load_run_model
     from cascade.train.data import load_data
-    from cascade.train.run_config import load_run_config
+    from cascade.run_config import load_run_config
     from cascade.train.runfolder import SPLITS, RunFolder
 
     folder = RunFolder(run_dir)

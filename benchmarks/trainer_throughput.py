@@ -54,7 +54,8 @@ def variant_overrides(name: str, device: str, compile_mode: str, backend: str) -
 
 
 def run_variant(name: str, args, runs_dir: Path) -> dict:
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     steps_per_epoch = max(1, args.images // args.batch_size)
     settings = variant_overrides(name, args.device, args.compile, args.compile_backend)

@@ -16,7 +16,7 @@ from .train.distributed import DistContext, init_distributed
 from .train.evaluation import evaluate_model, metric_value
 from .train.linear_probe_run import PROBE_FILE, LinearProbeHead, LinearProbeModel
 from .train.loop import PARTIAL_NOTE, RANDOM_WEIGHTS_NOTE, _resolve_device
-from .train.run_config import RunConfig, load_run_config
+from .run_config import RunConfig, load_run_config
 from .train.runfolder import ENV, SPLITS, RunFolder, RunFolderError, read_json, write_json
 from .train.runstate import read_run_state
 

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, CascadeConfig, ConfigError
-from ..data.config import DataConfig, resolve_root
-from ..methods import METHODS
+from .config import PRESETS, CascadeConfig, ConfigError
+from .data.config import DataConfig, resolve_root
+from .methods import METHODS
 
 GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
 
@@ -311,7 +311,7 @@ class RunConfig(_Strict):
     # ---- derived ----------------------------------------------------------------------
     def model_config_for_method(self) -> CascadeConfig:
         """The model config this run trains: ``model`` as the base, changed by ``method``."""
-        from ..methods import method_config
+        from .methods import method_config
         return self.model if self.method == "cascade" else method_config(self.method, self.model)
 
     def default_run_name(self) -> str:

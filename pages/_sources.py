@@ -37,7 +37,7 @@ def load_run_from_model(checkpoint: Path, model):
     (the run's config, its saved split, the trainer's data loader)."""
     from analysis.features import LoadedRun
     from cascade.train.data import load_data
-    from cascade.train.run_config import load_run_config
+    from cascade.run_config import load_run_config
 
     run_dir = checkpoint.parent.parent
     cfg = load_run_config(run_dir / "config.yaml")

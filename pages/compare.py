@@ -95,7 +95,7 @@ with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not
             go = st.form_submit_button("Start ablation", type="primary", icon=":material/play_arrow:")
         if go:
             try:
-                from cascade.train.run_config import load_run_config
+                from cascade.run_config import load_run_config
 
                 base = next(r for r in bases if r.name == base_name)
                 cfg = load_run_config(base.path / "config.yaml")

@@ -5,10 +5,9 @@ import pytest
 import yaml
 
 from cascade.config import ConfigError
-from cascade.train import RunConfig, load_run_config, sanitize_run_name
-from cascade.train.run_config import apply_overrides, metric_direction
+from cascade.run_config import RunConfig, apply_overrides, load_run_config, metric_direction, sanitize_run_name
 
-from .helpers import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_follow_design():

@@ -255,7 +255,7 @@ def _sigma_sweep(args: argparse.Namespace) -> int:
     _check_metric(args.metric)
     if args.stage is not None:
         # cheap checks first: the run's config says how many stages it has
-        from cascade.train.run_config import load_run_config
+        from cascade.run_config import load_run_config
         from cascade.train.runfolder import RunFolder
 
         folder = RunFolder(args.run)

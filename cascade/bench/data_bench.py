@@ -192,7 +192,8 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
     """``cascade train`` with augmentation on a generated folder of ``images`` 640×480 JPEGs,
     once per input pipeline: steady images/s and the share of step time the loop waited
     for its next batch."""
-    from ..train import load_run_config, train
+    from ..run_config import load_run_config
+    from ..train import train
     from .jpeg_folder import jpeg_folder
 
     root = jpeg_folder(images)

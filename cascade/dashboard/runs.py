@@ -31,11 +31,11 @@ class RunNameError(ValueError):
 def sanitize_run_name(name: str) -> str:
     """Letters, digits, '.', '_' and '-' only; no leading dots; at most 120 characters.
 
-    Same rule as the trainer's (:func:`cascade.train.run_config.sanitize_run_name`), so a
+    Same rule as the trainer's (:func:`cascade.run_config.sanitize_run_name`), so a
     name accepted here is the folder the CLI would write.
     """
     try:
-        from ..train.run_config import sanitize_run_name as trainer_rule
+        from ..run_config import sanitize_run_name as trainer_rule
     except ImportError:  # pragma: no cover - the trainer ships with the package
         trainer_rule = None
     if trainer_rule is not None:

@@ -44,7 +44,7 @@ def default_run_name(method: str = "cascade") -> str:
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
                      data_config, runs_dir: str, device: str = "auto"):
     """A validated RunConfig (raises :class:`cascade.config.ConfigError` naming the field)."""
-    from ..train.run_config import validate_run_config
+    from ..run_config import validate_run_config
 
     name = sanitize_run_name(req.name or default_run_name(req.method))
     model: dict[str, Any] = {"preset": req.preset, "prompt_tokens": int(req.prompt_tokens),

@@ -28,7 +28,7 @@ from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
 from ..methods import METHODS
 from ..metrics import mean_std
 from .loop import RANDOM_WEIGHTS_NOTE, train
-from .run_config import RunConfig, load_run_config
+from ..run_config import RunConfig, load_run_config
 from .runfolder import CONFIG, EVAL, atomic_write_text, read_json, write_json
 from .runstate import read_run_state
 

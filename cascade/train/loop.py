@@ -32,7 +32,7 @@ from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, opt
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, predictions_path, write_predictions
-from .run_config import RunConfig, load_run_config, metric_direction
+from ..run_config import RunConfig, load_run_config, metric_direction
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
                         environment, write_json)
 from .runstate import StateWriter

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .run_config import GROUPS, TrainConfig
+from ..run_config import GROUPS, TrainConfig
 
 
 def build_optimizer(model, cfg: TrainConfig, capable: set[str], fused: bool | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..fileio import atomic_write_text, to_json, write_json  # noqa: F401  (re-exported for the trainer)
-from .run_config import RunConfig, sanitize_run_name
+from ..run_config import RunConfig, sanitize_run_name
 
 CONFIG = "config.yaml"
 SPLITS = "splits.json"

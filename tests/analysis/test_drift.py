@@ -150,7 +150,7 @@ def test_resumed_monitor_reads_its_step_0_baseline(setup, tmp_path):
 
 def test_probe_defaults_to_a_few_hundred_val_images():
     from analysis.drift import probe_batch
-    from cascade.train.run_config import validate_run_config
+    from cascade.run_config import validate_run_config
 
     assert validate_run_config({}).train.drift.probe_size >= 256
     assert validate_run_config({"train": {"drift": {"probe_size": None}}}).train.drift.probe_size is None
@@ -205,7 +205,8 @@ def test_monitor_rejects_tiny_probe(setup):
 def test_library_train_monitors_drift_when_configured(tmp_path):
     """The trainer adds the configured callbacks itself (cascade.callbacks entry point), so a run
     started from Python or the dashboard monitors drift as the CLI does."""
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     repo = Path(__file__).resolve().parents[2]
     cfg = load_run_config(repo / "configs" / "synthetic-tiny.yaml", [

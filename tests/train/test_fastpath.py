@@ -5,7 +5,7 @@ import yaml
 
 from cascade.train import train
 from cascade.train.fastpath import (COMPILE_SECONDS, GraphSteps, plan_compile, resolve_frozen_dtype, step_seconds)
-from cascade.train.run_config import TrainConfig
+from cascade.run_config import TrainConfig
 
 from .helpers import read_jsonl, tiny_config
 
