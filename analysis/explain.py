@@ -51,7 +51,6 @@ __all__ = [
     "Explained",
     "Relevance",
     "SCORES",
-    "explain_grid",
     "explained_score",
     "explain_images",
     "relevance_npz_bytes",
@@ -425,20 +424,3 @@ def val_images(run, n: int = 4, split: str = "val") -> list[tuple[str, Any]]:
         depth += 1
     keys = run.index.keys
     return [(keys[i], run.index.load_image(i, max_pixels=run.config.data.max_image_pixels)) for i in chosen]
-
-
-def explain_grid(run, images: Sequence[Any] | int = 4, target: TargetSpec = None, *, checkpoint: str = "best",
-                 device: str = "cpu", split: str = "val", score: str = "centered", opacity: float = 0.5,
-                 paper: bool | str = "double"):
-    """The explanation grid of a run: ``(figure, explained)``.
-
-    ``run``: a run folder or an :class:`analysis.features.LoadedRun`; ``images``: inputs as
-    for :func:`explain_images`, or a number of ``split`` images (:func:`val_images`).
-    """
-    from analysis.explain_figure import explanation_grid
-    from analysis.features import LoadedRun, load_run
-
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device)
-    items = val_images(loaded, images, split) if isinstance(images, int) else images
-    explained = explain_images(loaded.model, items, target, score=score)
-    return explanation_grid(explained, opacity=opacity, paper=paper), explained

@@ -251,7 +251,8 @@ def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet
 
 def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> None:
     """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
-    from analysis.explain import explain_grid, relevance_table, save_relevance_npz
+    from analysis.explain import relevance_table, save_relevance_npz
+    from analysis.explain_figure import explain_grid
 
     try:
         fig, explained = explain_grid(run, n, split=split, paper="double")
