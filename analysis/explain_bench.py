@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .sigma import _threads
+from .sigma import torch_threads
 
 SPEED_TARGET_CPU_S = 1.0
 SPEED_TARGET_GPU_S = 0.05
@@ -72,7 +72,7 @@ def _speed(backbone, device: str, quick: bool) -> dict:
     # The target's setting is 2 threads; one thread is timed too (full runs), as it is a steadier
     # measure on a machine shared with other jobs. A quick run times one thread only.
     for n in (1,) if quick else (2, 1):
-        with _threads(n):
+        with torch_threads(n):
             row = timed(cpu_model, torch.device("cpu"))
         out["cpu" if n == (1 if quick else 2) else f"cpu_{n}_thread"] = {**row, "threads": n}
     cpu = out["cpu"]
@@ -108,7 +108,7 @@ def _deletion(quick: bool) -> dict:
     orders = 2 if quick else 10
     rows: dict[str, Any] = {}
     # The tiny model runs several times faster on one thread (two spin-wait on a busy machine).
-    with _threads(1), tempfile.TemporaryDirectory(prefix="cascade-explain-bench-") as tmp:
+    with torch_threads(1), tempfile.TemporaryDirectory(prefix="cascade-explain-bench-") as tmp:
         path = train(synthetic_run_config(tmp, quick=quick), quiet=True)
         run = load_run(path, "best", "cpu")
         centered, _ = run_deletion(run, random_orders=orders, seed=0)

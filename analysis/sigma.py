@@ -235,7 +235,7 @@ def _argmax_dim1(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None):
+def torch_threads(n: int | None):
     """Temporarily set torch's intra-op threads (process-wide; restored on exit)."""
     if n is None or n == torch.get_num_threads():
         yield
@@ -342,7 +342,7 @@ class SigmaSweeper:
             k0 += len(bl)
         self.num_blocks = k0
         c = t_hat.shape[0]
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             # P_k = f_k W_{s(k)} (once); then Q = P T̂ᵀ and the per-sample Gram matrix of the P's.
             # Layouts are sample-major so that every per-σ product is one plain GEMM.
             proj = torch.empty((n, k0, t_hat.shape[1]), dtype=dt, device=dev)   # [N, K, E]
@@ -430,7 +430,7 @@ class SigmaSweeper:
         (a single configuration gives G = 1)."""
         sig = self.sigma_matrix(sigmas)
         fused, stages = [], []
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             for start in range(0, sig.shape[0], self.chunk):
                 fz, st = self._logits_chunk(sig[start:start + self.chunk])
                 g = fz.shape[-1]
@@ -560,7 +560,7 @@ class SigmaSweeper:
         per-class recall (from :func:`cascade.metrics.metrics_from_confusion`).
         """
         sig = self.sigma_matrix(self.spec.sigma if sigmas is None else sigmas)
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             fused, stages = self._logits_chunk(sig)
             row = self._rows(fused, stages)[0]
             if details:
@@ -576,7 +576,7 @@ class SigmaSweeper:
         """:meth:`evaluate` (without details) for each configuration of a [G, S] array."""
         sig = self.sigma_matrix(sigmas)
         rows = []
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, sig.shape[0], self.chunk):
                 part = sig[start:start + self.chunk]
                 rows.extend(self._rows(*self._logits_chunk(part)))
