@@ -168,8 +168,8 @@ def test_weights_disabled_gives_demo_banner(tmp_path, monkeypatch):
 def test_weights_offline_is_fast_and_explains(monkeypatch):
     import cascade.backbone as bb
 
-    monkeypatch.setattr(bb, "_cached_weights", lambda cfg, cache_dir: None)
-    monkeypatch.setattr(bb, "_reachable", lambda cfg, timeout: (False, "huggingface.co:443 unreachable (test)"))
+    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: None)
+    monkeypatch.setattr(bb, "download_host_reachable", lambda cfg, timeout: (False, "huggingface.co:443 unreachable (test)"))
     status = check_weights("ViT-B-32", "openai", timeout=2.0)
     assert status.state == "unavailable" and not status.usable and status.seconds < 2.0
     settings = DashboardSettings(runs_dir=Path("runs"), demo_model="ViT-B-32")
@@ -201,7 +201,7 @@ def test_weights_check_never_raises(monkeypatch):
 def test_weights_cached_and_file(tmp_path, monkeypatch):
     import cascade.backbone as bb
 
-    monkeypatch.setattr(bb, "_cached_weights", lambda cfg, cache_dir: "/cache/w.safetensors")
+    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: "/cache/w.safetensors")
     assert check_weights("ViT-B-32", "openai").state == "cached"
     f = tmp_path / "w.safetensors"
     f.write_bytes(b"0")
