@@ -139,7 +139,7 @@ def image_files(root: str | os.PathLike | None, num_images: int) -> tuple[list[P
 def _index_of(files: list[Path]):
     """A DatasetIndex over ``files`` labelled by their folder, without the scan's decode."""
     from ..data.records import DatasetIndex, Record
-    from ..data.report import DataReport
+    from ..data.scan_report import DataReport
 
     classes = sorted({f.parent.name for f in files})
     records = [Record(key=str(f), label=classes.index(f.parent.name)) for f in files]

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .images import load_rgb
-from .report import DataReport
+from .scan_report import DataReport
 from .tar_members import TarMember, read_member
 
 SYNTHETIC_PREFIX = "synthetic:"
