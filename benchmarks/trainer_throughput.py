@@ -108,7 +108,7 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("trainer_throughput: --device cuda, but torch.cuda.is_available() is False")
     from cascade import CascadeConfig, build_model, load_backbone
-    from cascade.bench.flops import cascade_flops, peak_tflops
+    from cascade.flops import cascade_flops, peak_tflops
 
     backbone = load_backbone(args.model, None)
     args.image_size = args.image_size or backbone.info.image_size

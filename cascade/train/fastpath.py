@@ -27,7 +27,7 @@ COMPILED_MFU = 0.336            # compiled training step
 # Below this an eager step is bound by kernel launches, not FLOPs (about 700 launches per
 # step at roughly 6 µs each; the CUDA bench prints the launch count); CUDA graphs remove it.
 EAGER_LAUNCH_SECONDS = 0.004
-# GPUs missing from cascade.bench.flops.PEAK_BF16_TFLOPS are assumed this fast: a high
+# GPUs missing from cascade.flops.PEAK_BF16_TFLOPS are assumed this fast: a high
 # guess, so the saving is underestimated and auto compiles only when clearly worth it.
 ASSUMED_PEAK_TFLOPS = 989.4
 COMPILE_MODE = "reduce-overhead"
@@ -123,7 +123,7 @@ def plan_compile(setting: str, *, device: torch.device, graphs: list[GraphSteps]
                                                         "only; set train.compile to a mode to use it"})
     if not graphs or not flops_per_step:
         return CompilePlan(setting, estimate={"reason": "no training steps"})
-    from ..bench.flops import peak_tflops
+    from ..flops import peak_tflops
 
     peak, source = peak_tflops(device_name)
     if peak is None:

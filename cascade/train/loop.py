@@ -231,7 +231,7 @@ class Trainer:
         flops = None
         if tc.compile == "auto" and self.device.type == "cuda" and self.method.trains \
                 and not self.method.linear_probe:
-            from ..bench.flops import cascade_flops
+            from ..flops import cascade_flops
 
             full = len(self.data.splits["train"]) // tc.batch_size     # the short last batch runs eagerly
             for epoch in range(self.start_epoch, self.total_epochs):

@@ -195,7 +195,7 @@ def test_hooked_blocks_see_full_sequences(tiny_backbone):
 
 def test_row_plan_and_flops(tiny_backbone):
     from cascade import CascadeConfig, build_model
-    from cascade.bench.flops import cascade_flops, plain_flops
+    from cascade.flops import cascade_flops, plain_flops
 
     model = build_model(tiny_backbone, CLASSES, CascadeConfig.from_preset("b32-4stage"))
     n = tiny_backbone.info.num_patches
