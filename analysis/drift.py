@@ -490,13 +490,12 @@ class ConfiguredDriftMonitor(DriftMonitor):
         self._ready = False
 
     def on_train_start(self, state: Any) -> None:
-        from cascade.data import EmotionDataset, eval_transform
-        from cascade.train.data import backbone_normalisation
+        from cascade.data import EmotionDataset
+        from cascade.data.transforms import eval_transform_for
 
         bundle = state.data
         split = "val" if bundle.splits.get("val") else "train"
-        size, mean, std = backbone_normalisation(state.model)
-        dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform(size, mean, std),
+        dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform_for(state.model),
                                  max_pixels=bundle.config.max_image_pixels)
         super().__init__(probe_batch(dataset, n=self.cfg.probe_size, seed=state.config.train.seed),
                          every_k_steps=self.cfg.every_k_steps, threshold=self.cfg.threshold,

@@ -342,7 +342,7 @@ class Explained:
 
 def to_display(x: torch.Tensor, model) -> np.ndarray:
     """Preprocessed images [B, 3, H, W] back to uint8 RGB [B, H, W, 3] (the model's crop of each)."""
-    from cascade.train.data import backbone_normalisation
+    from cascade.data.transforms import backbone_normalisation
 
     _, mean, std = backbone_normalisation(model)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -358,9 +358,10 @@ def explain_images(model, images: Sequence[Any], target: TargetSpec = None, *, s
     Inputs that cannot be read are skipped and listed in ``failed``; if none can be
     read, ``ValueError`` lists why.
     """
-    from cascade.predict import prepare_images, preprocess_for
+    from cascade.data.transforms import eval_transform_for
+    from cascade.predict import prepare_images
 
-    ready, failed = prepare_images(images, preprocess_for(model))
+    ready, failed = prepare_images(images, eval_transform_for(model))
     messages = [r["error"] for _, r in failed]
     if not ready:
         raise ValueError("no image could be read: " + "; ".join(messages) if messages else "no images given")

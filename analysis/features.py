@@ -586,15 +586,14 @@ class LoadedRun:
 
     def dataset(self, split: str = "val"):
         """The split with the trainer's evaluation transform and targets (as ``cascade eval`` sees it)."""
-        from cascade.data import EmotionDataset, eval_transform
-        from cascade.train.data import backbone_normalisation
+        from cascade.data import EmotionDataset
+        from cascade.data.transforms import eval_transform_for
 
         if split not in self.splits:
             raise KeyError(f"split {split!r} not in this run's splits ({sorted(self.splits)})")
         if not self.splits[split]:
             raise ValueError(f"split {split!r} of {self.run_dir} is empty")
-        size, mean, std = backbone_normalisation(self.model)
-        return EmotionDataset(self.index, self.splits[split], eval_transform(size, mean, std),
+        return EmotionDataset(self.index, self.splits[split], eval_transform_for(self.model),
                               label_smoothing=self.config.data.label_smoothing,
                               max_pixels=self.config.data.max_image_pixels)
 

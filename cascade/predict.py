@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
-from .data import eval_transform, load_rgb
-from .train.data import backbone_normalisation
+from .data import load_rgb
+from .data.transforms import eval_transform_for
 
 @dataclass
 class Predictor:
@@ -20,11 +20,6 @@ class Predictor:
 
     def __call__(self, images: Sequence[Any], **kw: Any) -> list[dict[str, Any]]:
         return predict_images(self.model, self.preprocess, images, **kw)
-
-
-def preprocess_for(model) -> Callable[[Image.Image], torch.Tensor]:
-    size, mean, std = backbone_normalisation(model)
-    return eval_transform(size, mean, std)
 
 
 def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "best", model_name: str | None = None,
@@ -49,7 +44,7 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
         source = (f"{backbone.info.name} / {backbone.info.pretrained or 'random'} ({preset}, {gelu}"
                   f"{', assumed' if backbone.info.quick_gelu_source == 'assumed' else ''})")
     model.eval()
-    return Predictor(model, preprocess_for(model), source, bool(model.backbone_info.random_weights))
+    return Predictor(model, eval_transform_for(model), source, bool(model.backbone_info.random_weights))
 
 
 def _name_of(item: Any, i: int) -> str:
