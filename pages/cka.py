@@ -9,9 +9,10 @@ from analysis.drift import drift_from_logs
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
 from cascade.dashboard.runs import list_runs
+from cascade.dashboard.sources import UNTRAINED
+from pages._analysis import matrix_file_bytes
 from pages._exports import chart
 from pages._shared import context
-from pages._sources import UNTRAINED, matrix_file_bytes
 
 ctx = context()
 st.title("CKA")

@@ -280,7 +280,7 @@ def test_sigma_recompute_is_fast_for_2000_images():
 
     from analysis.sigma import SigmaSweeper, random_head
 
-    from pages._sources import SigmaBundle
+    from pages._analysis import SigmaBundle
 
     head = random_head("1-4,5-8,9-11,12", width=768, embed_dim=512, num_classes=6)
     gen = torch.Generator().manual_seed(0)
