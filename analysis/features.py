@@ -33,6 +33,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cascade.fileio import atomic_path, atomic_write_text
+from cascade import runfolder
+from cascade.run_config import load_run_config
+from cascade.train.data import load_data
 
 POOLINGS = ("cls", "mean")
 CACHE_FORMAT_VERSION = 1
@@ -48,9 +51,9 @@ __all__ = [
     "extract_features",
     "feature_key",
     "file_sha256",
-    "find_checkpoint",
     "frozen_final_embedding",
     "load_run",
+    "loaded_run",
     "run_features",
     "zero_prompt_model",
 ]
@@ -233,6 +236,10 @@ def model_key(model, checkpoint: str | os.PathLike | None = None, *, frozen: boo
     info = model.backbone_info.to_dict()
     backbone = {k: info.get(k) for k in ("name", "pretrained", "random_weights", "seed", "quick_gelu",
                                          "depth", "width", "image_size", "patch_size")}
+    frozen_dtype = getattr(model, "frozen_dtype", torch.float32)
+    if frozen_dtype != torch.float32:
+        # bf16 or fp16 blocks give other features than float32 ones
+        backbone["frozen_dtype"] = str(frozen_dtype).removeprefix("torch.")
     if frozen:
         return {"backbone": backbone, "checkpoint": "frozen", "pooling": model.config.pooling}
     out: dict[str, Any] = {"backbone": backbone, "config": model.config.model_dump(mode="json")}
@@ -605,43 +612,25 @@ class LoadedRun:
         return zero_prompt_model(self.model)
 
 
-def find_checkpoint(run_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:
-    """A checkpoint path from a run folder (``checkpoints/<which>.safetensors``) or a path itself."""
-    p = Path(run_or_checkpoint)
-    if p.is_file() or p.suffix == ".safetensors":
-        return p
-    ck = Path(which)
-    if ck.suffix == ".safetensors":
-        return ck
-    for cand in (p / "checkpoints" / f"{which}.safetensors", p / f"{which}.safetensors"):
-        if cand.is_file():
-            return cand
-    found = sorted((p / "checkpoints").glob("*.safetensors")) if (p / "checkpoints").is_dir() else []
-    found = [f.stem for f in found if ".train" not in f.name]
-    raise FileNotFoundError(f"{p}: no checkpoint {which!r} (the run has: {found or 'none'})")
-
-
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a run folder through the trainer's own loaders (config.yaml, splits.json, checkpoint).
+    """A run folder's model (:func:`cascade.runfolder.load_run`: the run's frozen dtype applied)
+    with its data on the run's saved split.
 
-    ``checkpoint`` is ``best``, ``last`` or a ``.safetensors`` path.
+    ``checkpoint`` is ``best``, ``last``, a σ checkpoint's name or a ``.safetensors`` path.
     """
-    from cascade.evaluate import load_run_model
-    from cascade.train.data import load_data
-    from cascade.run_config import load_run_config
-    from cascade.train.runfolder import SPLITS, RunFolder
-
-    folder = RunFolder(run_dir)
+    folder = runfolder.RunFolder(run_dir)
     folder.require()
     cfg = load_run_config(folder.config)
     if cfg.method == "linear-probe":
         raise ValueError(f"{run_dir}: a linear-probe run has no per-block cascade head to analyse")
-    ckpt = find_checkpoint(folder.path, checkpoint)
-    model, cfg = load_run_model(folder.path, str(ckpt), device, cfg)
-    model.eval()
-    splits_path = folder / SPLITS
-    data = load_data(cfg.data, splits_path if splits_path.is_file() else None)
-    return LoadedRun(run_dir=folder.path, config=cfg, model=model, checkpoint=ckpt, data=data)
+    return loaded_run(runfolder.load_run(folder.path, checkpoint, device, config=cfg))
+
+
+def loaded_run(loaded: runfolder.LoadedModel) -> LoadedRun:
+    """A :class:`LoadedRun` around a run's already-loaded model: its data on the run's saved split."""
+    data = load_data(loaded.config.data, loaded.splits_file)
+    return LoadedRun(run_dir=loaded.run_dir, config=loaded.config, model=loaded.model, checkpoint=loaded.checkpoint,
+                     data=data)
 
 
 def run_features(
@@ -696,24 +685,3 @@ def model_features(model, data: Any, *, data_id: dict[str, Any] | str, checkpoin
     key = feature_key(model_key(model, checkpoint, frozen=frozen), dpart, poolings)
     return cached_features(key, lambda: extract_features(model, data, poolings=poolings, **kwargs),
                            FeatureCache(cache_dir), refresh=refresh)
-
-
-def iter_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Every model checkpoint of a run (not the ``*.train`` resume states), ordered by the step
-    (or epoch) its JSON records, else by time."""
-    run_dir = Path(run_dir)
-    folder = run_dir / "checkpoints"
-    paths = sorted(p for p in folder.glob("*.safetensors") if ".train" not in p.name) if folder.is_dir() else []
-
-    def order(p: Path) -> tuple:
-        try:
-            meta = json.loads(p.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-        extra = meta.get("extra") or {}
-        step = extra.get("step", extra.get("global_step"))
-        epoch = extra.get("epoch")
-        return (step if isinstance(step, (int, float)) else float("inf"),
-                epoch if isinstance(epoch, (int, float)) else float("inf"), p.stat().st_mtime)
-
-    return sorted(paths, key=order)

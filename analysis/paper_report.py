@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cascade.dashboard.runs import read_json
 from cascade.metrics import mean_std
-from cascade.train.predictions import predictions_path
+from cascade.runfolder import EVAL, iter_checkpoints, predictions_path, read_json
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
 
@@ -86,7 +85,6 @@ class Report:
 
 def _sigma_from_checkpoints(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """σ and λ at each saved checkpoint (for runs whose log predates per-step σ/λ)."""
-    from analysis.features import iter_checkpoints
     from cascade.checkpoint import read_meta
 
     sigma, fusion, seen = [], [], set()
@@ -113,8 +111,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     from analysis.figures import confusion_matrix_figure, nga_weight_figure
     from analysis.run_figures import sigma_lambda_figure, stage_bars, training_curves
     from analysis.sigma import nga_limits, nga_weight_curves
-    from cascade.dashboard.progress import read_progress
-    from cascade.train.runfolder import RunFolder
+    from cascade.runfolder import RunFolder, read_progress
 
     folder = RunFolder(run_dir)
     folder.require()
@@ -122,7 +119,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     out = Path(out)
     name = run_dir.name
     rep = Report(out, f"Figures of run `{name}`", tuple(formats), dpi)
-    report = read_json(run_dir / "eval.json") or {}
+    report = read_json(run_dir / EVAL) or {}
     if report.get("random_weights"):
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
     if not report:
@@ -265,7 +262,6 @@ def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
                   can_compute: bool) -> None:
     from analysis.drift import drift_from_logs, drift_over_checkpoints
-    from analysis.features import iter_checkpoints
     from analysis.figures import drift_curves
 
     logged = drift_from_logs(run_dir)
@@ -391,7 +387,7 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
     stage_rows, width = [], 0
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        per_run = [((read_json(r["_run"] / "eval.json") or {}).get("test") or {}) for r in mine]
+        per_run = [((read_json(r["_run"] / EVAL) or {}).get("test") or {}) for r in mine]
         n_stages = max((len(t.get("stages") or []) for t in per_run), default=0)
         width = max(width, n_stages)
         cells: dict[str, Any] = {"method": m}

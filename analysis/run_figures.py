@@ -1,7 +1,7 @@
 """Figures of training and of results tables: curves with the phases marked, σ and λ
 trajectories, per-stage bars, ablation bars and the significance plot.
 
-Inputs are the long-format rows of :func:`cascade.dashboard.progress.read_progress`
+Inputs are the long-format rows of :func:`cascade.runfolder.read_progress`
 (loss rows ``step, term, value``; val rows ``step, epoch, metric, value, stage``; σ/λ
 rows ``step, stage, value``; phase rows ``epoch, step, phase, stages``) or tables
 (lists of dicts / DataFrames). Every function returns a ``go.Figure``; ``paper=True``

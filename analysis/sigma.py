@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cascade.checkpoint import read_meta, write_checkpoint
 from cascade.metrics import (
     CLASSIFICATION_METRICS,
     DEFAULT_EPS,
@@ -39,6 +40,7 @@ from cascade.metrics import (
     metrics_from_confusion,
 )
 from cascade.nga import nga_weights
+from cascade.runfolder import resolve_checkpoint
 
 __all__ = [
     "HeadSpec",
@@ -650,14 +652,10 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     ``sigma_tuned_on``: the split σ was chosen on (None: not said). A σ chosen on ``test``
     is a model selected on test data: it is refused unless ``allow_test``.
     """
-    import json
-
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from analysis.features import file_sha256, find_checkpoint
-    from cascade.checkpoint import meta_path, read_meta
-    from cascade.fileio import atomic_write_text
+    from analysis.features import file_sha256
 
     if tuned_on is not None and tuned_on not in TUNING_SPLITS:
         raise ValueError(f"tuned_on: expected one of {TUNING_SPLITS} or None, got {tuned_on!r}")
@@ -665,7 +663,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
         raise ValueError("σ was chosen on the test split: a checkpoint saved with it is a model selected on test "
                          "data, and its test metrics would be optimistic. Tune on val, or confirm explicitly "
                          "(allow_test=True) to save it marked sigma_tuned_on: test")
-    src = find_checkpoint(run_or_checkpoint, checkpoint)
+    src = resolve_checkpoint(run_or_checkpoint, checkpoint)
     out = Path(out_path)
     if out.suffix != ".safetensors":
         raise ValueError(f"{out}: checkpoints are written as .safetensors")
@@ -694,12 +692,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     meta["extra"] = extra
     meta["sigma_tuned_on"] = tuned_on
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=st_meta)
-    atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
-    os.replace(tmp, out)
-    return out
+    return write_checkpoint(out, state, meta, metadata=st_meta)
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from PIL import Image
 
 from .data import load_rgb
 from .data.transforms import eval_transform_for
+from .runfolder import load_run
 
 @dataclass
 class Predictor:
@@ -29,9 +30,9 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
     """A run's checkpoint, or zero-shot CLIP (``model_name``/``pretrained``, ``quick_gelu`` as
     :func:`cascade.backbone.load_backbone` takes it) for ``classes``."""
     if run is not None:
-        from .evaluate import load_run_model
-        model, cfg = load_run_model(run, checkpoint, device)
-        source = f"{run} ({'linear_probe' if cfg.method == 'linear-probe' else checkpoint})"
+        loaded = load_run(run, checkpoint, device)
+        model = loaded.model
+        source = f"{run} ({'linear_probe' if loaded.linear_probe else checkpoint})"
     else:
         from .backbone import load_backbone
         from .config import CascadeConfig

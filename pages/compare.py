@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.run_figures import stage_bars
 from cascade.dashboard.jobs import STATE_LABELS, JobError
-from cascade.dashboard.progress import read_ablation_progress
+from cascade.runfolder import read_ablation_progress
 from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs, runs_table,
                                     stage_table)
 from cascade.train.ablate import parse_methods

@@ -82,7 +82,7 @@ def test_dashboard_backbone_spec_carries_quick_gelu(weights, tmp_path):
     assert spec.quick_gelu is True
     rebuilt = load_spec_backbone(spec)
     assert rebuilt.info.quick_gelu
-    assert load_run_checkpoint(path, rebuilt).backbone_info.quick_gelu
+    assert load_run_checkpoint(path, rebuilt).model.backbone_info.quick_gelu
 
 
 def test_zero_shot_predict_honours_the_weights_file(weights, tmp_path, capsys):
@@ -109,7 +109,7 @@ def test_run_records_quick_gelu_and_every_reload_uses_it(weights, tmp_path):
     import yaml
 
     from analysis.features import load_run
-    from cascade.evaluate import load_run_model
+    from cascade import runfolder
     from cascade.train import train
     from train.helpers import tiny_config
 
@@ -123,8 +123,7 @@ def test_run_records_quick_gelu_and_every_reload_uses_it(weights, tmp_path):
     # the sidecar is gone (the weights file was moved without it): the run still knows
     (weights["hub"].parent / QUICK_GELU_SIDECAR).rename(tmp_path / "moved.json")
     try:
-        model, _ = load_run_model(run)
-        assert model.backbone_info.quick_gelu
+        assert runfolder.load_run(run).model.backbone_info.quick_gelu
         assert load_run(run).model.backbone_info.quick_gelu
     finally:
         (tmp_path / "moved.json").rename(weights["hub"].parent / QUICK_GELU_SIDECAR)

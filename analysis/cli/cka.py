@@ -12,8 +12,9 @@ import argparse
 from analysis import drift
 from analysis.export import export_figure
 from analysis.features import frozen_final_embedding, load_run
+from cascade.devices import device_kind
 
-from .common import FIGURE_SUFFIXES, add_run_options, check_out, device, features, guarded
+from .common import FIGURE_SUFFIXES, add_run_options, check_out, features, guarded
 
 MODES = ("within", "frozen", "stages")
 
@@ -48,7 +49,7 @@ def _cka(args: argparse.Namespace) -> int:
     from analysis.figures import cka_heatmap  # plotly: only when a figure is drawn
 
     out = check_out(args.out, FIGURE_SUFFIXES)
-    dev = device(args.device)
+    dev = device_kind(args.device)
     run = load_run(args.run, args.checkpoint, dev)
     model = run.model
     pooling = args.pooling or model.config.pooling

@@ -1,15 +1,14 @@
-"""What the analysis subcommands share: the error guard, the device rule, ``--out`` checks, feature extraction."""
+"""What the analysis subcommands share: the error guard, ``--out`` checks, feature extraction."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from analysis.export import ExportError
 from analysis.features import run_features
 from cascade.commands import run_guarded
+from cascade.devices import device_kind
 
 FIGURE_SUFFIXES = (".pdf", ".svg", ".png")
 # bad values the user typed (a metric, a stage, a class name) fail with one line, like cascade's own errors
@@ -19,13 +18,6 @@ USER_ERRORS = (ValueError, KeyError, ExportError)
 def guarded(command: str, fn, args: argparse.Namespace) -> int:
     """``fn(args)`` under ``cascade.commands.run_guarded``: known user errors → one line on stderr, exit 2."""
     return run_guarded(command, fn, args, also=USER_ERRORS)
-
-
-def device(name: str) -> str:
-    """``auto`` → ``cuda`` when one is available, else ``cpu``; other names unchanged."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def check_out(out: str, allowed: tuple[str, ...]) -> Path:
@@ -50,5 +42,5 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def features(run, split: str, args: argparse.Namespace, which: str = "run", poolings=None):
     """Per-block features of ``run`` on ``split`` with the options of :func:`add_run_options`."""
     return run_features(run, split, which=which, poolings=poolings, cache_dir=args.cache_dir,
-                        device=device(args.device), batch_size=args.batch_size, refresh=args.refresh,
+                        device=device_kind(args.device), batch_size=args.batch_size, refresh=args.refresh,
                         progress=not args.quiet)

@@ -13,8 +13,9 @@ import sys
 from analysis.explain import SCORES, explain_images, resolve_targets, save_relevance_npz
 from analysis.export import export_figure
 from analysis.features import load_run
+from cascade.devices import device_kind
 
-from .common import FIGURE_SUFFIXES, check_out, device, guarded
+from .common import FIGURE_SUFFIXES, check_out, guarded
 
 
 def register(subparsers) -> None:
@@ -73,7 +74,7 @@ def _explain(args: argparse.Namespace) -> int:
     out = check_out(args.out, FIGURE_SUFFIXES)
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity {args.opacity}: expected a value in [0, 1]")
-    run = load_run(args.run, args.checkpoint, device(args.device))
+    run = load_run(args.run, args.checkpoint, device_kind(args.device))
     target = _target(args.target)
     if target is not None:
         resolve_targets(target, run.model.classnames, 1)   # an unknown class fails before any work

@@ -12,9 +12,10 @@ import argparse
 import sys
 
 from analysis.paper_report import FORMATS, TABLE_METRICS, report_ablation, report_run
+from cascade.devices import device_kind
 from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
 
-from .common import device, guarded
+from .common import guarded
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -76,7 +77,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"note: {args.resamples} bootstrap resamples; 10000 or more are recommended", file=sys.stderr)
     if args.run:
         index = report_run(args.run, args.out, formats=args.formats, column=args.column, dpi=args.dpi,
-                           split=args.split, features=not args.no_features, device=device(args.device),
+                           split=args.split, features=not args.no_features, device=device_kind(args.device),
                            quiet=args.quiet)
     else:
         if args.resamples < 1:

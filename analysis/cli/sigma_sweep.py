@@ -14,11 +14,12 @@ from typing import Any
 from analysis.export import export_figure
 from analysis.features import load_run
 from analysis.sigma import SigmaSweeper, parse_sigma_grid
+from cascade.devices import device_kind
 from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
 from cascade.run_config import load_run_config
-from cascade.train.runfolder import RunFolder
+from cascade.runfolder import RunFolder
 
-from .common import FIGURE_SUFFIXES, add_run_options, check_out, device, features, guarded
+from .common import FIGURE_SUFFIXES, add_run_options, check_out, features, guarded
 
 
 def register(subparsers) -> None:
@@ -86,7 +87,7 @@ def _sigma_sweep(args: argparse.Namespace) -> int:
         n_cfg = load_run_config(folder.config).model_config_for_method().num_stages
         if not 1 <= args.stage <= n_cfg:
             raise ValueError(f"--stage {args.stage}: the model has stages 1..{n_cfg}")
-    run = load_run(args.run, args.checkpoint, device(args.device))
+    run = load_run(args.run, args.checkpoint, device_kind(args.device))
     model = run.model
     s_n = model.num_stages
     if args.stage is not None and not 1 <= args.stage <= s_n:

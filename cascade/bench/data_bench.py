@@ -13,7 +13,6 @@ Images: Emotion6 when it has enough, else a generated folder of 640×480 JPEGs
 from __future__ import annotations
 
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..runfolder import read_metrics
 
 DEFAULT_EMOTION6 = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "Emotion6"
 
@@ -219,7 +220,7 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
             except Exception as exc:  # noqa: BLE001 - one pipeline's failure keeps the other row
                 out[pipeline] = {"error": f"{exc.__class__.__name__}: {exc}"}
                 continue
-            records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            records = read_metrics(path)
             stepr = [r for r in records if r["kind"] == "step"]
             later = stepr[1:] or stepr
             start = records[0]

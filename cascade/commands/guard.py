@@ -10,7 +10,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ..checkpoint import CheckpointError
     from ..config import ConfigError
     from ..data import DataError
-    from ..train.runfolder import RunFolderError
+    from ..runfolder import RunFolderError
     return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, FileNotFoundError)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..devices import device_kind, resolve_frozen_dtype
+
 # Measured on an H200 (random ViT-B/32, b32-4stage with 16 tokens, batch 256, frozen
 # backbone in bf16; cascade bench --device cuda --compile reduce-overhead, issue 12).
 COMPILE_SECONDS = 24.0          # first step of a phase with torch.compile reduce-overhead
@@ -33,15 +35,6 @@ ASSUMED_PEAK_TFLOPS = 989.4
 COMPILE_MODE = "reduce-overhead"
 
 
-def resolve_frozen_dtype(setting: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on a CUDA device with bf16 arithmetic, else ``fp32``; other values unchanged."""
-    if setting != "auto":
-        return setting
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
 def resolve_run_frozen_dtype(cfg) -> str:
     """The frozen dtype a :class:`RunConfig` trains with on this machine (the trainer's rule:
     the linear probe keeps float32 weights; ``train.device: auto`` is CUDA when available)."""
@@ -52,8 +45,7 @@ def resolve_run_frozen_dtype(cfg) -> str:
         return tc.frozen_dtype
     if METHODS[cfg.method].linear_probe:
         return "fp32"
-    kind = tc.device if tc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_frozen_dtype("auto", torch.device(kind))
+    return resolve_frozen_dtype("auto", device_kind(tc.device))
 
 
 @dataclass

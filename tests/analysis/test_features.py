@@ -219,7 +219,7 @@ def test_distributed_shard_and_gather(tmp_path, tiny_backbone):
 
 
 def test_iter_checkpoints_lists_model_checkpoints_not_resume_states(synthetic_run):
-    from analysis.features import iter_checkpoints
+    from cascade.runfolder import iter_checkpoints
 
     folder = synthetic_run / "checkpoints"
     assert (folder / "last.train.safetensors").is_file()      # the resume state is there ...

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from cascade.train import NonFiniteLossError, train
-from cascade.train.runfolder import MetricsLog
+from cascade.runfolder import MetricsLog
 
 from .helpers import REPO, read_jsonl, tiny_config
 
