@@ -39,7 +39,7 @@ from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, write_predictions
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .shared_data import load_shared_data
-from .state import capture_rng, load_train_state, restore_rng, save_train_state
+from .resume import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
 RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
@@ -58,15 +58,15 @@ class StopTraining(Exception):
 class Callback:
     """Hooks the trainer calls (every method optional; duck typing works too)."""
 
-    def on_train_start(self, state: "TrainState") -> None: ...
-    def on_step_end(self, state: "TrainState") -> None: ...
-    def on_epoch_end(self, state: "TrainState") -> None: ...
-    def on_train_end(self, state: "TrainState") -> None: ...
+    def on_train_start(self, state: "TrainerView") -> None: ...
+    def on_step_end(self, state: "TrainerView") -> None: ...
+    def on_epoch_end(self, state: "TrainerView") -> None: ...
+    def on_train_end(self, state: "TrainerView") -> None: ...
 
 
 @dataclass
-class TrainState:
-    """What callbacks see. Epochs and steps here are 0-based counters; logs are 1-based."""
+class TrainerView:
+    """What callbacks see of the trainer as it runs. Epochs and steps here are 0-based counters; logs are 1-based."""
 
     config: RunConfig
     run_dir: Path
@@ -201,11 +201,11 @@ class Trainer:
         n_train = len(self.data.splits["train"])
         self.steps_per_epoch = num_batches(n_train, tc.batch_size)
         self.total_epochs = tc.total_epochs if self.method.trains else 0
-        self.state = TrainState(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
-                                steps_per_epoch=self.steps_per_epoch,
-                                total_steps=self.steps_per_epoch * self.total_epochs,
-                                rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                metrics_log=self.metrics_log, data=self.data)
+        self.state = TrainerView(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
+                                 steps_per_epoch=self.steps_per_epoch,
+                                 total_steps=self.steps_per_epoch * self.total_epochs,
+                                 rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                 metrics_log=self.metrics_log, data=self.data)
         self.start_epoch, self.start_step = 0, 0
         self.last_saved_step: int | None = None
         if resume:
