@@ -37,6 +37,7 @@ from cascade.metrics import (
     DEFAULT_EPS,
     DISTRIBUTION_METRICS,
     confusion_matrix,
+    higher_is_better,
     metrics_from_confusion,
 )
 from cascade.nga import nga_weights
@@ -254,7 +255,7 @@ class SigmaSweeper:
     """Metrics for any σ from cached per-block features, exactly (DESIGN §8).
 
     Args:
-        features: a :class:`analysis.features.FeatureSet` (labels and distributions
+        features: a :class:`analysis.feature_cache.FeatureSet` (labels and distributions
             come with it), a ``BlockFeatures``, or a tensor [K, N, D] of the model's
             feature blocks in order.
         model: the CascadeCLIP whose heads and classifier score the features, or a
@@ -624,12 +625,8 @@ class SigmaSweeper:
         return pd.concat(parts, ignore_index=True)
 
     def best(self, df: "pd.DataFrame", metric: str = "accuracy") -> dict[str, Any]:  # noqa: F821
-        """The row of ``df`` with the best ``metric`` (direction from cascade.metrics)."""
-        from cascade.metrics import METRIC_DIRECTIONS
-
-        base = metric.split(".", 1)[1] if metric.startswith("stage") else metric
-        hib = METRIC_DIRECTIONS.get(base, "max") == "max"
-        i = df[metric].idxmax() if hib else df[metric].idxmin()
+        """The row of ``df`` with the best ``metric`` (direction from :func:`cascade.metrics.higher_is_better`)."""
+        i = df[metric].idxmax() if higher_is_better(metric) else df[metric].idxmin()
         return df.loc[i].to_dict()
 
 
@@ -655,7 +652,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from analysis.features import file_sha256
+    from analysis.feature_cache import file_sha256
 
     if tuned_on is not None and tuned_on not in TUNING_SPLITS:
         raise ValueError(f"tuned_on: expected one of {TUNING_SPLITS} or None, got {tuned_on!r}")

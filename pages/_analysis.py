@@ -27,8 +27,9 @@ from analysis.drift import drift_over_checkpoints
 from analysis.explain import explain_images, relevance_npz_bytes
 from analysis.explain_figure import explanation_grid, overlay_row
 from analysis.export import export_matrix, figure_bytes
-from analysis.features import (cached_features, data_key, extract_features, feature_key, loaded_run, model_key,
-                               run_features, targets_kind, without_fake_distributions, zero_prompt_model)
+from analysis.feature_cache import cached_features, data_key, feature_key, model_key
+from analysis.features import (extract_features, loaded_run, run_features, targets_kind, without_fake_distributions,
+                               zero_prompt_model)
 from analysis.sigma import SigmaSweeper, apply_sigma
 from analysis.style import apply_paper_style
 from analysis.tables import format_number, frame_table
