@@ -182,10 +182,12 @@ def test_no_module_takes_another_modules_private_name():
         if imp.name is not None and _private(imp.name) and imp.target != imp.source:
             problems.append(f"{imp.where(modules)}: {imp.source} takes {imp.target}.{imp.name}")
         # a private module belongs to its package: importers from outside that package are reaching in
+        # (app.py runs the pages through st.navigation and draws their sidebar: it is one of them)
+        source = "pages.app" if imp.source == "app" else imp.source
         parts = imp.target.split(".")
         for i, part in enumerate(parts):
             owner = ".".join(parts[:i])
-            if _private(part) and not (imp.source == owner or imp.source.startswith(owner + ".")):
+            if _private(part) and not (source == owner or source.startswith(owner + ".")):
                 problems.append(f"{imp.where(modules)}: {imp.source} imports {imp.target}, private to {owner}")
                 break
     assert not problems, _report(problems, "imports of private names")
