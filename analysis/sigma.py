@@ -37,6 +37,7 @@ from cascade.metrics import (
     DEFAULT_EPS,
     DISTRIBUTION_METRICS,
     confusion_matrix,
+    higher_is_better,
     metrics_from_confusion,
 )
 from cascade.nga import nga_weights
@@ -624,12 +625,8 @@ class SigmaSweeper:
         return pd.concat(parts, ignore_index=True)
 
     def best(self, df: "pd.DataFrame", metric: str = "accuracy") -> dict[str, Any]:  # noqa: F821
-        """The row of ``df`` with the best ``metric`` (direction from cascade.metrics)."""
-        from cascade.metrics import METRIC_DIRECTIONS
-
-        base = metric.split(".", 1)[1] if metric.startswith("stage") else metric
-        hib = METRIC_DIRECTIONS.get(base, "max") == "max"
-        i = df[metric].idxmax() if hib else df[metric].idxmin()
+        """The row of ``df`` with the best ``metric`` (direction from :func:`cascade.metrics.higher_is_better`)."""
+        i = df[metric].idxmax() if higher_is_better(metric) else df[metric].idxmin()
         return df.loc[i].to_dict()
 
 

@@ -191,11 +191,10 @@ def _csv_value(v: Any) -> str:
 
 
 def _base_metric(column: str) -> str | None:
-    from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
+    from cascade.metrics import EVAL_METRICS
 
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
     last = str(column).split(" ")[-1].split(".")[-1]
-    return last if last in known and not str(column).endswith(" std") else None
+    return last if last in EVAL_METRICS and not str(column).endswith(" std") else None
 
 
 def _cell(v: Any) -> Any:

@@ -13,7 +13,7 @@ import sys
 
 from analysis.paper_report import FORMATS, TABLE_METRICS, report_ablation, report_run
 from cascade.devices import device_kind
-from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
+from cascade.metrics import EVAL_METRICS
 
 from .common import guarded
 
@@ -27,11 +27,10 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def _metrics(text: str) -> tuple[str, ...]:
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
     out = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in out if m not in known]
+    bad = [m for m in out if m not in EVAL_METRICS]
     if bad or not out:
-        raise argparse.ArgumentTypeError(f"metrics: unknown {bad}; choose from {', '.join(sorted(known))}")
+        raise argparse.ArgumentTypeError(f"metrics: unknown {bad}; choose from {', '.join(sorted(EVAL_METRICS))}")
     return out
 
 

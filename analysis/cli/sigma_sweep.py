@@ -8,14 +8,13 @@ second call on the same run, checkpoint and split does no forward pass.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from analysis.export import export_figure
 from analysis.features import load_run
 from analysis.sigma import SigmaSweeper, parse_sigma_grid
 from cascade.devices import device_kind
-from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
+from cascade.metrics import EVAL_METRICS, is_known_metric
 from cascade.run_config import load_run_config
 from cascade.runfolder import RunFolder
 
@@ -67,10 +66,8 @@ def sweep_table(df: Any, metric: str) -> Any:
 
 
 def _check_metric(name: str) -> None:
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
-    base = name.split(".", 1)[1] if re.match(r"^stage\d+\.", name) else name
-    if base not in known:
-        raise ValueError(f"--metric {name}: unknown; choose one of {', '.join(sorted(known))} "
+    if not is_known_metric(name):
+        raise ValueError(f"--metric {name}: unknown; choose one of {', '.join(sorted(EVAL_METRICS))} "
                          "(or stage<k>.<metric> for one stage)")
 
 

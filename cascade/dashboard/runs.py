@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,37 +15,12 @@ from typing import Any
 
 import yaml
 
-from ..metrics import mean_std
+from ..metrics import EVAL_METRICS, mean_std
+from ..run_config import RunNameError, sanitize_run_name
 from ..runfolder import (CONFIG, EVAL, MARKERS, METRICS, TRAINER_NAMES, checkpoint_names, checkpoint_path, read_json,
                          read_metrics, read_run_state, sigma_tuned_on)
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
-SUMMARY_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
-
-
-class RunNameError(ValueError):
-    """A run name that cannot be used safely."""
-
-
-def sanitize_run_name(name: str) -> str:
-    """Letters, digits, '.', '_' and '-' only; no leading dots; at most 120 characters.
-
-    Same rule as the trainer's (:func:`cascade.run_config.sanitize_run_name`), so a
-    name accepted here is the folder the CLI would write.
-    """
-    try:
-        from ..run_config import sanitize_run_name as trainer_rule
-    except ImportError:  # pragma: no cover - the trainer ships with the package
-        trainer_rule = None
-    if trainer_rule is not None:
-        try:
-            return trainer_rule(str(name))
-        except ValueError as exc:
-            raise RunNameError(str(exc)) from None
-    cleaned = _NAME_OK.sub("-", str(name).strip()).lstrip(".-").rstrip("-")
-    if not cleaned or set(cleaned) <= {".", "-"}:
-        raise RunNameError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
-    return cleaned[:120]
+SUMMARY_METRICS = EVAL_METRICS
 
 
 def safe_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
