@@ -246,9 +246,31 @@ def import_circles(edges: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
+def shortest_circle(start: str, edges: dict[str, set[str]]) -> list[str]:
+    """The shortest import path from ``start`` back to itself (breadth-first), ``[start, ..., start]``."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in sorted(edges.get(node, ())):
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if child not in came_from:
+                    came_from[child] = node
+                    following.append(child)
+        frontier = following
+    return [start]
+
+
 def test_import_circles_are_found():
-    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
-    assert import_circles(edges) == [["a", "b", "c"]]
+    edges = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": {"a", "b"}, "e": {"e"}, "f": {"a"}}
+    assert import_circles(edges) == [["a", "b", "c", "d"]]
+    assert shortest_circle("a", edges) == ["a", "b", "c", "a"]
+    assert shortest_circle("d", edges) == ["d", "b", "d"]
 
 
 def test_no_import_circles():
@@ -261,6 +283,7 @@ def test_no_import_circles():
             lines.setdefault((imp.source, imp.target), imp.where(modules))
     problems = []
     for circle in import_circles(edges):
-        ties = [f"{lines[(a, b)]} -> {b}" for a in circle for b in sorted(edges[a]) if b in circle]
-        problems.append(" <-> ".join(circle) + ": " + "; ".join(ties))
+        path = shortest_circle(circle[0], edges)
+        ties = "; ".join(f"{lines[(a, b)]} -> {b}" for a, b in zip(path, path[1:]))
+        problems.append(f"{len(circle)} modules ({', '.join(circle)}), e.g. {' -> '.join(path)}: {ties}")
     assert not problems, _report(problems, "import circles")
