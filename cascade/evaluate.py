@@ -11,11 +11,10 @@ from .devices import device_kind, resolve_device
 from .fileio import write_json
 from .losses import LossWeights
 from .run_config import load_run_config
-from .runfolder import SPLITS, RunFolder, load_run, read_run_state
+from .runfolder import RANDOM_WEIGHTS_NOTE, SPLITS, RunFolder, load_run, read_run_state, result_warnings
 from .train.data import load_data, make_sources
 from .train.distributed import DistContext, init_distributed
 from .train.evaluation import evaluate_model, metric_value
-from .train.loop import PARTIAL_NOTE, RANDOM_WEIGHTS_NOTE
 
 __all__ = ["evaluate_model", "evaluate_run", "metric_value"]
 
@@ -53,12 +52,9 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", checkpoint: st
                   "state": state.to_dict(), "partial": state.partial,
                   "targets": "distributions" if data.index.has_distributions else "labels only",
                   "classnames": list(model.classnames), "metrics": metrics}
-        warnings = []
         if info.random_weights:
             result["warning"] = RANDOM_WEIGHTS_NOTE
-            warnings.append(RANDOM_WEIGHTS_NOTE)
-        if state.partial:
-            warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+        warnings = result_warnings(state, info.random_weights)
         tuned_on = None if is_probe else loaded.meta.get("sigma_tuned_on")
         if tuned_on == "test":
             warnings.append("this checkpoint's σ was tuned on the test split: its test metrics are optimistic")

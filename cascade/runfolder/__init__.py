@@ -28,14 +28,15 @@ from .folder import (CHECKPOINTS, CONFIG, DATA_REPORT, DRIFT, ENV, EVAL, FEATURE
                      read_json, read_jsonl, read_metrics)
 from .load import LoadedModel, load_run, run_backbone, run_frozen_dtype
 from .progress import AblationProgress, RunProgress, format_duration, read_ablation_progress, read_progress
-from .status import RunState, StateWriter, read_run_state
+from .status import PARTIAL_NOTE, RANDOM_WEIGHTS_NOTE, RunState, StateWriter, read_run_state, result_warnings
 
 __all__ = [
     "AblationProgress", "CHECKPOINTS", "CONFIG", "DATA_REPORT", "DRIFT", "ENV", "EVAL", "FEATURES", "LoadedModel",
-    "MARKERS", "METRICS", "MetricsLog", "MissingCheckpointError", "PROBE_FILE", "RunFolder", "RunFolderError",
+    "MARKERS", "METRICS", "MetricsLog", "MissingCheckpointError", "PARTIAL_NOTE", "PROBE_FILE", "RANDOM_WEIGHTS_NOTE",
+    "RunFolder", "RunFolderError",
     "RunProgress", "RunState", "SPLITS", "STATE", "StateWriter", "TRAINER_NAMES", "TRAIN_LOG", "checkpoint_names",
     "checkpoint_path", "checkpoint_run_dir", "environment", "format_duration", "git_commit", "is_model_checkpoint", "is_sigma_checkpoint",
     "iter_checkpoints", "load_run", "predictions_path", "read_ablation_progress", "read_json", "read_jsonl",
-    "read_metrics", "read_progress", "read_run_state", "resolve_checkpoint", "run_backbone", "run_frozen_dtype",
+    "read_metrics", "read_progress", "read_run_state", "resolve_checkpoint", "result_warnings", "run_backbone", "run_frozen_dtype",
     "sigma_tuned_on",
 ]

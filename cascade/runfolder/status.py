@@ -26,6 +26,9 @@ STATES = ("running", "finished", "stopped", "failed", "killed", "unknown")
 HEARTBEAT_S = 30.0
 # A live trainer refreshes its heartbeat every HEARTBEAT_S; ten missed beats mean it is gone.
 STALE_AFTER_S = 10 * HEARTBEAT_S
+# What every result of a run (its eval.json, a later evaluation, predictions) says about itself
+RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
+PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
 
 
 @dataclass
@@ -90,6 +93,14 @@ class RunState:
         if state.state not in STATES:
             state.state = "unknown"
         return state
+
+
+def result_warnings(state: RunState, random_weights: bool) -> list[str]:
+    """The warnings a result of the run carries: random backbone weights, a partial run (and where it stopped)."""
+    warnings = [RANDOM_WEIGHTS_NOTE] if random_weights else []
+    if state.partial:
+        warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+    return warnings
 
 
 def _pid_alive(pid: int) -> bool:

@@ -30,7 +30,8 @@ from ..methods import METHODS
 from ..metrics import mean_std
 from ..run_config import RunConfig, load_run_config
 from ..runfolder import CONFIG, EVAL, read_json, read_run_state
-from .loop import RANDOM_WEIGHTS_NOTE, train
+from ..runfolder import RANDOM_WEIGHTS_NOTE
+from .loop import train
 
 TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
 ARROWS = {"kl": "↓", "chebyshev": "↓", "clark": "↓", "canberra": "↓"}

@@ -26,8 +26,8 @@ from ..methods import METHODS
 from ..model import build_model, compile_model
 from ..progress import Progress
 from ..run_config import RunConfig, load_run_config
-from ..runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, StateWriter, environment,
-                         predictions_path)
+from ..runfolder import (DATA_REPORT, ENV, EVAL, METRICS, RANDOM_WEIGHTS_NOTE, SPLITS, MetricsLog, RunFolder,
+                         StateWriter, environment, predictions_path, result_warnings)
 from .batches import num_batches, rank_batches
 from .data import DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, save_split_file
 from .distributed import DistContext, all_reduce_grads, init_distributed
@@ -42,8 +42,6 @@ from .shared_data import load_shared_data
 from .resume import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
-RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
-PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -666,12 +664,9 @@ class Trainer:
                "state": state.to_dict(), "partial": state.partial,
                "parameters": self.model.parameter_report(), "val": val, "test": test}
         out.update(extra)
-        warnings = []
         if self.random_weights:
             out["warning"] = RANDOM_WEIGHTS_NOTE
-            warnings.append(RANDOM_WEIGHTS_NOTE)
-        if state.partial:
-            warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+        warnings = result_warnings(state, self.random_weights)
         if (out.get("nga") or {}).get("warning"):
             warnings.append(out["nga"]["warning"])
         out["warnings"] = warnings

@@ -8,7 +8,8 @@ from cascade.dashboard.runs import summarize_run
 from cascade.fileio import write_json
 from cascade.runfolder import STATE, RunFolder, RunState, read_progress, read_run_state
 from cascade.train import train
-from cascade.train.loop import PARTIAL_NOTE, StopTraining
+from cascade.runfolder import PARTIAL_NOTE
+from cascade.train.loop import StopTraining
 
 from .helpers import read_jsonl, tiny_config
 
