@@ -27,14 +27,13 @@ from ..data import load_index
 from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
 from ..fileio import atomic_write_text, write_json
 from ..methods import METHODS
-from ..metrics import mean_std
+from ..metrics import EVAL_METRICS, METRIC_DIRECTIONS, mean_std
 from ..run_config import RunConfig, load_run_config
-from ..runfolder import CONFIG, EVAL, read_json, read_run_state
-from ..runfolder import RANDOM_WEIGHTS_NOTE
+from ..runfolder import CONFIG, EVAL, RANDOM_WEIGHTS_NOTE, read_json, read_run_state
 from .loop import train
 
-TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
-ARROWS = {"kl": "↓", "chebyshev": "↓", "clark": "↓", "canberra": "↓"}
+TABLE_METRICS = EVAL_METRICS
+ARROWS = {m: "↓" for m in TABLE_METRICS if METRIC_DIRECTIONS[m] == "min"}   # lower is better
 
 
 class AblationStopped(RuntimeError):
