@@ -14,7 +14,7 @@ from analysis.export import export_figure
 from analysis.features import load_run
 from analysis.sigma import SigmaSweeper, parse_sigma_grid
 from cascade.devices import device_kind
-from cascade.metrics import EVAL_METRICS, is_known_metric
+from cascade.metrics import EVAL_METRICS, is_known_metric, split_stage
 from cascade.run_config import load_run_config
 from cascade.runfolder import RunFolder
 
@@ -90,7 +90,7 @@ def _sigma_sweep(args: argparse.Namespace) -> int:
     if args.stage is not None and not 1 <= args.stage <= s_n:
         raise ValueError(f"--stage {args.stage}: the model has stages 1..{s_n}")
     fs = features(run, args.split, args)
-    sweeper = SigmaSweeper(fs, model, stage_metrics="all" if args.metric.startswith("stage") else "accuracy")
+    sweeper = SigmaSweeper(fs, model, stage_metrics="all" if split_stage(args.metric)[0] is not None else "accuracy")
     learned = sweeper.evaluate()
     if args.metric not in learned:
         raise ValueError(f"--metric {args.metric}: unknown; choose from "
