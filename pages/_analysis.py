@@ -36,7 +36,7 @@ from analysis.tables import format_number, frame_table
 from cascade.dashboard.runs import SUMMARY_METRICS, sanitize_run_name
 from cascade.data import EmotionDataset
 from cascade.data.transforms import eval_transform_for
-from cascade.runfolder import LoadedModel
+from cascade.runfolder import TRAINER_NAMES, LoadedModel, checkpoint_path, checkpoint_run_dir
 
 __all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features",
            "display_frame", "explain_images", "explanation_files", "figure_file", "latex_table",
@@ -127,9 +127,9 @@ def save_sigma_checkpoint(checkpoint: Path, sigmas: list[float], name: str, tune
     """Write ``<run>/checkpoints/<name>.safetensors``: the checkpoint with σ replaced, recording
     the split σ was tuned on (a σ tuned on test needs ``allow_test``)."""
     clean = sanitize_run_name(name)
-    if clean in ("best", "last") or clean.endswith(".train"):
+    if clean in TRAINER_NAMES or clean.endswith(".train"):
         raise ValueError(f"{clean!r} is reserved for the trainer's checkpoints; choose another name")
-    out = checkpoint.parent / f"{clean}.safetensors"
+    out = checkpoint_path(checkpoint_run_dir(checkpoint), clean)
     if out.exists():
         raise ValueError(f"{out.name} already exists; choose another name")
     return apply_sigma(checkpoint, sigmas, out, tuned_on=tuned_on, allow_test=allow_test)

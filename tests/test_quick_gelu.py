@@ -75,9 +75,15 @@ def test_checkpoint_reload_keeps_quick_gelu(weights, tmp_path):
 def test_dashboard_backbone_spec_carries_quick_gelu(weights, tmp_path):
     from cascade.checkpoint import read_meta
     from cascade.dashboard.models import BackboneSpec, load_run_checkpoint, load_spec_backbone
+    from cascade.run_config import RunConfig
+    from cascade.runfolder import RunFolder, checkpoint_path
 
     bb = load_backbone("cascade-tiny", str(weights["bare"]), quick_gelu=True)
-    path = save_checkpoint(_trained_like(bb), tmp_path / "ck.safetensors")
+    folder = RunFolder(tmp_path / "run")      # the dashboard loads the checkpoints of run folders
+    folder.create()
+    folder.config.write_text(RunConfig.model_validate(
+        {"backbone": {"model_name": "cascade-tiny", "pretrained": str(weights["bare"]), "quick_gelu": True}}).to_yaml())
+    path = save_checkpoint(_trained_like(bb), checkpoint_path(folder.path, "best"))
     spec = BackboneSpec.from_meta(read_meta(path))
     assert spec.quick_gelu is True
     rebuilt = load_spec_backbone(spec)
