@@ -335,7 +335,7 @@ def run_features(
         data_key(run.config.data, run.index, split, item_keys, transform=f"eval:{image_size}"),
         poolings,
     )
-    cache = FeatureCache(cache_dir if cache_dir is not None else run.run_dir / "features")
+    cache = FeatureCache(cache_dir if cache_dir is not None else run.run_dir / runfolder.FEATURES)
     key["targets"] = targets_kind(run.index)
 
     def compute() -> FeatureSet:
