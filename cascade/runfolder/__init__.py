@@ -20,9 +20,8 @@ JSON/JSON-lines readers), :mod:`.checkpoints` (listing and name-or-path resoluti
 :mod:`.load` (:func:`load_run`: the run's model as it was trained).
 """
 from .checkpoints import (PROBE_FILE, TRAINER_NAMES, MissingCheckpointError, checkpoint_names, checkpoint_path,
-                          checkpoint_run_dir,
-                          is_model_checkpoint, is_sigma_checkpoint, iter_checkpoints, resolve_checkpoint,
-                          sigma_tuned_on)
+                          checkpoint_run_dir, is_model_checkpoint, is_sigma_checkpoint, iter_checkpoints,
+                          resolve_checkpoint, sigma_tuned_on)
 from .folder import (CHECKPOINTS, CONFIG, DATA_REPORT, DRIFT, ENV, EVAL, FEATURES, MARKERS, METRICS, SPLITS, STATE,
                      TRAIN_LOG, MetricsLog, RunFolder, RunFolderError, environment, git_commit, predictions_path,
                      read_json, read_jsonl, read_metrics)
@@ -33,10 +32,9 @@ from .status import PARTIAL_NOTE, RANDOM_WEIGHTS_NOTE, RunState, StateWriter, re
 __all__ = [
     "AblationProgress", "CHECKPOINTS", "CONFIG", "DATA_REPORT", "DRIFT", "ENV", "EVAL", "FEATURES", "LoadedModel",
     "MARKERS", "METRICS", "MetricsLog", "MissingCheckpointError", "PARTIAL_NOTE", "PROBE_FILE", "RANDOM_WEIGHTS_NOTE",
-    "RunFolder", "RunFolderError",
-    "RunProgress", "RunState", "SPLITS", "STATE", "StateWriter", "TRAINER_NAMES", "TRAIN_LOG", "checkpoint_names",
-    "checkpoint_path", "checkpoint_run_dir", "environment", "format_duration", "git_commit", "is_model_checkpoint", "is_sigma_checkpoint",
-    "iter_checkpoints", "load_run", "predictions_path", "read_ablation_progress", "read_json", "read_jsonl",
-    "read_metrics", "read_progress", "read_run_state", "resolve_checkpoint", "result_warnings", "run_backbone", "run_frozen_dtype",
-    "sigma_tuned_on",
+    "RunFolder", "RunFolderError", "RunProgress", "RunState", "SPLITS", "STATE", "StateWriter", "TRAINER_NAMES",
+    "TRAIN_LOG", "checkpoint_names", "checkpoint_path", "checkpoint_run_dir", "environment", "format_duration",
+    "git_commit", "is_model_checkpoint", "is_sigma_checkpoint", "iter_checkpoints", "load_run", "predictions_path",
+    "read_ablation_progress", "read_json", "read_jsonl", "read_metrics", "read_progress", "read_run_state",
+    "resolve_checkpoint", "result_warnings", "run_backbone", "run_frozen_dtype", "sigma_tuned_on",
 ]
