@@ -9,6 +9,7 @@ from cascade.run_config import RunConfig
 from cascade.runfolder import (ENV, METRICS, MetricsLog, MissingCheckpointError, RunFolderError, checkpoint_names,
                                checkpoint_path, checkpoint_run_dir, is_sigma_checkpoint, iter_checkpoints, read_json,
                                read_jsonl, read_metrics, resolve_checkpoint, run_frozen_dtype, sigma_tuned_on)
+from cascade.runfolder.folder import evaluation_path
 
 
 def test_eval_resolves_a_hand_written_auto_like_the_trainer(tmp_path):
@@ -86,3 +87,9 @@ def test_one_name_or_path_resolution(tmp_path):
     with pytest.raises(MissingCheckpointError, match=r"no checkpoint 'last' \(the run has: \['best'\]\)") as info:
         resolve_checkpoint(run, "last")
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, RunFolderError)
+
+
+def test_evaluation_file_is_named_by_split_and_checkpoint(tmp_path):
+    assert evaluation_path(tmp_path, "test", "best") == tmp_path / "eval-test-best.json"
+    ckpt = tmp_path / "checkpoints" / "sigma-val.safetensors"
+    assert evaluation_path(tmp_path, "val", str(ckpt)) == tmp_path / "eval-val-sigma-val.json"
