@@ -100,15 +100,19 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
 
 def sigma_lambda_figure(sigma: Any, fusion: Any, phases: Any = None, *, stage_labels: Sequence[str] | None = None,
                         title: str | None = None, paper: bool | str = False) -> go.Figure:
-    """NGA σ (log axis) and fusion weight λ of every stage against the global step, phases marked."""
+    """NGA σ (log axis) and fusion weight λ of every stage against the global step, phases marked;
+    the λ panel says n/a when no λ was logged (concat fusion has none)."""
     from plotly.subplots import make_subplots
 
     sg, fu = _frame(sigma), _frame(fusion)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=["NGA σ per stage", "fusion weight λ per stage"])
-    stages = sorted(set(sg["stage"]) | set(fu["stage"])) if not (sg.empty and fu.empty) else []
+    stages = sorted({k for df in (sg, fu) if not df.empty for k in df["stage"]})
     for row, df in ((1, sg), (2, fu)):
         if df.empty:
+            if row == 2:
+                fig.add_annotation(text="λ: n/a (none logged; concat fusion has no λ)", x=0.5, y=0.5,
+                                   xref="x2 domain", yref="y2 domain", showarrow=False)
             continue
         for k in stages:
             part = df[df["stage"] == k].sort_values("step")

@@ -43,6 +43,7 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None
         raise CheckpointError(f"{path}: checkpoints are written as .safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    lam = model.current_fusion_weights()
     meta = {
         "format_version": FORMAT_VERSION,
         "config": model.config.model_dump(),
@@ -50,7 +51,7 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None
         "backbone": model.backbone_info.to_dict(),
         "versions": versions(),
         "sigma": [float(s) for s in model.sigma().detach().cpu()],
-        "fusion_weights": [float(w) for w in model.current_fusion_weights().detach().cpu()],
+        "fusion_weights": None if lam is None else [float(w) for w in lam.detach().cpu()],   # None: concat fusion
     }
     if extra:
         meta["extra"] = extra
