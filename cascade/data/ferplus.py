@@ -31,7 +31,7 @@ from .ferplus_protocols import apply_protocol
 from .images import is_image_file
 from .manifest import parse_numbers
 from .records import DistributionProblem, Record
-from .report import HEADERLESS_ROW_CONVENTION, DataError, DataReport
+from .scan_report import HEADERLESS_ROW_CONVENTION, DataError, DataReport
 from .scan import Candidate, scan_candidates
 from .tables import read_table
 

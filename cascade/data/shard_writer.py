@@ -30,7 +30,7 @@ import numpy as np
 from ..fileio import atomic_path, write_json
 from .config import SPLIT_NAMES
 from .records import SYNTHETIC_PREFIX, DatasetIndex
-from .report import DataError
+from .scan_report import DataError
 from .splits import relative_keys
 from .tar_members import IMAGE_EXTS, read_member
 

@@ -51,7 +51,7 @@ from .config import DataConfig, is_url
 from .images import check_image_bytes, pixel_limit
 from .manifest import LabelParser
 from .records import DistributionProblem, Record, TarMember, distribution_from_label, normalise_distribution
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .tables import SPLIT_ALIASES
 from .tar_members import IMAGE_EXTS, ShardError, default_cache_dir, iter_samples, local_copy
 

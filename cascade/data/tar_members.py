@@ -26,11 +26,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import is_url
-from .records import TarMember
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CACHE_ENV = "CASCADE_SHARD_CACHE"
 _MAX_OPEN = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    """Where a sample's image lies inside an uncompressed tar shard on local disk."""
+
+    path: str      # the local file (a downloaded copy for shards named by URL)
+    offset: int    # of the member's data, in bytes
+    size: int
+    ext: str       # the member's extension (jpg, png, webp, ...)
+    shard: str = ""   # the shard as data.root names it (a URL, or the same local path)
 
 
 class ShardError(OSError):

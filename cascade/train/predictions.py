@@ -20,11 +20,7 @@ import torch
 
 from ..fileio import atomic_write_text
 
-__all__ = ["PredictionCollector", "predictions_path", "write_predictions"]
-
-
-def predictions_path(run_dir: str | os.PathLike, split: str) -> Path:
-    return Path(run_dir) / f"predictions-{split}.csv"
+__all__ = ["PredictionCollector", "write_predictions"]
 
 
 class PredictionCollector:

@@ -8,7 +8,7 @@ import pytest
 from support.ablation import write_ablation
 from support.latex import compile_fragment, require_pdflatex
 
-from analysis.report import ablation_significance, ablation_tables
+from analysis.paper_report import ablation_significance, ablation_tables
 from analysis.tables import Table
 from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
 

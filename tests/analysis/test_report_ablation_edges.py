@@ -6,7 +6,7 @@ import csv
 import pytest
 from support.ablation import write_ablation
 
-from analysis.report import ablation_significance, ablation_tables, report_ablation
+from analysis.paper_report import ablation_significance, ablation_tables, report_ablation
 from analysis.significance import holm_adjust
 
 

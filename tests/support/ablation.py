@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.train.predictions import predictions_path
-from cascade.train.runfolder import EVAL
+from cascade.runfolder import EVAL, predictions_path
 
 CLASSES = ["anger", "joy", "sadness"]
 # The eight methods of an ablation, with the stages each predicts from.

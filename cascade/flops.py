@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..blocks import needed_rows
+from .blocks import needed_rows
 
 
 @dataclass
