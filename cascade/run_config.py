@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import PARAM_GROUPS, CascadeConfig, ConfigError, expand_preset
 from .data.config import DataConfig, resolve_root
-from .methods import METHODS
+from .methods import METHODS, method_config
 from .metrics import higher_is_better
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
@@ -294,7 +294,6 @@ class RunConfig(_Strict):
     # ---- derived ----------------------------------------------------------------------
     def model_config_for_method(self) -> CascadeConfig:
         """The model config this run trains: ``model`` as the base, changed by ``method``."""
-        from .methods import method_config
         return self.model if self.method == "cascade" else method_config(self.method, self.model)
 
     def default_run_name(self) -> str:

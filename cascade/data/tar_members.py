@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from webdataset.cache import check_tar_format, download
+from webdataset.tariterators import base_plus_ext
+
 from .config import is_url
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -82,8 +85,6 @@ def local_copy(url: str, cache_dir: str | os.PathLike[str]) -> str:
         return url
     if url.startswith("file:"):
         return urlparse(url).path
-    from webdataset.cache import check_tar_format, download
-
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     dest = cache / cache_name(url)
@@ -120,8 +121,6 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 # ---- listing ---------------------------------------------------------------------------------------
 def _split_name(name: str) -> tuple[str | None, str | None]:
-    from webdataset.tariterators import base_plus_ext
-
     return base_plus_ext(name)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..fileio import atomic_write_text
 
@@ -46,8 +47,6 @@ class PredictionCollector:
     def gather(self, ctx) -> None:
         if not getattr(ctx, "enabled", False):
             return
-        import torch.distributed as dist
-
         mine = self.arrays()
         parts: list[Any] = [None] * ctx.world_size
         dist.all_gather_object(parts, mine)
