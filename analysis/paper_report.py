@@ -23,7 +23,7 @@ from analysis.explain import relevance_table, save_relevance_npz
 from analysis.export import export_figure
 from analysis.features import frozen_final_embedding, load_run, run_features
 from analysis.sigma import SigmaSweeper, nga_limits, nga_weight_curves
-from analysis.significance import COLUMNS, compare_predictions, read_predictions
+from analysis.significance import COLUMNS, add_holm, compare_predictions, read_predictions
 from analysis.tables import ABSENT, Table
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
@@ -295,20 +295,27 @@ def _ablation_rows(ablation_dir: Path) -> tuple[dict[str, Any], list[dict[str, A
 
 def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000, seed: int = 0,
                           split: str = "test") -> tuple[list[dict[str, Any]], list[str]]:
-    """Every ordered pair of methods on the same seed: McNemar + paired bootstrap of the accuracy.
+    """Every ordered pair of methods on the same seed: McNemar + paired bootstrap of the accuracy,
+    with the McNemar p per pair (uncorrected) and Holm-adjusted over the seed's method pairs.
 
-    Returns the rows of ``significance.csv`` and notes on pairs that could not be compared.
+    Returns the rows of ``significance.csv`` and notes on pairs that could not be compared
+    (no predictions file, or one that lists no images because the split is empty).
     """
     _, rows = _ablation_rows(Path(ablation_dir))
     notes: list[str] = []
     preds: dict[tuple[str, Any], Any] = {}
     for r in rows:
         path = predictions_path(r["_run"], split)
-        if path.is_file():
-            preds[(r["method"], r["seed"])] = (read_predictions(path), r["_run"])
-        else:
+        if not path.is_file():
             notes.append(f"{r['method']} seed {r['seed']}: no {path.name} (run trained before predictions were "
                          "written; retrain it to include it)")
+            continue
+        pred = read_predictions(path)
+        if pred.paths:
+            preds[(r["method"], r["seed"])] = (pred, r["_run"])
+        else:
+            notes.append(f"{r['method']} seed {r['seed']}: {path} lists no images (the {split} split is empty), "
+                         "so its pairs are not compared")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     out = []
@@ -321,7 +328,7 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
                 row = compare_predictions(pm, pb, method_name=m, baseline_name=b, seed_label=s, method_run=str(rm),
                                           baseline_run=str(rb), n_resamples=n_resamples, bootstrap_seed=seed)
                 out.append(row.as_row())
-    return out, notes
+    return add_holm(out, family=("seed",)), notes
 
 
 def _split_note(payload: dict[str, Any], n_seeds: int) -> str:
@@ -354,13 +361,17 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
         table_rows.append(cells)
         if significance and m != reference:
             tests = [t for t in significance if t["method"] == m and t["baseline"] == reference]
-            if tests and len(tests) == len(mine) and all(t["mcnemar_p"] < alpha for t in tests):
+            if tests and len(tests) == len(mine) and all(t["p_holm"] < alpha for t in tests):
                 markers[(i, "accuracy")] = "*"
     notes = [f"Test split, checkpoint selected on val {payload.get('select_metric') or 'accuracy'}; mean ± sample "
              f"std over {len(seeds)} seed(s). {_split_note(payload, len(seeds))} Best value in bold."]
     if significance is not None:
+        pairs = max((len({frozenset((t["method"], t["baseline"])) for t in significance if t["seed"] == s})
+                     for s in seeds), default=0)
         notes.append(f"* accuracy differs from {reference} on the same test images in every seed: McNemar's exact "
-                     f"two-sided test, p < {alpha:g} (95 % paired-bootstrap intervals in significance.csv).")
+                     f"two-sided test, Holm-adjusted over the {pairs} method pairs of each seed, p < {alpha:g} "
+                     "(significance.csv: p_holm; its mcnemar_p is per pair, uncorrected; 95 % paired-bootstrap "
+                     "intervals).")
     if payload.get("random_weights"):
         notes.insert(0, "RANDOM backbone weights: the numbers say nothing about CLIP.")
     partial = [f"{r['method']} seed {r['seed']}" for r in rows if r.get("partial")]
@@ -368,7 +379,9 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
         notes.append("Partial runs (stopped before their last epoch) included: " + ", ".join(partial) + ".")
     main = Table(columns=["method", "seeds", *metrics], rows=table_rows, metric_columns={k: k for k in metrics},
                  markers=markers, caption=f"Ablation ({ablation_dir.name})", label="tab:ablation", notes=notes,
-                 digits=digits, headers=HEADERS)
+                 digits=digits, headers=HEADERS,
+                 # the notes give the seed count when every method has it: a column the page can spare
+                 latex_omit=("seeds",) if len({c["seeds"] for c in table_rows}) == 1 else ())
 
     stage_rows, width = [], 0
     for m in methods:
@@ -413,7 +426,8 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
     sig_df = pd.DataFrame(sig, columns=list(COLUMNS))
     rep.text("significance.csv", sig_df.to_csv(index=False),
              f"every method against every other on the same test images and seed: accuracy difference, "
-             f"{n_resamples:,}-resample paired-bootstrap 95 % interval (seed {seed}), McNemar's exact p")
+             f"{n_resamples:,}-resample paired-bootstrap 95 % interval (seed {seed}), McNemar's exact p per pair, "
+             "uncorrected (mcnemar_p), and Holm-adjusted over the method pairs of each seed (p_holm)")
     main, stages = ablation_tables(ablation_dir, sig if sig else None, metrics=metrics, reference=reference)
     for table, stem, what in ((main, "ablation", "mean ± std per method over seeds, best in bold"),
                               (stages, "stages", "test accuracy per stage and fused, mean ± std per method")):
@@ -442,7 +456,7 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
         if not against.empty:
             fig = significance_figure(against, title=f"{ablation_dir.name}: accuracy against {ref}", paper=column)
             rep.figure(f"significance-vs-{ref}", fig, f"accuracy difference to {ref} with 95 % paired-bootstrap intervals "
-                                            "(filled: McNemar p < 0.05)", against)
+                                            f"(filled: Holm-adjusted McNemar p_holm < {ALPHA:g})", against)
     else:
         rep.skip("significance figure", "no pair of runs with predictions-test.csv")
     return rep.write_index()

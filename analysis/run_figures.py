@@ -100,15 +100,19 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
 
 def sigma_lambda_figure(sigma: Any, fusion: Any, phases: Any = None, *, stage_labels: Sequence[str] | None = None,
                         title: str | None = None, paper: bool | str = False) -> go.Figure:
-    """NGA σ (log axis) and fusion weight λ of every stage against the global step, phases marked."""
+    """NGA σ (log axis) and fusion weight λ of every stage against the global step, phases marked;
+    the λ panel says n/a when no λ was logged (concat fusion has none)."""
     from plotly.subplots import make_subplots
 
     sg, fu = _frame(sigma), _frame(fusion)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=["NGA σ per stage", "fusion weight λ per stage"])
-    stages = sorted(set(sg["stage"]) | set(fu["stage"])) if not (sg.empty and fu.empty) else []
+    stages = sorted({k for df in (sg, fu) if not df.empty for k in df["stage"]})
     for row, df in ((1, sg), (2, fu)):
         if df.empty:
+            if row == 2:
+                fig.add_annotation(text="λ: n/a (none logged; concat fusion has no λ)", x=0.5, y=0.5,
+                                   xref="x2 domain", yref="y2 domain", showarrow=False)
             continue
         for k in stages:
             part = df[df["stage"] == k].sort_values("step")
@@ -180,21 +184,24 @@ def ablation_bars(table: Any, metric: str = "accuracy", *, title: str | None = N
 def significance_figure(sig: Any, *, baseline: str | None = None, alpha: float = 0.05, title: str | None = None,
                         paper: bool | str = False) -> go.Figure:
     """Accuracy difference (method − baseline) with its paired-bootstrap 95 % interval, one row per
-    method × seed; filled markers where McNemar's exact p < ``alpha``. ``baseline`` keeps only
-    comparisons against it (default: every pair)."""
+    method × seed; filled markers where the Holm-adjusted McNemar p (``p_holm`` of
+    ``significance.csv``) is below ``alpha``. ``baseline`` keeps only comparisons against it
+    (default: every pair)."""
     df = _frame(sig)
     if baseline is not None:
         df = df[df["baseline"] == baseline]
     if df.empty:
         raise ValueError("significance_figure: no comparisons" + (f" against {baseline!r}" if baseline else ""))
     labels = [f"{m} vs {b} (seed {s})" for m, b, s in zip(df["method"], df["baseline"], df["seed"])]
-    significant = df["mcnemar_p"].to_numpy(dtype=float) < alpha
+    significant = df["p_holm"].to_numpy(dtype=float) < alpha
     fig = go.Figure(go.Scatter(
         x=df["acc_diff"], y=labels, mode="markers",
         error_x={"type": "data", "symmetric": False, "array": (df["ci_high"] - df["acc_diff"]).tolist(),
                  "arrayminus": (df["acc_diff"] - df["ci_low"]).tolist(), "thickness": 1, "width": 3},
         marker={"symbol": ["circle" if s else "circle-open" for s in significant], "size": 7, "color": "black"},
-        customdata=df["mcnemar_p"], hovertemplate="%{y}: %{x:+.4f}, McNemar p = %{customdata:.3g}<extra></extra>"))
+        customdata=df[["p_holm", "mcnemar_p"]].to_numpy(),
+        hovertemplate="%{y}: %{x:+.4f}, McNemar p Holm-adjusted = %{customdata[0]:.3g} "
+                      "(per pair, uncorrected: %{customdata[1]:.3g})<extra></extra>"))
     fig.add_vline(x=0, line={"color": PHASE_COLOUR, "width": 1})
     fig.update_xaxes(title_text="accuracy difference (95 % paired bootstrap CI)")
     fig.update_yaxes(autorange="reversed")

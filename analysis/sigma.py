@@ -171,7 +171,7 @@ class HeadSpec:
     heads: list[torch.Tensor]                # [D, E] per stage
     classifier: torch.Tensor                 # [C, E] raw class vectors
     logit_scale: torch.Tensor                # scalar
-    fusion_weights: torch.Tensor             # [S] λ, zero outside the fusion
+    fusion_weights: torch.Tensor | None      # [S] λ, zero outside the fusion; None under concat fusion
     fused_stages: list[int]                  # 0-based
     sigma: torch.Tensor                      # [S] the model's σ
     nga_mode: str = "normalized"
@@ -186,7 +186,7 @@ class HeadSpec:
             heads=[h.detach().float().cpu().clone() for h in model.heads],
             classifier=model.classifier.weight.detach().float().cpu().clone(),
             logit_scale=model.classifier.logit_scale.detach().float().cpu().clone(),
-            fusion_weights=model.current_fusion_weights().detach().float().cpu(),
+            fusion_weights=None if (lam := model.current_fusion_weights()) is None else lam.detach().float().cpu(),
             fused_stages=list(model.fused_stages),
             sigma=model.sigma().detach().float().cpu(),
             nga_mode=model.config.nga,
@@ -356,8 +356,9 @@ class SigmaSweeper:
             gram = torch.matmul(proj, proj.transpose(1, 2))                      # [N, K, K]
             self._q = [q[:, :, sl].reshape(n * c, sl.stop - sl.start).contiguous() for sl in self._stage_slices]
             self._gcol = [gram[:, :, sl].reshape(n * k0, sl.stop - sl.start).contiguous() for sl in self._stage_slices]
-            lam = spec.fusion_weights.to(dev).to(dt)
-            self._lam = [float(v) for v in lam]
+            # concat fusion has no λ: its projection of the concatenated stages does the fusing
+            self._lam = [0.0] * spec.num_stages if spec.fusion_weights is None else \
+                [float(v) for v in spec.fusion_weights.to(dev).to(dt)]
             self.concat = spec.concat_head is not None
             if self.concat:
                 d = f.shape[-1]

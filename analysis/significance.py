@@ -1,4 +1,4 @@
-"""Paired significance of accuracy differences on the same test images (DESIGN §13).
+"""Paired significance of accuracy differences on the same test images.
 
 Two tests, both on per-image correctness of two methods over the *same* images:
 
@@ -11,13 +11,17 @@ Two tests, both on per-image correctness of two methods over the *same* images:
 
 :func:`compare_predictions` pairs two ``predictions-<split>.csv`` files (written by
 the trainer) by image path and refuses files that do not hold the same images with
-the same labels.
+the same labels. :func:`holm_adjust` / :func:`add_holm` correct the McNemar p-values
+for the many pairs compared at once (Holm's step-down method within each family: the
+distinct unordered method pairs of one seed and split).
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +33,9 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "PairedComparison",
     "Predictions",
+    "add_holm",
     "compare_predictions",
+    "holm_adjust",
     "mcnemar_exact",
     "paired_bootstrap",
     "read_predictions",
@@ -177,12 +183,13 @@ class PairedComparison:
     mcnemar_p: float
     method_run: str
     baseline_run: str
+    p_holm: float = float("nan")     # set by add_holm once the whole family is known
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
 
 
-COLUMNS = ("method", "baseline", "seed", "n", "acc_diff", "ci_low", "ci_high", "mcnemar_p", "method_run",
+COLUMNS = ("method", "baseline", "seed", "n", "acc_diff", "ci_low", "ci_high", "mcnemar_p", "p_holm", "method_run",
            "baseline_run")
 
 
@@ -198,8 +205,10 @@ def compare_predictions(method: Predictions, baseline: Predictions, *, method_na
     if set(method.paths) != set(baseline.paths):
         only = sorted(set(method.paths) ^ set(baseline.paths))
         raise ValueError(f"{where}: not the same images ({len(only)} differ, e.g. {only[0]!r})")
-    if len(set(method.paths)) != len(method.paths):
-        raise ValueError(f"{method.path}: an image is listed twice")
+    for preds in (method, baseline):
+        if len(set(preds.paths)) != len(preds.paths):
+            twice = next(p for p, k in Counter(preds.paths).items() if k > 1)
+            raise ValueError(f"{preds.path}: image {twice!r} is listed twice")
     order = {p: i for i, p in enumerate(baseline.paths)}
     take = np.array([order[p] for p in method.paths], dtype=np.int64)
     base_labels = [baseline.labels[i] for i in take]
@@ -212,3 +221,51 @@ def compare_predictions(method: Predictions, baseline: Predictions, *, method_na
     diff, low, high = paired_bootstrap(a, b, n_resamples=n_resamples, seed=bootstrap_seed)
     return PairedComparison(method_name, baseline_name, seed_label, int(a.size), diff, low, high, p,
                             method_run, baseline_run)
+
+
+# ---------------------------------------------------------------------------
+# multiple comparisons
+# ---------------------------------------------------------------------------
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order.
+
+    With the ``m`` p-values sorted ascending, ``p_(1) ≤ … ≤ p_(m)``, the adjusted value of
+    ``p_(i)`` is ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``: monotone in the raw p-values and
+    at most 1. Rejecting where it is below α keeps the family-wise error rate at α.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"holm_adjust: expected a 1-D sequence of p-values, got shape {p.shape}")
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("holm_adjust: p-values must lie in [0, 1]")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m, dtype=np.float64)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted.tolist()
+
+
+def add_holm(rows: list[dict[str, Any]], family: Sequence[str] = ("seed",)) -> list[dict[str, Any]]:
+    """Set ``p_holm`` on every row of ``significance.csv`` (in place; returns ``rows``).
+
+    A family is the rows sharing the ``family`` columns (one seed of one split); its members
+    are the distinct unordered method pairs, so (A, B) and (B, A) count once and carry the
+    same adjusted value (McNemar's p is symmetric in the pair).
+    """
+    families: dict[tuple, dict[frozenset, list[dict[str, Any]]]] = {}
+    for r in rows:
+        key: tuple[Hashable, ...] = tuple(r.get(c) for c in family)
+        families.setdefault(key, {}).setdefault(frozenset((r["method"], r["baseline"])), []).append(r)
+    for pairs in families.values():
+        members = list(pairs.values())
+        for same in members:
+            if len({r["mcnemar_p"] for r in same}) > 1:
+                a = same[0]
+                raise ValueError(f"{a['method']} vs {a['baseline']}: the two directions have different McNemar p")
+        for same, adjusted in zip(members, holm_adjust([same[0]["mcnemar_p"] for same in members])):
+            for r in same:
+                r["p_holm"] = adjusted
+    return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +27,81 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   # symbols the tables use, as math so a plain pdflatex needs no Unicode set-up
                   "±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "λ": r"$\lambda$",
                   "α": r"$\alpha$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
-                  "−": "$-$"}
+                  "−": "$-$", "<": "$<$", ">": "$>$"}
+# "p < 0.05" and the like: the whole comparison in math mode (text-mode "<" prints as "¡" in OT1).
+_COMPARISON = re.compile(r"(?<![\w\\])([pα])(_holm)? ?([<>=≤≥]) ?(\d+(?:\.\d+)?)")
+_MATH_RELATION = {"<": "<", ">": ">", "=": "=", "≤": r"\leq", "≥": r"\geq"}
 
 
 def latex_escape(text: Any) -> str:
-    """Text safe inside a LaTeX document (special characters escaped)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    """Text safe inside a LaTeX document (special characters escaped; comparisons such as
+    ``p < 0.05`` set in math)."""
+    out, last, s = [], 0, str(text)
+    for m in _COMPARISON.finditer(s):
+        out.append(_escape_chars(s[last:m.start()]))
+        var = r"\alpha" if m.group(1) == "α" else "p"
+        sub = r"_{\mathrm{Holm}}" if m.group(2) else ""
+        out.append(f"${var}{sub} {_MATH_RELATION[m.group(3)]} {m.group(4)}$")
+        last = m.end()
+    out.append(_escape_chars(s[last:]))
+    return "".join(out)
+
+
+def _escape_chars(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+# Widths the LaTeX layout is chosen for: a plain 10 pt article's text width, and one column of its
+# two-column form. Estimates carry a margin, so a table chosen to fit does fit.
+TEXT_WIDTH_PT = 345.0
+COLUMN_WIDTH_PT = 229.5
+# (size command, its width relative to 10 pt as measured for Computer Modern, column padding in pt)
+_LAYOUTS = ((r"\small", 0.93, 4.0), (r"\footnotesize", 0.86, 3.0), (r"\scriptsize", 0.81, 2.0))
+_MARGIN = 1.02
+# Computer Modern at 10 pt, in pt: digits and most lower-case letters are 5 pt wide.
+_GLYPH = {**dict.fromkeys("0123456789", 5.0), **dict.fromkeys(".,:;!'", 2.8), **dict.fromkeys("il", 2.8),
+          **dict.fromkeys("mw", 7.8), **dict.fromkeys("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 7.5), " ": 3.4, "-": 3.4,
+          "(": 3.9, ")": 3.9, "/": 5.0, "*": 5.0}
+_MATH_WORDS = {r"\pm": 12.2, r"\downarrow": 5.0, r"\uparrow": 5.0, r"\sigma": 5.7, r"\lambda": 5.8,
+               r"\alpha": 6.4, r"\times": 12.2, r"\geq": 13.3, r"\leq": 13.3, r"\textbackslash{}": 5.0}
+
+
+def _latex_width(cells: list[str]) -> float:
+    """Estimated width in pt of the widest of ``cells`` (LaTeX source) at 10 pt."""
+    widest = 0.0
+    for cell in cells:
+        text = cell
+        width = 0.0
+        for word, w in _MATH_WORDS.items():
+            width += w * text.count(word)
+            text = text.replace(word, "")
+        bold = 1.12 if r"\mathbf" in text else 1.0
+        sup = re.findall(r"\^\{([^}]*)\}", text)
+        width += sum(3.5 * len(s) for s in sup)
+        text = re.sub(r"\^\{[^}]*\}", "", text)
+        text = re.sub(r"\\[a-zA-Z]+", "", text).replace("{", "").replace("}", "").replace("\\", "")
+        # spaces inside math ($...$, the odd pieces) take no room
+        text = "".join(piece.replace(" ", "") if k % 2 else piece for k, piece in enumerate(text.split("$")))
+        width += bold * sum(_GLYPH.get(ch, 5.0) for ch in text)
+        widest = max(widest, width)
+    return widest * _MARGIN
+
+
+def _table_width(natural: list[float], cols: list[int], scale: float, sep: float) -> float:
+    return sum(natural[k] * scale + 2 * sep for k in cols)
+
+
+def _split_columns(natural: list[float], scale: float, sep: float) -> list[list[int]]:
+    """Column groups that each fit the text width, every group led by the first column."""
+    chunks: list[list[int]] = []
+    current = [0]
+    for k in range(1, len(natural)):
+        if len(current) > 1 and _table_width(natural, current + [k], scale, sep) > TEXT_WIDTH_PT:
+            chunks.append(current)
+            current = [0]
+        current.append(k)
+    chunks.append(current)
+    return chunks
 
 
 def _missing(v: Any) -> bool:
@@ -65,6 +135,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     digits: int = 3
     headers: dict[str, str] = field(default_factory=dict)
+    latex_omit: tuple[str, ...] = ()     # columns the LaTeX leaves out (their content is in a note)
 
     # ---- best values ----------------------------------------------------------------
     def _value(self, cell: Any) -> float | None:
@@ -91,15 +162,22 @@ class Table:
             mean, std = cell
             if _missing(mean):
                 return NA
-            return f"{format_number(mean, self.digits)} ± {format_number(std, self.digits)}"
+            return f"{format_number(mean, self.digits)} ± {self._std(mean, std)}"
         if isinstance(cell, (int, float)) and not isinstance(cell, bool):
             return format_number(cell, self.digits) if isinstance(cell, float) or _missing(cell) else str(cell)
         return NA if cell is None else str(cell)
 
+    def _std(self, mean: Any, std: Any) -> str:
+        """A std in its mean's notation: float noise (1e-16 for identical runs) prints as 0.000."""
+        fixed = "e" not in format_number(mean, self.digits)
+        if fixed and not _missing(std) and abs(float(std)) < 10 ** -self.digits:
+            return f"{0.0:.{self.digits}f}"
+        return format_number(std, self.digits)
+
     def _latex(self, cell: Any, bold: bool, mark: str) -> str:
         sup = f"^{{{mark}}}" if mark else ""
         if isinstance(cell, tuple) and not _missing(cell[0]):
-            body = f"{format_number(cell[0], self.digits)} \\pm {format_number(cell[1], self.digits)}"
+            body = f"{format_number(cell[0], self.digits)} \\pm {self._std(cell[0], cell[1])}"
         elif isinstance(cell, float) and not _missing(cell):
             body = format_number(cell, self.digits)
         elif isinstance(cell, int) and not isinstance(cell, bool):
@@ -116,23 +194,48 @@ class Table:
 
     # ---- renderers ----------------------------------------------------------------------
     def to_latex(self) -> str:
-        """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
-        bold = {c: self.best_rows(c) for c in self.columns}
-        align = "".join("r" if c in self.metric_columns else "l" for c in self.columns)
-        lines = [r"\begin{table}[t]", r"\centering"]
+        """A ``table`` (or ``table*``) float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``).
+
+        The table must fit the text width of a plain 10 pt ``article`` (345 pt) without an
+        overfull box: the font size and column padding are the largest of a few compact
+        settings whose estimated width fits; if none does, the metric columns are split over
+        stacked tabulars that each repeat the first column. A table too wide for one column of
+        a two-column page is a ``table*``, which spans both there (and is a plain float in
+        one-column documents).
+        """
+        columns = [c for c in self.columns if c not in self.latex_omit]
+        bold = {c: self.best_rows(c) for c in columns}
+        header = [latex_escape(self.header(c)) for c in columns]
+        body = [[self._latex(row.get(c), i in bold[c], self.markers.get((i, c), "")) for c in columns]
+                for i, row in enumerate(self.rows)]
+        natural = [max(_latex_width([h, *(r[k] for r in body)]), 1.0) for k, h in enumerate(header)]
+        chunks: list[list[int]] = [list(range(len(columns)))]
+        size, scale, sep = next(((sz, sc, sp) for sz, sc, sp in _LAYOUTS
+                                 if _table_width(natural, chunks[0], sc, sp) <= TEXT_WIDTH_PT),
+                                (None, 0.0, 0.0))
+        if size is None:
+            size, scale, sep = _LAYOUTS[-2]
+            chunks = _split_columns(natural, scale, sep)
+        width = max(_table_width(natural, c, scale, sep) for c in chunks)
+        env = "table*" if width > COLUMN_WIDTH_PT else "table"
+        lines = [f"\\begin{{{env}}}[t]", r"\centering"]
         if self.caption:
             lines.append(f"\\caption{{{latex_escape(self.caption)}}}")
         if self.label:
             lines.append(f"\\label{{{self.label}}}")
-        lines += [f"\\begin{{tabular}}{{{align}}}", r"\toprule",
-                  " & ".join(latex_escape(self.header(c)) for c in self.columns) + r" \\", r"\midrule"]
-        for i, row in enumerate(self.rows):
-            cells = [self._latex(row.get(c), i in bold[c], self.markers.get((i, c), "")) for c in self.columns]
-            lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [size, f"\\setlength{{\\tabcolsep}}{{{sep:g}pt}}"]
+        for n, cols in enumerate(chunks):
+            if n:
+                lines.append(r"\par\medskip")
+            align = "".join("r" if columns[k] in self.metric_columns else "l" for k in cols)
+            lines += [f"\\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(header[k] for k in cols) + r" \\",
+                      r"\midrule"]
+            lines += [" & ".join(r[k] for k in cols) + r" \\" for r in body]
+            lines += [r"\bottomrule", r"\end{tabular}"]
         if self.notes:
-            lines.append(r"\par\smallskip{\footnotesize " + " ".join(self._latex_note(n) for n in self.notes) + "}")
-        lines.append(r"\end{table}")
+            lines.append(r"\par\smallskip{\footnotesize\raggedright "
+                         + " ".join(self._latex_note(n) for n in self.notes) + r"\par}")
+        lines.append(f"\\end{{{env}}}")
         return "\n".join(lines) + "\n"
 
     def _latex_note(self, note: str) -> str:

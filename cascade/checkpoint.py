@@ -39,6 +39,7 @@ def meta_path(path: str | os.PathLike) -> Path:
 def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON beside it, each atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    lam = model.current_fusion_weights()
     meta = {
         "format_version": FORMAT_VERSION,
         "config": model.config.model_dump(),
@@ -46,7 +47,7 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None
         "backbone": model.backbone_info.to_dict(),
         "versions": versions(),
         "sigma": [float(s) for s in model.sigma().detach().cpu()],
-        "fusion_weights": [float(w) for w in model.current_fusion_weights().detach().cpu()],
+        "fusion_weights": None if lam is None else [float(w) for w in lam.detach().cpu()],   # None: concat fusion
     }
     if extra:
         meta["extra"] = extra

@@ -38,7 +38,7 @@ class CascadeOutput:
     fused_embedding: torch.Tensor        # [B, E], before the classifier's normalisation
     stage_features: torch.Tensor         # [S, B, D], Z_s before the head
     nga_weights: list[torch.Tensor]      # per stage, [d_s]
-    fusion_weights: torch.Tensor         # [S], zero for stages outside the fusion
+    fusion_weights: torch.Tensor | None  # [S], zero for stages outside the fusion; None under concat fusion
     block_features: torch.Tensor | None = None   # [K, B, D] when requested
     block_ids: list[int] = field(default_factory=list)  # 1-based block numbers of block_features
 
@@ -179,7 +179,11 @@ class CascadeCLIP(nn.Module):
                 b.data = b.data.to(dtype)
         return self
 
-    def current_fusion_weights(self) -> torch.Tensor:
+    def current_fusion_weights(self) -> torch.Tensor | None:
+        """λ per stage (0 outside the fusion), or None under ``fusion: concat``, whose learned
+        projection of the concatenated stage features takes the place of any weighting."""
+        if self.concat_head is not None:
+            return None
         lam = torch.zeros(self.num_stages, device=self.fusion_logits.device)
         lam[self.fused_stages] = torch.softmax(self.fusion_logits.float(), dim=0)
         return lam

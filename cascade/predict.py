@@ -94,7 +94,7 @@ def predict_images(model, preprocess: Callable[[Image.Image], torch.Tensor], ima
 
     Inputs are paths, PIL images, or ``(name, PIL image)`` pairs. A good image gives
     ``{"image", "ok": True, "prediction", "confidence", "fused": {class: p},
-    "stages": [{class: p}, ...], "fusion_weights": [...]}``; one that cannot be read gives
+    "stages": [{class: p}, ...], "fusion_weights": [...] or None}`` (None under concat fusion, which has no λ); one that cannot be read gives
     ``{"image", "ok": False, "error"}`` and the others are still processed.
     """
     device = torch.device(device) if device is not None else next(
@@ -115,7 +115,7 @@ def predict_images(model, preprocess: Callable[[Image.Image], torch.Tensor], ima
             fused = out.logits.float().softmax(-1).cpu()
             stages = out.stage_logits.float().softmax(-1).cpu()
             lam = getattr(out, "fusion_weights", None)
-            lam = [] if lam is None else [float(v) for v in lam.detach().cpu()]
+            lam = None if lam is None else [float(v) for v in lam.detach().cpu()]
             for row, (i, _) in enumerate(chunk):
                 probs = fused[row]
                 top = int(probs.argmax())

@@ -110,7 +110,8 @@ for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
         else:
             st.markdown("**Weights used**")
             weights = pd.DataFrame([{"stage": s + 1, "block": b, "nga_weight": float(w), "sigma": float(pred.sigma[s]),
-                                     "fusion_lambda": float(pred.fusion_weights[s])}
+                                     "fusion_lambda": None if pred.fusion_weights is None else
+                                     float(pred.fusion_weights[s])}
                                     for s, (bl, ws) in enumerate(zip(pred.stage_blocks, pred.nga_weights))
                                     for b, w in zip(bl, ws)])
             chart(weights_figure(pred), f"weights_{i}", f"weights-{pred.name}", data=weights,

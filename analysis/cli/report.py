@@ -41,8 +41,9 @@ def register(subparsers) -> None:
                     "frozen, stages), drift, confusion matrix, per-stage bars and explanation maps of a few "
                     "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), "
                     "Markdown and CSV tables with mean ± std and the best in "
-                    "bold, significance.csv (McNemar's exact test and the paired bootstrap per method pair and "
-                    "seed), and figures. OUT/index.md lists every file.")
+                    "bold, significance.csv (McNemar's exact test, per pair and Holm-adjusted over each seed's "
+                    "method pairs, and the paired bootstrap per method pair and seed), and figures. "
+                    "OUT/index.md lists every file.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", metavar="DIR", help="a run folder")
     what.add_argument("--ablation", metavar="DIR", help="an ablation folder (results.json from cascade ablate)")

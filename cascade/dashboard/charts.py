@@ -31,7 +31,8 @@ def distribution_bar(pred: ImagePrediction, height: int = 220, truth=None) -> go
 
 
 def weights_figure(pred: ImagePrediction, height: int = 220) -> go.Figure:
-    """NGA weights against block (one trace per stage) and the fusion weights λ."""
+    """NGA weights against block (one trace per stage) and the fusion weights λ (n/a under concat
+    fusion, which has none)."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3],
@@ -39,9 +40,13 @@ def weights_figure(pred: ImagePrediction, height: int = 220) -> go.Figure:
     for s, (blocks, w) in enumerate(zip(pred.stage_blocks, pred.nga_weights)):
         fig.add_scatter(x=blocks, y=w, mode="lines+markers", name=f"stage {s + 1} (σ={pred.sigma[s]:.3g})",
                         line=dict(color=_PALETTE[s % len(_PALETTE)]), row=1, col=1)
-    fig.add_bar(x=[f"s{s + 1}" for s in range(len(pred.fusion_weights))], y=pred.fusion_weights,
-                marker_color=[_PALETTE[s % len(_PALETTE)] for s in range(len(pred.fusion_weights))],
-                showlegend=False, row=1, col=2)
+    if pred.fusion_weights is None:
+        fig.add_annotation(text="n/a: concat fusion<br>has no λ", x=0.5, y=0.5, xref="x2 domain", yref="y2 domain",
+                           showarrow=False)
+    else:
+        fig.add_bar(x=[f"s{s + 1}" for s in range(len(pred.fusion_weights))], y=pred.fusion_weights,
+                    marker_color=[_PALETTE[s % len(_PALETTE)] for s in range(len(pred.fusion_weights))],
+                    showlegend=False, row=1, col=2)
     fig.update_xaxes(title_text="block", dtick=1, row=1, col=1)
     fig.update_yaxes(range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(range=[0, 1.05], row=1, col=2)

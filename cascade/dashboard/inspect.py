@@ -17,7 +17,7 @@ class ImagePrediction:
     stages: np.ndarray                 # [S, C] probabilities
     stage_blocks: list[list[int]]      # 1-based blocks of each stage
     nga_weights: list[np.ndarray]      # per stage, [d_s]
-    fusion_weights: np.ndarray         # [S]
+    fusion_weights: np.ndarray | None  # [S]; None under concat fusion (no λ)
     sigma: np.ndarray                  # [S]
     seconds: float                     # model time for this image (its share of the batch)
 
@@ -51,7 +51,8 @@ def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) 
     per_image = (time.perf_counter() - start) / max(1, len(images))
     classes = list(model.classnames)
     nga = [w.detach().float().cpu().numpy() for w in model.current_nga_weights()]
-    lam = model.current_fusion_weights().detach().float().cpu().numpy()
+    lam = model.current_fusion_weights()
+    lam = None if lam is None else lam.detach().float().cpu().numpy()
     sigma = model.sigma().detach().float().cpu().numpy()
     out: list[ImagePrediction] = []
     for r in results:

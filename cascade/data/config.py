@@ -88,11 +88,28 @@ class ManifestOptions(_Strict):
 class FerPlusOptions(_Strict):
     """FER+ (``format: ferplus``).
 
-    keep_unknown: keep the faces whose majority vote is unknown or not-a-face (FER+'s paper
-      drops them, and so does the default); kept or dropped, they are listed in the data report.
+    protocol: which faces are kept and what they are trained on. ``votes`` (the default): every
+      face whose largest raw vote count is an emotion, with its 8 emotion votes as the target
+      distribution. The published protocols of the FER+ paper drop single votes as outliers first:
+      ``majority`` (one-hot label of a top emotion with more than half the votes: what published
+      FER+ accuracies use), ``crossentropy`` (soft target over the top entries covering 75 % of the
+      votes), ``probability`` (a label drawn from that target each epoch) and ``multi_target``
+      (equal weight on every emotion with at least 30 % of the votes). The data report names the
+      protocol and lists every dropped face with its reason.
+    keep_unknown: under ``votes``, keep the faces whose majority vote is unknown or not-a-face
+      (dropped by default); kept or dropped, they are listed in the data report. The published
+      protocols always drop them.
     """
 
+    protocol: Literal["votes", "majority", "probability", "crossentropy", "multi_target"] = "votes"
     keep_unknown: bool = False
+
+    @model_validator(mode="after")
+    def _keep_unknown_needs_votes(self) -> FerPlusOptions:
+        if self.keep_unknown and self.protocol != "votes":
+            raise ValueError(f"keep_unknown applies to protocol 'votes' only; protocol '{self.protocol}' "
+                             "drops faces whose top entry is unknown or not-a-face, as the paper does")
+        return self
 
 
 class WebDatasetOptions(_Strict):

@@ -58,8 +58,10 @@ class DataReport:
     num_kept: int = 0
     counts_per_class: dict[str, int] = field(default_factory=dict)
     has_distributions: bool = False
+    # The label protocol of formats that have several (FER+), else None.
+    protocol: str | None = None
     bad: list[BadItem] = field(default_factory=list)
-    # Items a dataset's own rule sets apart (FER+: the majority vote is unknown or not-a-face),
+    # Items a dataset's own rule sets apart (FER+: faces its label protocol drops),
     # each with what was done to it; unlike bad items they never fail a scan.
     flagged: list[BadItem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -16,9 +16,11 @@ MOVED_FRACTION = 0.01   # a σ "moved" when it changed by at least 1 % of its in
 
 
 def nga_now(model) -> dict[str, list[float]]:
-    """``{"sigma": [σ per stage], "fusion": [λ per stage]}`` (λ is 0 outside the fusion)."""
+    """``{"sigma": [σ per stage], "fusion": [λ per stage]}`` (λ is 0 outside the fusion; None under
+    concat fusion, which has no λ)."""
+    lam = model.current_fusion_weights()
     return {"sigma": [float(v) for v in model.sigma().detach().float().cpu()],
-            "fusion": [float(v) for v in model.current_fusion_weights().detach().float().cpu()]}
+            "fusion": None if lam is None else [float(v) for v in lam.detach().float().cpu()]}
 
 
 def _relative(now: list[float] | None, init: list[float]) -> list[float] | None:
@@ -49,7 +51,8 @@ def learned_parameters(model, init: dict[str, list[float]], last: dict[str, list
         "sigma_change_best": change_best, "sigma_change_last": change_last,
         "sigma_movable_stages": movable, "sigma_moved": moved,
         "fusion_init": init["fusion"], "fusion_best": best["fusion"] if best else None, "fusion_last": last["fusion"],
-        "fusion_max_change": max((abs(a - b) for a, b in zip(last["fusion"], init["fusion"])), default=0.0),
+        "fusion_max_change": None if last["fusion"] is None or init["fusion"] is None else
+        max((abs(a - b) for a, b in zip(last["fusion"], init["fusion"])), default=0.0),
         "moved_threshold": MOVED_FRACTION,
     }
     if moved is False:

@@ -33,6 +33,7 @@ from .data import DataBundle, build_prefix_cache, cache_placement, describe_size
 from .distributed import DistContext, all_reduce_grads, init_distributed
 from .evaluation import autocast_context, evaluate_model, metric_value, model_inputs
 from .fastpath import GraphSteps, plan_compile, resolve_run_frozen_dtype
+from .label_draw import LabelDraw
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
@@ -129,6 +130,7 @@ class Trainer:
         splits_file = folder / SPLITS if resume or (restart and (folder / SPLITS).is_file()) else None
         self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
+        self.label_draw = LabelDraw.for_data(config.data, self.data.index, tc.seed)
 
         # ---- model (prompts are drawn from the global RNG: seed right before)
         bb = config.backbone
@@ -392,6 +394,9 @@ class Trainer:
                      f"dual-task loss is (1 + λ_dist)·CE = {1 + self.loss_weights.lambda_dist:g}·CE"
                      + (f" (targets smoothed by data.label_smoothing={self.config.data.label_smoothing:g})"
                         if self.config.data.label_smoothing else "") + " plus α·consistency")
+        if self.label_draw is not None:
+            self.say("note: FER+ protocol probability: each epoch trains every face on one label drawn from its "
+                     "kept votes (validation and test use the votes' argmax)")
         if self.cache_seconds:
             self.say(f"prefix cache: {self.model.frozen_prefix} frozen block(s) computed once in {self.cache_seconds:.1f}s "
                      f"({self.cache_bytes / 2**20:.0f} MiB, in {'host' if self.cache_device.type == 'cpu' else 'GPU'} "
@@ -525,6 +530,8 @@ class Trainer:
               epoch: int) -> dict[str, float]:
         s, tc = self.state, self.tc
         self.optimizer.zero_grad(set_to_none=True)
+        if self.label_draw is not None:
+            batch = self.label_draw(batch, epoch)
         labels = batch["label"].to(self.device, non_blocking=True)
         dists = batch["dist"].to(self.device, non_blocking=True)
         frozen = None

@@ -58,7 +58,9 @@ def test_ablation_report(ablation, tmp_path, capsys):
     # significance.csv: every ordered pair of methods per seed, checked against the predictions files
     rows = list(csv.DictReader((out / "significance.csv").open()))
     assert list(rows[0]) == ["method", "baseline", "seed", "n", "acc_diff", "ci_low", "ci_high", "mcnemar_p",
-                             "method_run", "baseline_run"]
+                             "p_holm", "method_run", "baseline_run"]
+    # two methods: one pair per seed, so Holm leaves each p as it is
+    assert all(float(r["p_holm"]) == pytest.approx(float(r["mcnemar_p"])) for r in rows)
     assert sorted((r["method"], r["baseline"], r["seed"]) for r in rows) == sorted(
         (m, b, s) for m, b in (("cascade", "zeroshot"), ("zeroshot", "cascade")) for s in ("0", "1"))
     for r in rows:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.significance import (compare_predictions, mcnemar_exact, mcnemar_p, paired_bootstrap,
-                                   read_predictions)
+from analysis.significance import (add_holm, compare_predictions, holm_adjust, mcnemar_exact, mcnemar_p,
+                                   paired_bootstrap, read_predictions)
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -125,3 +125,42 @@ def test_compare_refuses_different_images_or_labels(tmp_path):
     bad.write_text("file,label\nx.jpg,joy\n")
     with pytest.raises(ValueError, match="bad.csv.*header"):
         read_predictions(bad)
+
+
+def test_compare_rejects_a_repeated_path_in_either_file(tmp_path):
+    rows = [("x.jpg", "joy", "joy"), ("y.jpg", "sad", "joy")]
+    once = read_predictions(write_predictions(tmp_path / "once.csv", rows))
+    twice = read_predictions(write_predictions(tmp_path / "twice.csv", rows + [("y.jpg", "sad", "sad")]))
+    for method, baseline in ((twice, once), (once, twice)):
+        with pytest.raises(ValueError, match=r"twice.csv: image 'y.jpg' is listed twice"):
+            compare_predictions(method, baseline, method_name="m", baseline_name="b", seed_label=0, method_run="",
+                                baseline_run="")
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 → ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04 → running max 0.02, 0.03, 0.06, 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # 0.2 × 3 = 0.6; 0.6 × 2 = 1.2 → capped at 1; 0.7 × 1 = 0.7 → 1 (monotone)
+    assert holm_adjust([0.6, 0.2, 0.7]) == pytest.approx([1.0, 0.6, 1.0])
+    assert holm_adjust([0.04]) == [0.04] and holm_adjust([]) == []
+    # ties keep their order and get the same value: 0.01 × 2 = 0.02 and max(0.02, 0.01 × 1)
+    assert holm_adjust([0.01, 0.01]) == pytest.approx([0.02, 0.02])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm_adjust([0.5, 1.5])
+
+
+def test_holm_families_are_the_unordered_pairs_of_one_seed():
+    def both(a, b, seed, p):
+        return [{"method": a, "baseline": b, "seed": seed, "mcnemar_p": p},
+                {"method": b, "baseline": a, "seed": seed, "mcnemar_p": p}]
+
+    rows = [*both("A", "B", 0, 0.01), *both("A", "C", 0, 0.04), *both("B", "C", 0, 0.03), *both("A", "B", 1, 0.02)]
+    add_holm(rows)
+    got = {(r["method"], r["baseline"], r["seed"]): r["p_holm"] for r in rows}
+    # seed 0: three pairs, not six rows: 0.01 × 3 = 0.03; 0.03 × 2 = 0.06; max(0.06, 0.04 × 1) = 0.06
+    assert got[("A", "B", 0)] == got[("B", "A", 0)] == pytest.approx(0.03)
+    assert got[("B", "C", 0)] == got[("C", "B", 0)] == pytest.approx(0.06)
+    assert got[("A", "C", 0)] == got[("C", "A", 0)] == pytest.approx(0.06)
+    # seed 1: a family of one pair keeps its p
+    assert got[("A", "B", 1)] == got[("B", "A", 1)] == pytest.approx(0.02)
+    assert all(r["p_holm"] >= r["mcnemar_p"] for r in rows)

@@ -20,7 +20,10 @@ def test_ferplus_config_runs_on_the_official_splits(tmp_path):
     path = train(cfg, quiet=True)
     ev = json.loads((path / "eval.json").read_text())
     assert ev["classnames"] == list(FERPLUS_CLASSES)
-    assert ev["sizes"] == {"train": 9, "val": 9, "test": 9} and ev["test"]["num_samples"] == 9
+    # majority: the 8 clear faces per split; unknown, NF and the emotion/unknown tie are dropped
+    assert ev["sizes"] == {"train": 8, "val": 8, "test": 8} and ev["test"]["num_samples"] == 8
+    assert ev["test"]["fused"]["kl"] is None                  # one-hot targets: distribution metrics n/a
     report = json.loads((path / "data_report.json").read_text())
-    assert report["num_bad"] == 1 and report["num_flagged"] == 6 and report["num_kept"] == 27
+    assert report["protocol"] == "majority" and not report["has_distributions"]
+    assert report["num_bad"] == 1 and report["num_flagged"] == 9 and report["num_kept"] == 24
     assert report["bad"][0]["row"] == 12 and report["bad"][0]["file"].endswith("FER2013Train/label.csv")
