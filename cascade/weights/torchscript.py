@@ -99,9 +99,9 @@ def read_class_infos(zf: zipfile.ZipFile, root: str, path: str) -> dict[str, Cla
 class _Unpickler(pickle.Unpickler):
     """Builds tensors from the archive's storages and ScriptRecords; refuses every other class."""
 
-    def __init__(self, file, zf: zipfile.ZipFile, root: str, path: str):
+    def __init__(self, file, zf: zipfile.ZipFile, root: str, path: str, meta: bool = False):
         super().__init__(file)
-        self.zf, self.root, self.path = zf, root, path
+        self.zf, self.root, self.path, self.meta = zf, root, path, meta
         self.storages: dict[str, torch.Tensor] = {}
         self.records: dict[str, type] = {}
 
@@ -130,16 +130,20 @@ class _Unpickler(pickle.Unpickler):
         if key not in self.storages:
             member = f"{self.root}/data/{key}"
             try:
-                raw = self.zf.read(member)
+                size = self.zf.getinfo(member).file_size
+                raw = b"" if self.meta else self.zf.read(member)
             except KeyError:
                 raise WeightsError(f"pretrained: {self.path} is truncated or corrupt (storage {member} "
                                    "is missing)") from None
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise WeightsError(f"pretrained: {self.path} is corrupt (storage {member}: {exc})") from None
             itemsize = torch.empty((), dtype=dtype).element_size()
-            if len(raw) != numel * itemsize:
+            if size != numel * itemsize or (not self.meta and len(raw) != size):
                 raise WeightsError(f"pretrained: {self.path} is truncated or corrupt (storage {member} holds "
-                                   f"{len(raw)} bytes, {numel * itemsize} expected)")
+                                   f"{size} bytes, {numel * itemsize} expected)")
+            if self.meta:
+                self.storages[key] = torch.empty(numel, dtype=dtype, device="meta")
+                return self.storages[key]
             flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
             self.storages[key] = flat.view(dtype) if dtype != torch.uint8 else flat
         return self.storages[key]
@@ -154,6 +158,8 @@ class _Unpickler(pickle.Unpickler):
             last = offset + sum((s - 1) * st for s, st in zip(size, stride))
             if last >= storage.numel():
                 raise WeightsError(f"pretrained: {self.path} is corrupt (a tensor reaches past its storage)")
+        if storage.is_meta:
+            return torch.empty(size, dtype=storage.dtype, device="meta")
         return torch.as_strided(storage, size, stride, offset).clone()
 
 
@@ -180,8 +186,10 @@ def flatten(obj: ScriptRecord, infos: dict[str, ClassInfo], path: str, prefix: s
     return out
 
 
-def read_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
+def read_torchscript(path: str | Path, meta: bool = False) -> dict[str, torch.Tensor]:
     """The state dict stored in a TorchScript archive, without OpenAI's extra ints.
+
+    ``meta=True`` gives tensors on the meta device (shapes and dtypes, no data read).
 
     Raises :class:`WeightsError` for archives that are truncated, corrupt, or whose objects
     rebuild themselves with code (``__setstate__``).
@@ -201,7 +209,7 @@ def read_torchscript(path: str | Path) -> dict[str, torch.Tensor]:
             infos = read_class_infos(zf, root, path)
             with zf.open(pickles[0]) as fh:
                 try:
-                    top = _Unpickler(fh, zf, root, path).load()
+                    top = _Unpickler(fh, zf, root, path, meta).load()
                 except WeightsError:
                     raise
                 except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError,
