@@ -11,7 +11,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from ..config import ConfigError
     from ..data import DataError
     from ..train.runfolder import RunFolderError
-    return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, FileNotFoundError)
+    from ..weights import WeightsError
+    return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, WeightsError,
+            FileNotFoundError)
 
 
 class CommandFailed(Exception):

@@ -178,3 +178,11 @@ def convert_state_dict(hf: dict[str, torch.Tensor], path: Path) -> dict[str, tor
             raise WeightsError(f"pretrained: {path}: attention {base}{leaf} lacks {sorted({'q', 'k', 'v'} - set(parts))}")
         out[f"{base}attn.in_proj_{leaf}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
+
+
+def read_config_quiet(path: str | Path) -> dict[str, Any] | None:
+    """:func:`read_config`, with an unreadable ``config.json`` counted as none (for searching)."""
+    try:
+        return read_config(path)
+    except WeightsError:
+        return None
