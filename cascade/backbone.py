@@ -119,13 +119,13 @@ def _cached_weights(tag_cfg: dict, cache_dir: str | None) -> str | None:
     return None
 
 
-_verified: set[tuple[str, int, float]] = set()
+_verified: set[tuple[str, int, float, str]] = set()
 
 
 def _verify_once(path: str, url: str) -> None:
     """Check a ``~/.cache/clip`` copy against the SHA-256 in its URL, once per process and file version."""
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime, url)
     if key not in _verified:
         openai_weights.verify(path, url)
         _verified.add(key)
@@ -263,7 +263,6 @@ def load_backbone(
     if auto and pretrained is None:
         raise WeightsError(f"model_name: {AUTO} reads the architecture from a weights file or folder; random "
                            "weights (pretrained: none) need a model name such as ViT-B-32")
-    force_quick_gelu, gelu_source = resolve_quick_gelu(model_name, pretrained, quick_gelu)
     weights_path: str | None = None
     tag: str | None = None
     if pretrained is not None:
@@ -301,6 +300,8 @@ def load_backbone(
             model_cfg = None if found else weights.model_cfg
         else:
             check_architecture(model_name, weights.state, weights_path, weights.model_cfg)
+    # After the weights were read: a file that cannot be used gets its error, not a QuickGELU warning.
+    force_quick_gelu, gelu_source = resolve_quick_gelu(model_name, pretrained, quick_gelu)
 
     with torch.random.fork_rng(devices=[]):
         # Random weights must be reproducible: a run on random weights is only

@@ -92,8 +92,8 @@ def architecture_of(state: dict[str, torch.Tensor], path: str, model_cfg: dict[s
     if model_cfg is not None:
         return None
     raise WeightsError(f"pretrained: {path} has shapes that fit no architecture cascade knows ({describe(sig)}); "
-                       f"known: {', '.join(KNOWN_ARCHITECTURES)}. Put a config.json or open_clip_config.json "
-                       "beside it, or name the model")
+                       f"known: {', '.join(KNOWN_ARCHITECTURES)}. A config.json (transformers) or "
+                       "open_clip_config.json beside it gives other sizes")
 
 
 def check_architecture(model_name: str, state: dict[str, torch.Tensor], path: str,
@@ -111,4 +111,4 @@ def check_architecture(model_name: str, state: dict[str, torch.Tensor], path: st
             found = "no known architecture"
         diff = differences(want, sig) or [f"heads {heads(cfg)} vs {heads(model_cfg)}"]
         raise WeightsError(f"pretrained: {path} holds {found} weights ({describe(sig)}), but model_name is "
-                           f"{model_name!r}: {'; '.join(diff)}. Use model_name {AUTO} (CLI --model {AUTO})")
+                           f"{model_name!r}: {'; '.join(diff[:3])}{' …' if len(diff) > 3 else ''}. Use model_name {AUTO} (CLI --model {AUTO})")

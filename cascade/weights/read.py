@@ -45,9 +45,11 @@ class Weights:
         return p.stat().st_size
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception from a reader library, for a one-line message."""
+    text = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def _safetensors(path: Path, meta: bool) -> dict[str, torch.Tensor]:
@@ -75,6 +77,11 @@ _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch
 
 
 def _torch_file(path: Path, meta: bool) -> dict[str, torch.Tensor]:
+    with open(path, "rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(path):
+        raise WeightsError(f"pretrained: {path} is truncated or corrupt (its zip archive has no central "
+                           "directory: the file was cut short)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=meta and zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - torch reports bad files with many error types
