@@ -175,7 +175,8 @@ def convert_state_dict(hf: dict[str, torch.Tensor], path: Path) -> dict[str, tor
             raise WeightsError(f"pretrained: {path} has the tensor {key}, which open_clip's CLIP has no place for")
     for (base, leaf), parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            raise WeightsError(f"pretrained: {path}: attention {base}{leaf} lacks {sorted({'q', 'k', 'v'} - set(parts))}")
+            lacking = sorted({"q", "k", "v"} - set(parts))
+            raise WeightsError(f"pretrained: {path}: attention {base}{leaf} lacks {lacking}")
         out[f"{base}attn.in_proj_{leaf}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
 

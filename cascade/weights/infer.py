@@ -110,5 +110,6 @@ def check_architecture(model_name: str, state: dict[str, torch.Tensor], path: st
         except WeightsError:
             found = "no known architecture"
         diff = differences(want, sig) or [f"heads {heads(cfg)} vs {heads(model_cfg)}"]
+        more = " …" if len(diff) > 3 else ""
         raise WeightsError(f"pretrained: {path} holds {found} weights ({describe(sig)}), but model_name is "
-                           f"{model_name!r}: {'; '.join(diff[:3])}{' …' if len(diff) > 3 else ''}. Use model_name {AUTO} (CLI --model {AUTO})")
+                           f"{model_name!r}: {'; '.join(diff[:3])}{more}. Use model_name {AUTO} (CLI --model {AUTO})")

@@ -65,7 +65,8 @@ def _bad_inputs(files, tmp_path):
         "corrupt bin": (["--model", "auto", "--pretrained", tmp_path / "noise.bin"], "noise.bin"),
         "wrong suffix": (["--model", "cascade-tiny", "--pretrained", tmp_path / "tiny.npz.txt"], "'.txt'"),
         "unknown model": (["--model", "ViT-Q-99", "--pretrained", files["st"]], "ViT-Q-99"),
-        "no architecture": (["--model", "auto", "--pretrained", tmp_path / "eleven.safetensors"], "fit no architecture"),
+        "no architecture": (["--model", "auto", "--pretrained", tmp_path / "eleven.safetensors"],
+                            "fit no architecture"),
         "name disagrees": (["--model", "ViT-B-16", "--pretrained", files["st"]], "cascade-tiny"),
     }
 
