@@ -168,3 +168,25 @@ def test_openai_tag_uses_a_verified_clip_cache_copy(files, tmp_path, monkeypatch
     url["value"] = f"https://openaipublic.azureedge.net/clip/models/{'0' * 64}/tiny.pt"
     with pytest.raises(WeightsError, match=r"tiny\.pt is not the file OpenAI publishes"):
         load_backbone("cascade-tiny", "openai")
+
+
+def test_train_on_an_archive_with_auto_then_eval_names_a_damaged_file(files, tmp_path, capsys):
+    """A run trained on an OpenAI archive with model_name auto records the architecture it found
+    and reloads; once the archive is damaged, eval stops with one line naming it."""
+    archive = tmp_path / "clip.pt"
+    shutil.copy(files["pt"], archive)
+    runs = tmp_path / "runs"
+    rc = cli("train", "--config", TINY_YAML, "--set", f"run.runs_dir={runs}", "--set", "backbone.model_name=auto",
+             "--set", "data.synthetic.num_samples=60", "--set", "train.epochs={warmup: 1, unfreeze: 0, global: 0}",
+             "--pretrained", archive, "--quiet")
+    assert rc == 0
+    run = runs / "synthetic-tiny"
+    capsys.readouterr()
+    assert cli("eval", "--run", run, "--split", "val", "--quiet") == 0
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert cli("eval", "--run", run, "--split", "val", "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cascade eval: error: ") and "clip.pt is truncated or corrupt" in err, err
+    assert "\n" not in err and "Traceback" not in err
