@@ -16,6 +16,7 @@ from open_clip import pretrained as oc_pretrained
 from .fileio import atomic_path
 from .weights import AUTO, Weights, WeightsError, architecture_of, check_architecture, load_state, read_weights
 from .weights import openai as openai_weights
+from .weights.finder import hub_cache
 from .weights.read import OPEN_CLIP_CONFIG, quick_gelu_of
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -85,12 +86,7 @@ class Backbone:
 
 def weights_cache_dir(cache_dir: str | None = None) -> str:
     """Where open_clip keeps downloads (Hugging Face hub cache unless overridden)."""
-    if cache_dir:
-        return cache_dir
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
-    return hub
+    return cache_dir or str(hub_cache())
 
 
 def _cached_weights(tag_cfg: dict, cache_dir: str | None) -> str | None:

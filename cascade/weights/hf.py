@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .errors import WeightsError
+from .infer import state_signature
 
 CONFIG_NAME = "config.json"
 WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
@@ -109,40 +110,29 @@ def quick_gelu(cfg: dict[str, Any], path: Path) -> bool:
     return ACTIVATIONS[text["hidden_act"]]
 
 
-def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
-    return len({k[len(prefix):].split(".", 1)[0] for k in state if k.startswith(prefix)})
-
-
 def model_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
     """The open_clip model config of a converted checkpoint: sizes from the tensors, heads and
     activation from ``config.json``."""
     text, vision = _towers(cfg, path)
-    try:
-        v_width = int(state["visual.conv1.weight"].shape[0])
-        patch = int(state["visual.conv1.weight"].shape[-1])
-        grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
-        t_width = int(state["ln_final.weight"].shape[0])
-        v_mlp = int(state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
-        t_mlp = int(state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
-        embed_dim = int(state["visual.proj"].shape[1])
-        context_length = int(state["positional_embedding"].shape[0])
-        vocab_size = int(state["token_embedding.weight"].shape[0])
-    except KeyError as exc:
-        raise WeightsError(f"pretrained: {path} lacks the CLIP tensor {exc.args[0]}") from None
+    sig = state_signature(state)
+    if sig is None:
+        raise WeightsError(f"pretrained: {path} lacks tensors of a ViT CLIP (patch embedding, blocks, projections)")
+    v_width, t_width = sig["vision_width"], sig["text_width"]
     v_heads, t_heads = int(vision["num_attention_heads"]), int(text["num_attention_heads"])
     if v_width % v_heads or t_width % t_heads:
         raise WeightsError(f"pretrained: {path}: widths {v_width}/{t_width} are not divisible by the "
                            f"head counts {v_heads}/{t_heads} of {CONFIG_NAME}")
     return {
-        "embed_dim": embed_dim,
+        "embed_dim": sig["embed_dim"],
         "quick_gelu": ACTIVATIONS[text["hidden_act"]],
         "vision_cfg": {
-            "image_size": patch * grid, "layers": _count_layers(state, "visual.transformer.resblocks."),
-            "width": v_width, "head_width": v_width // v_heads, "patch_size": patch, "mlp_ratio": v_mlp / v_width,
+            "image_size": sig["image_size"], "layers": sig["vision_layers"], "width": v_width,
+            "head_width": v_width // v_heads, "patch_size": sig["patch_size"],
+            "mlp_ratio": sig["vision_mlp"] / v_width,
         },
         "text_cfg": {
-            "context_length": context_length, "vocab_size": vocab_size, "width": t_width, "heads": t_heads,
-            "layers": _count_layers(state, "transformer.resblocks."), "mlp_ratio": t_mlp / t_width,
+            "context_length": sig["context_length"], "vocab_size": sig["vocab_size"], "width": t_width,
+            "heads": t_heads, "layers": sig["text_layers"], "mlp_ratio": sig["text_mlp"] / t_width,
         },
     }
 

@@ -15,10 +15,9 @@ class _Node(torch.nn.Module):
         return x
 
 
-def openai_archive(state: dict[str, torch.Tensor], path: Path, half: bool = False) -> Path:
-    """A TorchScript archive nesting ``state`` as OpenAI's ``clip`` model does: one module per
-    dotted prefix (``visual.transformer.resblocks.0.attn``), parameters at the leaves, and the
-    three ints as top-level buffers. ``half`` stores matrices in float16, as OpenAI's files do."""
+def _tree(state: dict[str, torch.Tensor], half: bool = False, special: dict | None = None) -> torch.nn.Module:
+    """One module per dotted prefix (``visual.transformer.resblocks.0.attn``), parameters at the
+    leaves; ``special`` maps a key to the module that holds it instead of a parameter."""
     root = _Node()
     for key, value in state.items():
         *parents, leaf = key.split(".")
@@ -27,16 +26,30 @@ def openai_archive(state: dict[str, torch.Tensor], path: Path, half: bool = Fals
             if not hasattr(module, part):
                 module.add_module(part, _Node())
             module = getattr(module, part)
+        if special and key in special:
+            module.add_module(leaf, special[key])
+            continue
         value = value.detach().clone()
         if half and value.ndim >= 2:
             value = value.half()
         module.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
-    for name, number in OPENAI_INTS.items():
-        root.register_buffer(name, torch.tensor(number))
+    return root
+
+
+def _save(module: torch.nn.Module, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # torch.jit is deprecated; OpenAI's files are TorchScript
-        torch.jit.save(torch.jit.script(root), str(path))
+        torch.jit.save(torch.jit.script(module), str(path))
     return path
+
+
+def openai_archive(state: dict[str, torch.Tensor], path: Path, half: bool = False) -> Path:
+    """A TorchScript archive nesting ``state`` as OpenAI's ``clip`` model does, with the three ints
+    as top-level buffers. ``half`` stores matrices in float16, as OpenAI's files do."""
+    root = _tree(state, half)
+    for name, number in OPENAI_INTS.items():
+        root.register_buffer(name, torch.tensor(number))
+    return _save(root, path)
 
 
 class SelfRewriting(torch.nn.Module):
@@ -61,22 +74,7 @@ class SelfRewriting(torch.nn.Module):
 
 def self_rewriting_archive(state: dict[str, torch.Tensor], path: Path) -> Path:
     """An OpenAI-layout archive of ``state`` whose ``visual.proj`` lives in a SelfRewriting module."""
-    root = _Node()
-    for key, value in state.items():
-        *parents, leaf = key.split(".")
-        module = root
-        for part in parents:
-            if not hasattr(module, part):
-                module.add_module(part, _Node())
-            module = getattr(module, part)
-        if key == "visual.proj":
-            module.add_module("proj", SelfRewriting(value))
-        else:
-            module.register_parameter(leaf, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(root), str(path))
-    return path
+    return _save(_tree(state, special={"visual.proj": SelfRewriting(state["visual.proj"])}), path)
 
 
 def tiny_transformers_clip(folder: Path, hidden_act: str = "quick_gelu", seed: int = 0):
