@@ -16,24 +16,14 @@ from open_clip import pretrained as oc_pretrained
 from .fileio import atomic_path
 from .weights import AUTO, Weights, WeightsError, architecture_of, check_architecture, load_state, read_weights
 from .weights import openai as openai_weights
+from .weights.configs import TINY_MODEL, register_model_configs
 from .weights.finder import hub_cache
 from .weights.read import OPEN_CLIP_CONFIG, quick_gelu_of
 
-_CONFIG_DIR = Path(__file__).parent / "model_configs"
-TINY_MODEL = "cascade-tiny"
-_registered = False
 
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found locally nor downloaded."""
-
-
-def register_model_configs() -> None:
-    """Make the bundled configs (``cascade-tiny``) known to open_clip's factory."""
-    global _registered
-    if not _registered:
-        open_clip.add_model_config(_CONFIG_DIR)
-        _registered = True
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from typing import Any
 import open_clip
 import torch
 
+from .configs import register_model_configs
 from .errors import WeightsError
 
 AUTO = "auto"
@@ -78,6 +79,7 @@ def differences(a: dict[str, int], b: dict[str, int]) -> list[str]:
 def architecture_of(state: dict[str, torch.Tensor], path: str, model_cfg: dict[str, Any] | None = None) -> str | None:
     """The known architecture the weights are, or None when only ``model_cfg`` (from a config
     beside them) describes them. Raises :class:`WeightsError` when nothing fits."""
+    register_model_configs()
     sig = state_signature(state)
     if sig is None:
         raise WeightsError(f"pretrained: {path} is not a ViT CLIP state dict (no visual.conv1 / transformer "
@@ -99,6 +101,7 @@ def architecture_of(state: dict[str, torch.Tensor], path: str, model_cfg: dict[s
 def check_architecture(model_name: str, state: dict[str, torch.Tensor], path: str,
                        model_cfg: dict[str, Any] | None = None) -> None:
     """Raise :class:`WeightsError` naming both when ``model_name`` is not the weights' architecture."""
+    register_model_configs()
     cfg = open_clip.get_model_config(model_name)
     sig = state_signature(state)
     want = config_signature(cfg) if cfg else None

@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,9 +115,11 @@ def test_weights_lists_what_home_and_the_hub_cache_hold(files, tmp_path, monkeyp
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("CASCADE_WEIGHTS_PATH", str(extra))
-    capsys.readouterr()
-    assert cli("weights", "--json") == 0
-    out = json.loads(capsys.readouterr().out)
+    # A fresh process, as a user runs it: nothing is registered with open_clip beforehand.
+    proc = subprocess.run([sys.executable, "-m", "cascade", "weights", "--json"], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
     by_path = {w["path"]: w for w in out["weights"]}
     archive = by_path[str(home / ".cache" / "clip" / "ViT-tiny.pt")]
     assert (archive["format"], archive["architecture"], archive["quick_gelu"], archive["location"]) == (
