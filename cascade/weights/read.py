@@ -37,13 +37,6 @@ class Weights:
     quick_gelu: bool | None = None             # what the format says, None when it says nothing
     quick_gelu_source: str | None = None
 
-    @property
-    def bytes(self) -> int:
-        p = Path(self.path)
-        if p.is_dir():
-            return sum(f.stat().st_size for f in p.iterdir() if f.is_file())
-        return p.stat().st_size
-
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     """The first sentence of an exception from a reader library, for a one-line message."""
