@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import run_guarded
+from ..weights.finder import find_weights, search_paths
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:
@@ -32,8 +33,6 @@ def _size(n: int) -> str:
 
 
 def _weights(args: argparse.Namespace) -> int:
-    from ..weights.finder import find_weights, search_paths
-
     found = find_weights()
     if args.json:
         print(json.dumps({"searched": [{"location": loc, "path": str(p)} for loc, p in search_paths()],

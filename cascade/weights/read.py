@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from . import hf
 from .errors import WeightsError
@@ -46,8 +47,6 @@ def _one_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def _safetensors(path: Path, meta: bool) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             if not meta:

@@ -72,8 +72,15 @@ def test_sidebar_picks_a_found_archive(machine, dashboard_env, monkeypatch):
     assert any("cascade-tiny" in s.value and "tiny.pt" in s.value for s in at.sidebar.success)
     assert {m.label: m.value for m in at.metric}["Backbone"] == "cascade-tiny"
     assert not any("Demo mode" in w.value for w in at.warning)
+    # AppTest runs a multipage app's main script (which draws the sidebar) for a session's first
+    # two runs only, so each further step starts a fresh session
+    at = AppTest.from_file(str(APP), default_timeout=180).run()
     picker = next(s for s in at.sidebar.selectbox if s.label == "Weights")
     picker.set_value(TYPED_WEIGHTS).run()
+    assert at.sidebar.text_input(key="w_sb_weights_path").value == ""
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.session_state["sb_weights"] = TYPED_WEIGHTS
+    at.run()
     at.sidebar.text_input(key="w_sb_weights_path").set_value(str(machine["root"] / "cut.safetensors")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("cut.safetensors is truncated or corrupt" in e.value for e in at.sidebar.error)
