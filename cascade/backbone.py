@@ -1,7 +1,6 @@
 """Loading a frozen open_clip backbone, with a clear account of where its weights came from."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -15,22 +14,15 @@ import torch
 from open_clip import pretrained as oc_pretrained
 
 from .fileio import atomic_path
-
-_CONFIG_DIR = Path(__file__).parent / "model_configs"
-TINY_MODEL = "cascade-tiny"
-_registered = False
+from .weights import AUTO, Weights, WeightsError, architecture_of, check_architecture, load_state, read_weights
+from .weights import openai as openai_weights
+from .weights.configs import TINY_MODEL, register_model_configs
+from .weights.finder import hub_cache
+from .weights.read import OPEN_CLIP_CONFIG, quick_gelu_of
 
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found locally nor downloaded."""
-
-
-def register_model_configs() -> None:
-    """Make the bundled configs (``cascade-tiny``) known to open_clip's factory."""
-    global _registered
-    if not _registered:
-        open_clip.add_model_config(_CONFIG_DIR)
-        _registered = True
 
 
 @dataclass(frozen=True)
@@ -83,12 +75,7 @@ class Backbone:
 
 def weights_cache_dir(cache_dir: str | None = None) -> str:
     """Where open_clip keeps downloads (Hugging Face hub cache unless overridden)."""
-    if cache_dir:
-        return cache_dir
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
-    return hub
+    return cache_dir or str(hub_cache())
 
 
 def cached_weights_path(tag_cfg: dict, cache_dir: str | None) -> str | None:
@@ -112,8 +99,21 @@ def cached_weights_path(tag_cfg: dict, cache_dir: str | None) -> str | None:
     if url:
         target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(urlparse(url).path))
         if os.path.isfile(target):
+            _verify_once(target, url)
             return target
     return None
+
+
+_verified: set[tuple[str, int, float, str]] = set()
+
+
+def _verify_once(path: str, url: str) -> None:
+    """Check a ``~/.cache/clip`` copy against the SHA-256 in its URL, once per process and file version."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime, url)
+    if key not in _verified:
+        openai_weights.verify(path, url)
+        _verified.add(key)
 
 
 def download_host_reachable(tag_cfg: dict, timeout: float) -> tuple[bool, str]:
@@ -143,7 +143,7 @@ def _unavailable(name: str, tag: str, reason: str, cache_dir: str | None) -> Wei
     )
 
 
-QUICK_GELU_SIDECAR = "open_clip_config.json"
+QUICK_GELU_SIDECAR = OPEN_CLIP_CONFIG
 _warned_assumed: set[str] = set()
 
 
@@ -152,30 +152,15 @@ def uses_quick_gelu(model: torch.nn.Module) -> bool:
     return any(type(m).__name__ == "QuickGELU" for m in model.visual.modules())
 
 
-def _sidecar_quick_gelu(weights: str) -> bool | None:
-    """``model_cfg.quick_gelu`` of the ``open_clip_config.json`` beside a weights file
-    (Hugging Face open_clip repos ship one), or None when there is none."""
-    path = Path(weights).parent / QUICK_GELU_SIDECAR
-    if not path.is_file():
-        return None
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"pretrained: {path} is not valid JSON ({exc})") from None
-    model_cfg = cfg.get("model_cfg") if isinstance(cfg, dict) else None
-    if not isinstance(model_cfg, dict):
-        raise ValueError(f"pretrained: {path} has no model_cfg mapping")
-    return bool(model_cfg.get("quick_gelu", False))
-
-
 def resolve_quick_gelu(model_name: str, pretrained: str | os.PathLike | None,
                        quick_gelu: bool | None = None) -> tuple[bool, str]:
     """Whether a backbone needs QuickGELU, and where that answer comes from.
 
     In order: a ``*-quickgelu`` model name; an explicit ``quick_gelu``; random weights
-    (plain GELU); an open_clip tag's own flag; the ``open_clip_config.json`` beside a weights
-    file; otherwise plain GELU is *assumed* (a warning names the setting, once per file).
-    Nothing is downloaded or built.
+    (plain GELU); an open_clip tag's own flag; what the weights' format says (OpenAI's
+    TorchScript archives: QuickGELU; a transformers ``config.json``: its ``hidden_act``; the
+    ``open_clip_config.json`` beside a weights file); otherwise plain GELU is *assumed* (a
+    warning names the setting, once per file). Nothing is downloaded or built.
     """
     if model_name.endswith("-quickgelu"):
         if quick_gelu is False:
@@ -190,10 +175,10 @@ def resolve_quick_gelu(model_name: str, pretrained: str | os.PathLike | None,
     tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, p)
     if tag_cfg:
         return bool(tag_cfg.get("quick_gelu", False)), "tag"
-    if os.path.isfile(p):
-        side = _sidecar_quick_gelu(p)
-        if side is not None:
-            return side, QUICK_GELU_SIDECAR
+    if os.path.exists(p):
+        found, source = quick_gelu_of(p)
+        if found is not None:
+            return found, source
         key = os.path.abspath(p)
         if key not in _warned_assumed:
             _warned_assumed.add(key)
@@ -239,26 +224,35 @@ def load_backbone(
 ) -> Backbone:
     """Build a frozen open_clip model with its preprocessing and tokenizer.
 
-    ``pretrained`` is an open_clip tag (``"openai"``), a path to a weights file
-    (``.safetensors``, or a ``.pt``/``.bin`` read with ``weights_only=True``), or
-    ``None``/``"none"`` for random weights drawn from ``seed`` (flagged in ``info``).
+    ``pretrained`` is an open_clip tag (``"openai"``), a weights file or folder, or
+    ``None``/``"none"`` for random weights drawn from ``seed`` (flagged in ``info``). Weights
+    files are open_clip state dicts (``.safetensors``, or ``.pt``/``.pth``/``.bin`` read with
+    ``weights_only=True``), OpenAI's TorchScript ``.pt`` archives (read without running them)
+    or Hugging Face transformers ``CLIPModel`` checkpoints (the folder, or its weights file
+    with ``config.json`` beside it). ``model_name="auto"`` takes the architecture from the
+    weights; a name that disagrees with them is an error naming both.
     When a tag's weights are neither cached nor reachable this raises
-    :class:`WeightsUnavailableError` within ``network_timeout`` seconds.
+    :class:`WeightsUnavailableError` within ``network_timeout`` seconds; weights that cannot
+    be read or do not fit raise :class:`cascade.weights.WeightsError`.
     ``quick_gelu`` (None: decide as :func:`resolve_quick_gelu` does) switches the MLP
     activation; ``info.quick_gelu`` records what the built model uses and
     ``info.quick_gelu_source`` where that came from.
     """
     register_model_configs()
-    if model_name not in open_clip.list_models():
-        raise ValueError(f"model_name: unknown open_clip model {model_name!r}; e.g. ViT-B-32, ViT-B-16, {TINY_MODEL}")
+    auto = model_name == AUTO
+    if not auto and model_name not in open_clip.list_models():
+        raise WeightsError(f"model_name: unknown open_clip model {model_name!r}; e.g. ViT-B-32, ViT-B-16, "
+                           f"{TINY_MODEL}, or {AUTO} (the architecture of the weights file)")
     if isinstance(pretrained, str) and pretrained.lower() in ("", "none", "random"):
         pretrained = None
-    force_quick_gelu, gelu_source = resolve_quick_gelu(model_name, pretrained, quick_gelu)
+    if auto and pretrained is None:
+        raise WeightsError(f"model_name: {AUTO} reads the architecture from a weights file or folder; random "
+                           "weights (pretrained: none) need a model name such as ViT-B-32")
     weights_path: str | None = None
     tag: str | None = None
     if pretrained is not None:
         p = str(pretrained)
-        tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, p)
+        tag_cfg = None if auto else oc_pretrained.get_pretrained_cfg(model_name, p)
         if tag_cfg:
             tag = p
             weights_path = cached_weights_path(tag_cfg, cache_dir)
@@ -270,40 +264,74 @@ def load_backbone(
                     weights_path = oc_pretrained.download_pretrained(tag_cfg, cache_dir=cache_dir)
                 except Exception as exc:  # network errors come in many types
                     raise _unavailable(model_name, p, f"download failed ({exc})", cache_dir) from exc
-        elif os.path.isfile(p):
-            suffix = Path(p).suffix.lower()
-            if suffix not in (".safetensors", ".pt", ".pth", ".bin"):
-                raise ValueError(f"pretrained: {p} has suffix {suffix!r}; expected .safetensors, .pt, .pth or .bin")
+        elif os.path.exists(p):
             weights_path = p
         elif any(sep in p for sep in ("/", "\\")) or Path(p).suffix:
             raise _unavailable(model_name, p, f"no such file: {p}", cache_dir)
+        elif auto:
+            raise WeightsError(f"pretrained: {p!r} is not a weights file or folder; model_name {AUTO} needs one to "
+                               "read the architecture from (or name the model, e.g. ViT-B-32)")
         else:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
-            raise ValueError(f"pretrained: {p!r} is neither a known tag for {model_name} ({tags}) nor an existing file")
+            raise WeightsError(f"pretrained: {p!r} is neither a known tag for {model_name} ({tags}) nor an "
+                               "existing file")
+
+    name, model_cfg, weights = model_name, None, None
+    if weights_path is not None:
+        weights = read_weights(weights_path, meta=True)
+        if auto:
+            found = architecture_of(weights.state, weights_path, weights.model_cfg)
+            name = found or AUTO
+            model_cfg = None if found else weights.model_cfg
+        else:
+            check_architecture(model_name, weights.state, weights_path, weights.model_cfg)
+    # After the weights were read: a file that cannot be used gets its error, not a QuickGELU warning.
+    force_quick_gelu, gelu_source = resolve_quick_gelu(model_name, pretrained, quick_gelu)
 
     with torch.random.fork_rng(devices=[]):
         # Random weights must be reproducible: a run on random weights is only
         # re-loadable if the same backbone can be rebuilt from the recorded seed.
         torch.manual_seed(seed)
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=None, force_quick_gelu=force_quick_gelu, device="cpu"
-        )
-    if weights_path is not None:
-        try:
-            open_clip.load_checkpoint(model, weights_path, weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"pretrained: could not load weights from {weights_path}: {exc}") from exc
+        model, preprocess, tokenizer = _create(name, model_cfg, force_quick_gelu)
+    if weights is not None:
+        _fill(model, weights)
     model.eval()
     for p_ in model.parameters():
         p_.requires_grad_(False)
     model.to(device)
-    tokenizer = open_clip.get_tokenizer(model_name)
     info = _model_info(
-        model, model_name, tag or (str(pretrained) if pretrained is not None else None),
+        model, name, tag or (str(pretrained) if pretrained is not None else None),
         random_weights=pretrained is None, quick_gelu=uses_quick_gelu(model),
         seed=seed if pretrained is None else None, quick_gelu_source=gelu_source,
     )
     return Backbone(model=model, preprocess=preprocess, tokenizer=tokenizer, info=info)
+
+
+def _create(name: str, model_cfg: dict | None, force_quick_gelu: bool) -> tuple[torch.nn.Module, Callable, Callable]:
+    """A randomly initialised model, its eval preprocessing and tokenizer: from a registered
+    name, or from a model config that came with the weights (a size no registered name has)."""
+    if model_cfg is None:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=None, force_quick_gelu=force_quick_gelu, device="cpu")
+        return model, preprocess, open_clip.get_tokenizer(name)
+    cfg = {**model_cfg, "quick_gelu": bool(force_quick_gelu or model_cfg.get("quick_gelu", False))}
+    model = open_clip.CLIP(**cfg)
+    size = cfg["vision_cfg"]["image_size"]
+    preprocess = open_clip.image_transform(size, is_train=False)
+    return model, preprocess, open_clip.SimpleTokenizer(context_length=cfg["text_cfg"]["context_length"])
+
+
+def _fill(model: torch.nn.Module, weights: Weights) -> None:
+    """Load weights read with ``meta=True``: open_clip files through open_clip's own loader
+    (which knows its older layouts), converted formats through :func:`load_state`."""
+    if weights.format != "open_clip":
+        load_state(model, read_weights(weights.path).state, weights.path)
+        return
+    try:
+        open_clip.load_checkpoint(model, weights.path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - open_clip and torch report misfits with many error types
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise WeightsError(f"pretrained: could not load weights from {weights.path}: {first}") from None
 
 
 def save_backbone_weights(backbone: Backbone, path: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "cascade.commands.train",
     "cascade.commands.evaluate",
     "cascade.commands.predict",
+    "cascade.commands.weights",
     "cascade.commands.ablate",
     "cascade.commands.shards",
     "cascade.commands.bench",

@@ -33,8 +33,10 @@ class _Strict(BaseModel):
 
 
 class BackboneConfig(_Strict):
-    model_name: str = Field("ViT-B-32", description="open_clip model name (ViT-B-32, ViT-B-16, cascade-tiny, ...)")
-    pretrained: str | None = Field("openai", description="open_clip tag, a weights file path, or none for random weights")
+    model_name: str = Field("ViT-B-32", description="open_clip model name (ViT-B-32, ViT-B-16, cascade-tiny, "
+                                                    "...), or auto: the architecture of the pretrained weights")
+    pretrained: str | None = Field("openai", description="open_clip tag, a weights file or transformers folder, "
+                                                       "or none for random weights")
     seed: int = Field(0, description="seed of the random initialisation (used when pretrained is none)")
     quick_gelu: bool | None = Field(None, description="force QuickGELU; default: what the pretrained tag needs")
 

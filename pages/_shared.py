@@ -20,8 +20,10 @@ from cascade.dashboard.datasets import (SOURCE_LABELS, LoadedData, default_emoti
 from cascade.dashboard.jobs import JobRegistry
 from cascade.dashboard.settings import DEMO_MODELS, DashboardSettings, configure_torch_threads
 from cascade.dashboard.sources import UNTRAINED
-from cascade.dashboard.weights import Downloader, ModelChoice, WeightsStatus, check_weights, choose_model
+from cascade.dashboard.weights import (DEFAULT_WEIGHTS, TYPED_WEIGHTS, Downloader, ModelChoice, WeightsStatus,
+                                       apply_weights_choice, check_weights, choose_model, weights_options)
 from cascade.runfolder import iter_checkpoints
+from cascade.weights.finder import FoundWeights, find_weights
 from pages._analysis import checkpoint_drift, checkpoint_features, sigma_bundle, untrained_features, zero_prompt_model
 
 CTX_KEY = "_cascade_ctx"
@@ -37,6 +39,11 @@ def job_registry() -> JobRegistry:
 @st.cache_resource(show_spinner=False, ttl=300)
 def weights_status(model_name: str, pretrained: str | None, timeout: float) -> WeightsStatus:
     return check_weights(model_name, pretrained, timeout)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def found_weights() -> list[FoundWeights]:
+    return find_weights()
 
 
 @st.cache_resource(show_spinner=False)
@@ -239,7 +246,15 @@ def render_sidebar() -> Context:
     """Model status, data source and runs folder; returns (and stores) the session's context.
 
     Drawn by ``app.py`` on every run, whichever page is open."""
+    ss = st.session_state
+    found = found_weights()
     settings = DashboardSettings.from_env()
+    weight_options = weights_options(settings, found)
+    ss.setdefault("sb_weights", DEFAULT_WEIGHTS)
+    ss.setdefault("sb_weights_path", "")
+    if ss["sb_weights"] not in weight_options:   # a file that is gone since it was picked
+        ss["sb_weights"] = DEFAULT_WEIGHTS
+    settings = apply_weights_choice(settings, ss["sb_weights"], ss["sb_weights_path"], found)
     status = weights_status(settings.model_name, settings.pretrained, settings.weights_timeout)
     dl = None
     if status.state == "downloadable" and settings.pretrained:
@@ -250,7 +265,6 @@ def render_sidebar() -> Context:
             weights_status.clear()
             status = check_weights(settings.model_name, settings.pretrained, settings.weights_timeout)
     demo_default = settings.demo_model if settings.demo_model in DEMO_MODELS else DEMO_MODELS[0]
-    ss = st.session_state
     # The chosen values live under "sb_*"; the widgets use "w_sb_*" keys that are re-seeded
     # from them on every run and copy back only when the user changes them, so the choices
     # live in the session, whatever happens to the widgets' own state.
@@ -267,9 +281,17 @@ def render_sidebar() -> Context:
 
     sb = st.sidebar
     sb.subheader("Model")
+    bound(sb.selectbox, "Weights", "sb_weights", list(weight_options), format_func=weight_options.get,
+          help="CLIP weights found on this machine (as `cascade weights` lists them), or a typed path. "
+               "The default comes from CASCADE_MODEL / CASCADE_PRETRAINED.")
+    if ss["sb_weights"] == TYPED_WEIGHTS:
+        bound(sb.text_input, "Weights path", "sb_weights_path",
+              placeholder="~/.cache/clip/ViT-B-32.pt, a .safetensors file or a transformers folder")
     if status.usable:
         sb.success(f"{settings.model_name} · `{settings.pretrained}` weights", icon=":material/check_circle:")
     else:
+        if status.state == "error" and settings.pretrained:
+            sb.error(status.detail, icon=":material/error:")
         sb.warning("Demo mode: random weights", icon=":material/science:")
         bound(sb.selectbox, "Demo backbone", "sb_demo_model", DEMO_MODELS,
               help="ViT-B-32: real size (slower on CPU). cascade-tiny: 12 blocks of width 64, "

@@ -5,7 +5,8 @@ Every module of ``cascade/``, ``analysis/``, ``pages/`` and ``app.py`` is parsed
 
 0. core: the small top-level modules of ``cascade`` (config, run config, model, blocks, NGA,
    losses, metrics, FLOP counts, checkpoint, ...), the data config schema
-   ``cascade/data/config.py`` and the run-folder package ``cascade/runfolder/``;
+   ``cascade/data/config.py``, the run-folder package ``cascade/runfolder/`` and the CLIP weights
+   package ``cascade/weights/``;
 1. data: ``cascade/data/``;
 2. train: ``cascade/train/``;
 3. commands and analysis: ``cascade/commands/``, ``cascade/{cli,evaluate,predict}.py``,
@@ -45,6 +46,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("cascade", CORE),
     ("cascade.data.config", CORE),
     ("cascade.runfolder", CORE),
+    ("cascade.weights", CORE),
     ("cascade.data", DATA),
     ("cascade.train", TRAIN),
     ("cascade.commands", COMMANDS),

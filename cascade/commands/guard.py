@@ -10,10 +10,12 @@ from ..config import ConfigError
 from ..data import DataError
 from ..runfolder import RunFolderError
 from ..train.loop import NonFiniteLossError
+from ..weights import WeightsError
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, FileNotFoundError)
+    return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, WeightsError,
+            FileNotFoundError)
 
 
 class CommandFailed(Exception):

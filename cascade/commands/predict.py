@@ -15,10 +15,13 @@ def register(subparsers) -> None:
                                           "and skipped; the exit status is 1 when any image failed.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", metavar="DIR", help="run folder whose checkpoint to use")
-    src.add_argument("--model", metavar="NAME", help="open_clip model for zero-shot prediction (e.g. ViT-B-32)")
+    src.add_argument("--model", metavar="NAME", help="open_clip model for zero-shot prediction (e.g. ViT-B-32), "
+                                                     "or auto: the architecture of the --pretrained weights")
     p.add_argument("--checkpoint", default="best", metavar="best|last|FILE")
     p.add_argument("--pretrained", default="openai", metavar="TAG|PATH|none",
-                   help="weights for --model (default openai; none = random weights)")
+                   help="weights for --model: a tag, a weights file (open_clip, OpenAI .pt, transformers) or "
+                        "transformers folder (default openai; none = random weights; cascade weights lists "
+                        "those on this machine)")
     p.add_argument("--classes", metavar="A,B,...", help="class names for --model (default: the Emotion6 classes)")
     p.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
                    help="QuickGELU in the --model's blocks (OpenAI weights need it); default: from the tag, a "

@@ -4,7 +4,8 @@
 | ------------------------- | ----------- | --------------------------------------------------------- |
 | ``CASCADE_RUNS_DIR``      | ``runs``    | folder of run folders (relative to the working directory) |
 | ``CASCADE_MODEL``         | ``ViT-B-32``| backbone used when its pretrained weights are available   |
-| ``CASCADE_PRETRAINED``    | ``openai``  | tag or weights file; ``none`` skips the weights check     |
+| ``CASCADE_PRETRAINED``    | ``openai``  | default tag or weights file/folder (the sidebar's weights |
+|                           |             | picker can choose others); ``none`` skips the check       |
 | ``CASCADE_DEMO_MODEL``    | ``ViT-B-32``| random-weight backbone when weights are unavailable:      |
 |                           |             | ``ViT-B-32`` (real size) or ``cascade-tiny`` (fast)       |
 | ``CASCADE_WEIGHTS_TIMEOUT`` | ``3``     | seconds the weights check may take, all in                |

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from ..weights import AUTO, WeightsError, architecture_of, check_architecture, read_weights
+from ..weights.finder import FoundWeights
 from .settings import DashboardSettings
 
 State = Literal["cached", "file", "downloadable", "downloading", "unavailable", "disabled", "timeout", "error"]
@@ -58,8 +60,9 @@ def how_to_get_weights(model_name: str, tag: str | None) -> str:
     return (
         f"To use real weights, run once on a machine with internet access "
         f"(`python -c \"import cascade; cascade.load_backbone('{model_name}', '{tag}')\"`) so they land in "
-        f"`{weights_cache_dir()}`, or download the open_clip weights file elsewhere and start the dashboard with "
-        f"`CASCADE_PRETRAINED=/path/to/open_clip_model.safetensors streamlit run app.py`."
+        f"`{weights_cache_dir()}`, or pick weights you already have in the sidebar's **Weights** list (what "
+        f"`cascade weights` finds: open_clip files, OpenAI's `.pt` archives, transformers folders) or type their "
+        f"path there. `CASCADE_PRETRAINED` sets the default."
     )
 
 
@@ -70,8 +73,18 @@ def _probe(model_name: str, pretrained: str, timeout: float) -> WeightsStatus:
     from ..backbone import cached_weights_path, download_host_reachable, register_model_configs
 
     register_model_configs()
-    if os.path.isfile(pretrained):
-        return WeightsStatus(model_name, pretrained, "file", f"weights file {pretrained}", path=pretrained)
+    if os.path.exists(pretrained):
+        try:
+            weights = read_weights(pretrained, meta=True)
+            if model_name == AUTO:
+                architecture_of(weights.state, pretrained, weights.model_cfg)
+            else:
+                check_architecture(model_name, weights.state, pretrained, weights.model_cfg)
+        except WeightsError as exc:
+            return WeightsStatus(model_name, pretrained, "error", str(exc))
+        return WeightsStatus(model_name, pretrained, "file", f"weights {weights.format} {pretrained}", path=pretrained)
+    if model_name == AUTO:
+        return WeightsStatus(model_name, pretrained, "error", f"no such weights file or folder: {pretrained}")
     tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, pretrained)
     if not tag_cfg:
         if any(sep in pretrained for sep in ("/", "\\")) or Path(pretrained).suffix:
@@ -165,3 +178,33 @@ def choose_model(settings: DashboardSettings, status: WeightsStatus | None = Non
         + how_to_get_weights(settings.model_name, settings.pretrained)
     )
     return ModelChoice(demo, None, demo=True, status=status, banner=banner)
+
+
+DEFAULT_WEIGHTS = "default"   # what CASCADE_MODEL / CASCADE_PRETRAINED say
+TYPED_WEIGHTS = "typed"       # a path typed in the sidebar
+
+
+def weights_options(settings: DashboardSettings, found: list[FoundWeights]) -> dict[str, str]:
+    """Sidebar weights choices, key → label: the environment's default, each usable weights file
+    found on this machine (keyed by its ``--pretrained`` value), and a typed path."""
+    default = f"{settings.model_name} · {settings.pretrained or 'random weights'} (default)"
+    options = {DEFAULT_WEIGHTS: default}
+    for f in found:
+        if f.usable:
+            gelu = "QuickGELU" if f.quick_gelu else "GELU"
+            options[f.pretrained] = f"{f.architecture} · {f.format} · {gelu} · {f.path}"
+    options[TYPED_WEIGHTS] = "Type a path…"
+    return options
+
+
+def apply_weights_choice(settings: DashboardSettings, choice: str, typed: str,
+                         found: list[FoundWeights]) -> DashboardSettings:
+    """The settings with the sidebar's weights choice in place of ``CASCADE_MODEL`` / ``CASCADE_PRETRAINED``:
+    a found file uses the architecture it holds; a typed path uses ``auto``."""
+    if choice == TYPED_WEIGHTS:
+        path = typed.strip()
+        return replace(settings, model_name=AUTO, pretrained=os.path.expanduser(path)) if path else settings
+    for f in found:
+        if f.usable and f.pretrained == choice:
+            return replace(settings, model_name=f.model or AUTO, pretrained=f.pretrained)
+    return settings

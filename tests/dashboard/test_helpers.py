@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from safetensors.torch import save_file
 
 from cascade.dashboard import weights as weights_mod
 from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs,
@@ -198,18 +199,22 @@ def test_weights_check_never_raises(monkeypatch):
     assert status.state == "error" and "resolver exploded" in status.detail
 
 
-def test_weights_cached_and_file(tmp_path, monkeypatch):
+def test_weights_cached_and_file(tmp_path, monkeypatch, tiny_backbone):
     import cascade.backbone as bb
 
     monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: "/cache/w.safetensors")
     assert check_weights("ViT-B-32", "openai").state == "cached"
     f = tmp_path / "w.safetensors"
-    f.write_bytes(b"0")
-    status = check_weights("ViT-B-32", str(f))
+    save_file({k: v.contiguous() for k, v in tiny_backbone.model.state_dict().items()}, str(f))
+    status = check_weights("cascade-tiny", str(f))
     assert status.state == "file" and status.usable
-    choice = choose_model(DashboardSettings(runs_dir=Path("runs"), pretrained=str(f)), status)
+    choice = choose_model(DashboardSettings(runs_dir=Path("runs"), model_name="cascade-tiny", pretrained=str(f)),
+                          status)
     assert not choice.demo and choice.pretrained == str(f)
     assert check_weights("ViT-B-32", str(tmp_path / "missing.safetensors")).state == "unavailable"
+    (tmp_path / "cut.safetensors").write_bytes(b"0")   # the check reads the file, not just its name
+    cut = check_weights("cascade-tiny", str(tmp_path / "cut.safetensors"))
+    assert cut.state == "error" and not cut.usable and "cut.safetensors" in cut.detail
 
 
 # ---- the train form ------------------------------------------------------------------------------
