@@ -14,7 +14,7 @@ from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations
                                     stage_table)
 from cascade.train.ablate import parse_methods
 from pages._exports import chart, table
-from pages._shared import context, job_registry
+from pages._shared import context, follow_job, job_registry
 
 ctx = context()
 reg = job_registry()
@@ -42,8 +42,11 @@ else:
 
 # ---- ablations -------------------------------------------------------------------------------
 st.subheader("Ablations")
+ablation_jobs = [j for j in reg.jobs() if j.kind == "ablation"]
 if ablations:
-    ab_name = st.selectbox("Ablation", [a.name for a in ablations])
+    names = [a.name for a in ablations]
+    latest = next((j.name for j in reversed(ablation_jobs) if j.name in names), names[0])
+    ab_name = st.selectbox("Ablation", names, index=names.index(latest))
     ab = next(a for a in ablations if a.name == ab_name)
     if ab.random_weights:
         st.caption("Random backbone weights: the numbers say nothing about CLIP.")
@@ -55,14 +58,14 @@ if ablations:
     with st.expander("Every method × seed"):
         table(pd.DataFrame(ab.rows), "compare_ablation_rows", f"ablation-{ab.name}-rows",
               caption=f"Ablation {ab.name}: every method and seed")
+elif any(j.alive for j in ablation_jobs):
+    st.info("No finished ablation yet: the one running below appears here when it ends.")
 else:
     st.info("No ablations yet: start one below, or `cascade ablate --config … --out runs/ablate-<name>`.")
 
 
-@st.fragment(run_every=2.0 if any(j.kind == "ablation" and j.alive for j in reg.jobs()) else None)
-def ablation_jobs() -> None:
-    jobs = [j for j in reg.jobs() if j.kind == "ablation"]
-    for job in jobs:
+def show_ablation_jobs() -> None:
+    for job in [j for j in reg.jobs() if j.kind == "ablation"]:
         prog = read_ablation_progress(job.run_dir, job.plan["methods"], job.plan["seeds"])
         state = STATE_LABELS[job.state]
         st.progress(prog.fraction, text=f"`{job.name}` — {state} — {prog.describe()}")
@@ -73,6 +76,10 @@ def ablation_jobs() -> None:
         elif job.state == "failed":
             st.error("The ablation failed — the end of its log:", icon=":material/error:")
             st.code(job.log_tail(20) or "(empty log)")
+
+
+def ablation_running() -> bool:
+    return any(j.kind == "ablation" and j.alive for j in reg.jobs())
 
 
 with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not ablations):
@@ -106,7 +113,7 @@ with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not
             else:
                 st.success(f"Started `{job.name}`: {len(job.plan['methods'])} method(s) × {job.plan['seeds']} "
                            f"seed(s) (worker pid {job.pid}).")
-    ablation_jobs()
+follow_job(show_ablation_jobs, ablation_running, every=2.0)
 
 # ---- per-stage metrics -----------------------------------------------------------------------
 st.subheader("Per-stage metrics (test split)")

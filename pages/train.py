@@ -19,7 +19,7 @@ from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHO
                                         build_run_config, default_run_name, visible_fields)
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
-from pages._shared import context, job_registry
+from pages._shared import context, follow_job, job_registry
 
 ctx = context()
 reg = job_registry()
@@ -149,11 +149,13 @@ try:
 except RunNameError as exc:
     st.error(str(exc))
     st.stop()
-job = reg.get(run_dir.name)
-live = job is not None and job.alive
 
 
-@st.fragment(run_every=1.0 if live else None)
+def job_alive() -> bool:
+    job = reg.get(run_dir.name)
+    return job is not None and job.alive
+
+
 def monitor() -> None:
     job = reg.get(run_dir.name)
     p = read_progress(run_dir)
@@ -201,8 +203,6 @@ def monitor() -> None:
             col.metric(f"test {m}" + (" (partial)" if p.partial else ""),
                        f"{value:.4f}" if isinstance(value, (int, float)) else "n/a",
                        help="n/a: a distribution metric on data with labels only" if m == "kl" else None)
-    if live and (job is None or not job.alive):
-        st.rerun(scope="app")  # the worker ended: one full rerun switches to the static view
 
 
-monitor()
+follow_job(monitor, job_alive)

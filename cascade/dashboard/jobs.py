@@ -177,6 +177,9 @@ class JobRegistry:
                 pass  # the worker died at once; its log says why
             job = Job(name=name, run_dir=run_dir, process=proc, owner=owner, kind=kind, plan=plan)
             self._jobs[name] = job
+        # Reap the worker the moment it exits, whether or not a page is polling it: no
+        # <defunct> process, and the job's state is final without anyone asking.
+        threading.Thread(target=_reap, args=(job,), name=f"reap-{name}", daemon=True).start()
         return job
 
     def stop(self, name: str, force: bool = False) -> bool:
@@ -215,6 +218,14 @@ class JobRegistry:
                 job.process.wait(max(0.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 job.process.kill()
+
+
+def _reap(job: Job) -> None:
+    try:
+        job.process.wait()
+    except OSError:
+        return
+    job.ended = job.ended or time.time()
 
 
 _REGISTRIES: "weakref.WeakSet[JobRegistry]" = weakref.WeakSet()
