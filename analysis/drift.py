@@ -587,32 +587,35 @@ def drift_from_logs(run_dir: str | os.PathLike):
 def drift_over_checkpoints(run_dir: str | os.PathLike, split: str = "val", *, checkpoints: Sequence[str | os.PathLike]
                            | None = None, device: str | torch.device = "cpu", cache_dir: str | os.PathLike | None = None,
                            batch_size: int = 64, progress: bool = False, per_block: bool = True):
-    """Stage (and block) drift of each saved checkpoint of a run on one split, long format.
+    """Stage (and block) drift of each training checkpoint of a run on one split, long format.
 
-    Features of every checkpoint are cached (keyed by the checkpoint's hash). Columns:
-    ``checkpoint``, ``global_step``, ``epoch``, ``kind``, ``index``, ``series``, ``cka``, ``drift``.
+    By default the checkpoints training wrote, one per step
+    (:func:`analysis.features.training_checkpoints`); ``checkpoints`` names others. Features
+    of every checkpoint are cached (keyed by the checkpoint's hash). Columns: ``checkpoint``
+    (a label naming every checkpoint at that step), ``global_step``, ``epoch``, ``kind``,
+    ``index``, ``series``, ``cka``, ``drift``.
     """
     import pandas as pd
 
-    from analysis.features import LoadedRun, frozen_final_embedding, iter_checkpoints, load_run, run_features
+    from analysis.features import LoadedRun, frozen_final_embedding, load_run, run_features, training_checkpoints
     from cascade.checkpoint import load_into, read_meta
 
     run = load_run(run_dir, checkpoint="last" if (Path(run_dir) / "checkpoints" / "last.safetensors").is_file()
                    else "best", device=device)
-    paths = ([Path(p) for p in checkpoints if ".train" not in Path(p).name] if checkpoints is not None
-             else iter_checkpoints(run_dir))
+    paths = ([(Path(p), Path(p).stem) for p in checkpoints if ".train" not in Path(p).name]
+             if checkpoints is not None else training_checkpoints(run_dir))
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     frozen = run_features(run, split, which="frozen", poolings=sorted({"cls", run.model.config.pooling}),
                           cache_dir=cache_dir, device=device, batch_size=batch_size, progress=progress)
     emb = frozen_final_embedding(frozen, run.model)
     rows = []
-    for path in paths:
+    for path, label in paths:
         load_into(run.model, path)
         extra = read_meta(path).get("extra") or {}
         this = LoadedRun(run_dir=run.run_dir, config=run.config, model=run.model, checkpoint=path, data=run.data)
         fs = run_features(this, split, cache_dir=cache_dir, device=device, batch_size=batch_size, progress=progress)
-        base = {"checkpoint": path.stem, "global_step": extra.get("global_step"), "epoch": extra.get("epoch")}
+        base = {"checkpoint": label, "global_step": extra.get("global_step"), "epoch": extra.get("epoch")}
         sd = stage_drift(fs, run.model, emb)
         for _, r in sd.iterrows():
             rows.append(base | {"kind": "stage", "index": int(r["stage"]), "series": f"stage {int(r['stage'])}",

@@ -718,3 +718,29 @@ def iter_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
                 epoch if isinstance(epoch, (int, float)) else float("inf"), p.stat().st_mtime)
 
     return sorted(paths, key=order)
+
+
+def training_checkpoints(run_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """The checkpoints training wrote (``best``, ``last``, ``epoch-<k>``), one per global step, in
+    training order, each with a label naming every checkpoint saved at that step
+    (e.g. ``epoch-2 = best``).
+
+    Checkpoints the σ tuner saved (their JSON says ``sigma_tuned_on``) are not training
+    checkpoints: they carry the step of the checkpoint they were derived from.
+    """
+    by_step: dict[Any, list[Path]] = {}
+    for path in iter_checkpoints(run_dir):
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        if not isinstance(meta, dict) or "sigma_tuned_on" in meta:
+            continue
+        step = (meta.get("extra") or {}).get("global_step")
+        by_step.setdefault(step if isinstance(step, int) else path.stem, []).append(path)
+    rank = {"last": 1, "best": 2}   # the point is drawn from an epoch checkpoint, else last, else best
+    out = []
+    for paths in by_step.values():
+        paths = sorted(paths, key=lambda p: (rank.get(p.stem, 0), p.stem))
+        out.append((paths[0], " = ".join(p.stem for p in paths)))
+    return out

@@ -266,14 +266,14 @@ def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
                   can_compute: bool) -> None:
     from analysis.drift import drift_from_logs, drift_over_checkpoints
-    from analysis.features import iter_checkpoints
+    from analysis.features import training_checkpoints
     from analysis.figures import drift_curves
 
     logged = drift_from_logs(run_dir)
     if not logged.empty:
         df, source = logged, "logged during training (train.drift)"
     else:
-        ckpts = iter_checkpoints(run_dir)
+        ckpts = training_checkpoints(run_dir)
         if not can_compute or len(ckpts) < 2:
             rep.skip("drift", "no drift was logged (train.drift.every_k_steps: 0) and there are not two "
                               "checkpoints to compare (train.keep_epoch_checkpoints keeps one per epoch)")

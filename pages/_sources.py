@@ -148,7 +148,7 @@ def matrix_file_bytes(matrix, rows: list[str], cols: list[str], fmt: str) -> byt
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
-    """A run's model checkpoints in training order (the trainer's resume state excluded)."""
-    from analysis.features import iter_checkpoints
+    """The checkpoints training wrote, one per step, in training order (what drift is measured on)."""
+    from analysis.features import training_checkpoints
 
-    return iter_checkpoints(run_dir)
+    return [path for path, _ in training_checkpoints(run_dir)]

@@ -128,7 +128,8 @@ try:
                        "`train.keep_epoch_checkpoints: true` keeps one per epoch.")
         st.subheader(f"{run.name}: stage drift over training")
         stages = df[df["kind"] == "stage"]
-        chart(lambda paper: drift_curves(stages, x=x, kind=None, paper=paper), "ck_stage",
+        chart(lambda paper: drift_curves(stages, x=x, kind=None, labels="checkpoint" if "checkpoint" in stages else None,
+                                         paper=paper), "ck_stage",
               f"drift-over-training-{run.name}", data=df, title=f"{run.name}: stage drift over training")
         blocks = df[df["kind"] == "block"]
         if not blocks.empty:
