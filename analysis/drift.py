@@ -1,4 +1,4 @@
-"""Alignment drift measured with CKA (DESIGN §7).
+"""Alignment drift measured with linear CKA (how far prompted features move from frozen CLIP's).
 
 * block × block CKA within one model (:func:`within_model_cka`);
 * prompted vs frozen CLIP, block by block (:func:`cross_model_cka`, :func:`block_drift`):
@@ -293,7 +293,7 @@ class DriftMonitor:
         threshold: warn when a stage's drift relative to step 0, ``1 - CKA_t / CKA_0`` of
             ``CKA(Z_s, frozen embedding)``, exceeds it (without a step-0 measurement, the
             absolute drift ``1 - CKA_t``).
-        which: ``"z"`` compares the stage features Z_s (default, as DESIGN §7), ``"embedding"``
+        which: ``"z"`` compares the stage features Z_s (default: what the stage's head sees), ``"embedding"``
             the stage embeddings e_s = Z_s W_s (what the distillation term pulls; 0 at
             initialisation for a last-block stage).
         per_block: also log the prompted-vs-frozen drift of every feature block.

@@ -1,6 +1,6 @@
 """Exact σ sweeps from cached per-block features, NGA weight curves, and writing chosen σ.
 
-σ acts only after the blocks (DESIGN §8), so with a run's per-block features f_k
+σ acts only after the blocks (it weights their outputs), so with a run's per-block features f_k
 cached, the outputs for any σ follow from the (fixed) heads and classifier alone.
 Everything here is linear in the NGA weights, which makes the sweep vectorisable:
 
@@ -249,7 +249,7 @@ def _threads(n: int | None):
 
 
 class SigmaSweeper:
-    """Metrics for any σ from cached per-block features, exactly (DESIGN §8).
+    """Metrics for any σ from cached per-block features, exactly (σ acts after the blocks).
 
     Args:
         features: a :class:`analysis.features.FeatureSet` (labels and distributions

@@ -1,4 +1,4 @@
-"""Paired significance of accuracy differences on the same test images (DESIGN §13).
+"""Paired significance of accuracy differences on the same test images.
 
 Two tests, both on per-image correctness of two methods over the *same* images:
 

@@ -103,10 +103,16 @@ with st.form("train_form"):
         for col, (key, label) in zip(st.columns(5), groups):
             values[key] = col.number_input(label, 0.0, 1.0, getattr(defaults, key), step=1e-4, format="%.1e",
                                            help=HELP[key])
-    st.markdown("**Batches**")
-    b1, b2, _ = st.columns([1, 1, 3])
+    st.markdown("**Batches and what is kept**")
+    b1, b2, b3, b4 = st.columns([1, 1, 1, 2])
     batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size, help=HELP["batch_size"])
     seed = b2.number_input("Seed", 0, 2**31 - 1, defaults.seed, help=HELP["seed"])
+    if "drift_every_k_steps" in show:
+        values["drift_every_k_steps"] = b3.number_input("Drift every K steps", 0, 100000,
+                                                        defaults.drift_every_k_steps, help=HELP["drift_every_k_steps"])
+        values["keep_epoch_checkpoints"] = b4.checkbox("Keep a checkpoint per epoch",
+                                                       value=defaults.keep_epoch_checkpoints,
+                                                       help=HELP["keep_epoch_checkpoints"])
     start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if start:

@@ -1,4 +1,4 @@
-"""Evaluation of a cascade model on one split: fused and per-stage metrics (DESIGN §6).
+"""Evaluation of a cascade model on one split: fused and per-stage metrics.
 
 Under DDP every rank evaluates a contiguous shard (every item exactly once, no padding
 duplicates) and the :class:`cascade.metrics.EmotionMetrics` states are summed, so the
