@@ -4,7 +4,8 @@ A :class:`Table` holds cells that are numbers, ``(mean, std)`` pairs or text, pl
 which columns are metrics (their best value is set in bold, direction by metric:
 KL, Chebyshev, Clark and Canberra are better low) and per-cell markers (e.g. a
 significance mark explained in a footnote). Missing values (``None``, NaN: a
-distribution metric on label-only data) print as "n/a" everywhere, never as 0.
+distribution metric on label-only data) print as "n/a" everywhere, never as 0. Rows of
+partial runs (stopped before their last epoch) are marked and never set in bold.
 """
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ __all__ = ["Table", "format_number", "frame_table", "latex_escape"]
 LOWER_IS_BETTER = {"kl", "chebyshev", "clark", "canberra", "loss"}
 NA = "n/a"
 ABSENT = "—"          # the method has no such column (e.g. a stage it does not have)
+PARTIAL_MARK = "†"
+PARTIAL_NOTE = f"{PARTIAL_MARK} partial run: training stopped before its last epoch (never set in bold)."
+ONE_SEED_NOTE = "No ± where a mean is over one seed: its std is n/a."
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   # symbols the tables use, as math so a plain pdflatex needs no Unicode set-up
                   "±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "λ": r"$\lambda$",
                   "α": r"$\alpha$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
-                  "−": "$-$"}
+                  "−": "$-$", "†": r"$^{\dagger}$"}
 
 
 def latex_escape(text: Any) -> str:
@@ -64,6 +68,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     digits: int = 3
     headers: dict[str, str] = field(default_factory=dict)
+    partial_rows: set[int] = field(default_factory=set)    # rows of partial runs: marked, never best
 
     # ---- best values ----------------------------------------------------------------
     def _value(self, cell: Any) -> float | None:
@@ -77,7 +82,7 @@ class Table:
         metric = self.metric_columns.get(column)
         if metric is None:
             return set()
-        values = {i: self._value(r.get(column)) for i, r in enumerate(self.rows)}
+        values = {i: self._value(r.get(column)) for i, r in enumerate(self.rows) if i not in self.partial_rows}
         values = {i: round(v, self.digits) for i, v in values.items() if v is not None}
         if len(values) < 2:
             return set()
@@ -90,15 +95,20 @@ class Table:
             mean, std = cell
             if _missing(mean):
                 return NA
+            if _missing(std):
+                return format_number(mean, self.digits)
             return f"{format_number(mean, self.digits)} ± {format_number(std, self.digits)}"
         if isinstance(cell, (int, float)) and not isinstance(cell, bool):
             return format_number(cell, self.digits) if isinstance(cell, float) or _missing(cell) else str(cell)
         return NA if cell is None else str(cell)
 
     def _latex(self, cell: Any, bold: bool, mark: str) -> str:
+        mark = mark.replace(PARTIAL_MARK, r"\dagger ")
         sup = f"^{{{mark}}}" if mark else ""
         if isinstance(cell, tuple) and not _missing(cell[0]):
-            body = f"{format_number(cell[0], self.digits)} \\pm {format_number(cell[1], self.digits)}"
+            body = format_number(cell[0], self.digits)
+            if not _missing(cell[1]):
+                body += f" \\pm {format_number(cell[1], self.digits)}"
         elif isinstance(cell, float) and not _missing(cell):
             body = format_number(cell, self.digits)
         elif isinstance(cell, int) and not isinstance(cell, bool):
@@ -113,6 +123,22 @@ class Table:
     def header(self, column: str) -> str:
         return self.headers.get(column, column)
 
+    def _mark(self, i: int, column: str) -> str:
+        """The cell's marker; a partial run's first cell also carries :data:`PARTIAL_MARK`."""
+        mark = self.markers.get((i, column), "")
+        if i in self.partial_rows and column == self.columns[0]:
+            mark = PARTIAL_MARK + mark
+        return mark
+
+    def all_notes(self) -> list[str]:
+        """The notes, plus what the partial mark and a missing std mean when the table has them."""
+        notes = list(self.notes)
+        if self.partial_rows:
+            notes.append(PARTIAL_NOTE)
+        if any(isinstance(c, tuple) and not _missing(c[0]) and _missing(c[1]) for r in self.rows for c in r.values()):
+            notes.append(ONE_SEED_NOTE)
+        return notes
+
     # ---- renderers ----------------------------------------------------------------------
     def to_latex(self) -> str:
         """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
@@ -126,19 +152,21 @@ class Table:
         lines += [f"\\begin{{tabular}}{{{align}}}", r"\toprule",
                   " & ".join(latex_escape(self.header(c)) for c in self.columns) + r" \\", r"\midrule"]
         for i, row in enumerate(self.rows):
-            cells = [self._latex(row.get(c), i in bold[c], self.markers.get((i, c), "")) for c in self.columns]
+            cells = [self._latex(row.get(c), i in bold[c], self._mark(i, c)) for c in self.columns]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
-        if self.notes:
-            lines.append(r"\par\smallskip{\footnotesize " + " ".join(self._latex_note(n) for n in self.notes) + "}")
+        notes = self.all_notes()
+        if notes:
+            lines.append(r"\par\smallskip{\footnotesize " + " ".join(self._latex_note(n) for n in notes) + "}")
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
     def _latex_note(self, note: str) -> str:
         """A note; one that starts with a cell marker (e.g. "* ...") shows the mark as a superscript."""
-        for mark in sorted(set(self.markers.values()), key=len, reverse=True):
+        for mark in sorted(set(self.markers.values()) | {PARTIAL_MARK}, key=len, reverse=True):
             if note.startswith(mark + " "):
-                return f"$^{{{mark}}}$" + latex_escape(note[len(mark):])
+                sup = latex_escape(mark) if mark == PARTIAL_MARK else f"$^{{{mark}}}$"
+                return sup + latex_escape(note[len(mark):])
         return latex_escape(note)
 
     def to_markdown(self) -> str:
@@ -151,11 +179,12 @@ class Table:
         for i, row in enumerate(self.rows):
             cells = []
             for c in self.columns:
-                text = self._plain(row.get(c)) + self.markers.get((i, c), "")
+                text = self._plain(row.get(c)) + self._mark(i, c)
                 cells.append(f"**{text}**" if i in bold[c] else text)
             lines.append("| " + " | ".join(cells) + " |")
-        if self.notes:
-            lines += [""] + self.notes
+        notes = self.all_notes()
+        if notes:
+            lines += [""] + notes
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
@@ -212,12 +241,14 @@ def _cell(v: Any) -> Any:
 
 
 def frame_table(df: Any, *, caption: str = "", label: str = "", notes: list[str] | None = None, digits: int = 4,
-                metric_columns: dict[str, str] | None = None) -> Table:
+                metric_columns: dict[str, str] | None = None, partial: Any = None) -> Table:
     """A :class:`Table` from a DataFrame (e.g. a dashboard table).
 
     Columns named after a metric (``accuracy``, ``val macro_f1``, ``test kl``, ...) are
     metric columns (best in bold); a ``<col> std`` column beside ``<col>`` is merged into
-    ``mean ± std`` cells. NaN becomes n/a.
+    ``mean ± std`` cells. NaN becomes n/a. Any other column whose numbers are all whole
+    (an epoch, a count: pandas stores them as floats once a value is missing) prints as
+    integers. ``partial``: one flag per row, true for a partial run.
     """
     cols = [str(c) for c in df.columns]
     std_of = {c: f"{c} std" for c in cols if f"{c} std" in cols}
@@ -229,5 +260,12 @@ def frame_table(df: Any, *, caption: str = "", label: str = "", notes: list[str]
         rows.append(row)
     if metric_columns is None:
         metric_columns = {c: m for c in shown if (m := _base_metric(c))}
+    for c in shown:
+        values = [r[c] for r in rows if isinstance(r[c], (int, float)) and not isinstance(r[c], bool)]
+        if c not in metric_columns and values and all(float(v).is_integer() for v in values):
+            for r in rows:
+                if isinstance(r[c], float):
+                    r[c] = int(r[c])
+    partial_rows = {i for i, flag in enumerate(partial or []) if flag}
     return Table(columns=shown, rows=rows, metric_columns=metric_columns, caption=caption, label=label,
-                 notes=list(notes or []), digits=digits)
+                 notes=list(notes or []), digits=digits, partial_rows=partial_rows)

@@ -83,7 +83,7 @@ def markdown_table(rows: list[dict[str, Any]], methods: list[str], *, random_wei
         cells = [method, str(len(mine))]
         for m in TABLE_METRICS:
             mean, std = mean_std([r.get(m) for r in mine])
-            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std:.4f}")
+            cells.append("n/a" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
