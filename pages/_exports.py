@@ -3,7 +3,7 @@
 :func:`chart` shows a plotly figure and offers it as PDF, SVG and PNG (the print style:
 serif, one column, 300 dpi PNG with its dpi recorded, PDF with a real title) plus its
 data as CSV. :func:`table` shows a DataFrame and offers it as LaTeX (booktabs, best in
-bold, n/a for missing values) and CSV. Files are rendered only when a button is
+bold, partial runs marked and never bold, n/a for missing values), Markdown and CSV. Files are rendered only when a button is
 clicked (the analysis export drives a local Chromium through kaleido).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from analysis.tables import frame_table
 from cascade.dashboard.runs import SUMMARY_METRICS
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
-        "tex": "application/x-tex", "json": "application/json", "npz": "application/octet-stream"}
+        "tex": "application/x-tex", "md": "text/markdown", "json": "application/json", "npz": "application/octet-stream"}
 ICON = ":material/download:"
 METRIC_LIKE = (*SUMMARY_METRICS, "std", "weight", "value", "probability")
 
@@ -92,14 +92,21 @@ def display_frame(df, digits: int = 4):
 
 
 def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None = None,
-          column_config: dict[str, Any] | None = None, digits: int = 4, show: bool = True, **kwargs: Any) -> None:
+          column_config: dict[str, Any] | None = None, digits: int = 4, show: bool = True,
+          paper: Any = None, partial: list[bool] | None = None, **kwargs: Any) -> None:
     """A DataFrame on screen (numbers at ``digits`` digits, n/a where missing) with LaTeX
-    (booktabs) and CSV downloads of the full-precision values."""
+    (booktabs), Markdown and CSV downloads of the full-precision values.
+
+    ``paper`` (a DataFrame) replaces ``df`` in the LaTeX and Markdown files: the columns a
+    paper prints, where the screen shows more. ``partial`` flags the rows of partial runs.
+    """
     if show:
         st.dataframe(display_frame(df, digits), hide_index=True, width="stretch", column_config=column_config,
                      key=key, **kwargs)
     cols = st.columns(6)
-    tex = lambda: frame_table(df, caption=caption, notes=notes, digits=digits).to_latex()  # noqa: E731
-    download("LaTeX", tex, f"{stem}.tex", key, cols[0])
-    download("CSV", df.to_csv(index=False, na_rep="n/a"), f"{stem}.csv", key, cols[1])
+    printed = df if paper is None else paper
+    made = lambda: frame_table(printed, caption=caption, notes=notes, digits=digits, partial=partial)  # noqa: E731
+    download("LaTeX", lambda: made().to_latex(), f"{stem}.tex", key, cols[0])
+    download("Markdown", lambda: made().to_markdown(), f"{stem}.md", key, cols[1])
+    download("CSV", df.to_csv(index=False, na_rep="n/a"), f"{stem}.csv", key, cols[2])
 

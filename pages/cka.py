@@ -8,7 +8,7 @@ from analysis.drift import block_drift, cross_model_cka, stage_drift, stage_vs_f
 from analysis.drift import drift_from_logs
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
-from cascade.dashboard.runs import list_runs
+from cascade.dashboard.runs import describe_checkpoint, finished_first, list_runs
 from pages._exports import chart
 from pages._shared import context
 from pages._sources import UNTRAINED, matrix_file_bytes
@@ -22,7 +22,7 @@ MODES = {"within": "Within a model (block × block)", "frozen": "Frozen vs promp
          "checkpoints": "Across checkpoints (drift over training)"}
 UNTRAINED_LABEL = "Untrained cascade b32-4stage (current backbone, sidebar data)"
 
-runs = [r for r in list_runs(ctx.runs_dir) if r.checkpoints]
+runs = finished_first([r for r in list_runs(ctx.runs_dir) if r.checkpoints])   # the default: a finished run
 c1, c2, c3 = st.columns([2, 3, 1])
 mode = c1.radio("Mode", list(MODES), format_func=MODES.get)
 split = c3.radio("Split", ["val", "test", "train"], help="The images the features are computed on.")
@@ -30,12 +30,12 @@ zrange = "fixed" if c3.toggle("0–1 colours", value=False, key="cka_fixed",
                               help="Off (default): the colours span the matrix's own range, so values that all "
                                    "lie between 0.9 and 1 still show their structure. On: 0–1, comparable across "
                                    "heatmaps.") else "auto"
-run_labels = [r.name for r in runs] + ([UNTRAINED_LABEL] if ctx.data_config is not None else [])
+run_labels = [r.display_name for r in runs] + ([UNTRAINED_LABEL] if ctx.data_config is not None else [])
 if mode == "checkpoints":
     if not runs:
         st.info("Drift across checkpoints needs a run folder: train a run first.")
         st.stop()
-    picked = [c2.selectbox("Run", [r.name for r in runs])]
+    picked = [c2.selectbox("Run", [r.display_name for r in runs])]
 else:
     if not run_labels:
         st.info("No run with a checkpoint and no usable data set.")
@@ -49,8 +49,13 @@ if not picked:
 def source_of(label: str) -> str:
     if label == UNTRAINED_LABEL:
         return UNTRAINED
-    run = next(r for r in runs if r.name == label)
+    run = next(r for r in runs if r.display_name == label)
     return str(run.checkpoint("best") or run.path / "checkpoints" / f"{run.checkpoints[0]}.safetensors")
+
+
+for label in picked:
+    if label != UNTRAINED_LABEL and mode != "checkpoints":
+        st.caption(f"{describe_checkpoint(source_of(label))}.")
 
 
 def show(build, key: str, stem: str, result) -> None:
@@ -113,7 +118,7 @@ try:
         chart(lambda paper: drift_curves(stage_curves, x="stage", paper=paper), "drift_stages",
               f"drift-per-stage-{split}", data=long_frame(stage_curves, "stage"), title="Drift per stage")
     else:
-        run = next(r for r in runs if r.name == picked[0])
+        run = next(r for r in runs if r.display_name == picked[0])
         logged = drift_from_logs(run.path)
         if not logged.empty:
             df, x = logged, "global_step"

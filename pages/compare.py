@@ -10,8 +10,8 @@ import streamlit as st
 from analysis.run_figures import stage_bars
 from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.progress import read_ablation_progress
-from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs, runs_table,
-                                    stage_table)
+from cascade.dashboard.runs import (RunNameError, ablation_table, finished_first, list_ablations, list_runs,
+                                    paper_runs_table, runs_table, stage_table)
 from cascade.train.ablate import parse_methods
 from pages._exports import chart, table
 from pages._shared import context, follow_job, job_registry
@@ -21,8 +21,10 @@ reg = job_registry()
 ss = st.session_state
 ss.setdefault("compare_session", uuid.uuid4().hex[:8])
 st.title("Compare")
-st.caption(f"Runs folder: `{ctx.runs_dir}`. Click a column header to sort. Test metrics are of the checkpoint "
-           "selected on the validation split; n/a: a distribution metric on data with labels only.")
+st.caption(f"Runs folder: `{ctx.runs_dir}`. Click a column header to sort. The column “test checkpoint” says which "
+           "checkpoint each run's test metrics are of: for a finished run the epoch selected on the validation split; "
+           "a partial run's are marked so, and never count as best in the exports. n/a: a distribution metric on "
+           "data with labels only.")
 
 runs = list_runs(ctx.runs_dir)
 ablations = list_ablations(ctx.runs_dir)
@@ -36,7 +38,9 @@ if runs:
         st.warning("σ of some checkpoints was tuned on the **test** split (column “σ tuned on test”): their test "
                    "numbers are not a fair estimate. " + ", ".join(f"`{n}`" for n in flagged),
                    icon=":material/warning:")
-    table(df, "compare_runs", "runs", caption="Runs: fused test and val metrics (val-selected checkpoint)")
+    paper_rows, paper_notes = paper_runs_table(runs)
+    table(df, "compare_runs", "runs", caption="Runs: fused test metrics", notes=paper_notes,
+          paper=pd.DataFrame(paper_rows), partial=[r.partial for r in runs])
 else:
     st.info("No runs in this folder yet.")
 
@@ -83,13 +87,14 @@ def ablation_running() -> bool:
 
 
 with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not ablations):
-    bases = [r for r in runs if (r.path / "config.yaml").is_file()]
+    bases = finished_first([r for r in runs if (r.path / "config.yaml").is_file()])
     if not bases:
         st.caption("An ablation starts from a run's configuration: train a run first (Train page).")
     else:
         with st.form("ablation_form"):
             a1, a2, a3 = st.columns([2, 3, 1])
             base_name = a1.selectbox("Base configuration", [r.name for r in bases],
+                                     format_func=lambda n: next(r.display_name for r in bases if r.name == n),
                                      help="Every method × seed is trained on this run's data, backbone, schedule "
                                           "and learning rates, on one shared split.")
             from cascade.methods import METHODS
@@ -121,14 +126,17 @@ pool = {r.name: r for r in runs}
 for ab in ablations:
     for r in ab.runs:
         pool[f"{ab.name}/{r.name}"] = r
-complete = [name for name, r in pool.items() if r.test]
+complete = [name for name, r in pool.items() if r.test and not r.partial] + \
+    [name for name, r in pool.items() if r.test and r.partial]
 if not complete:
     st.info("Per-stage metrics appear once a run has been evaluated (its eval.json exists).")
 else:
-    picked = st.multiselect("Runs", complete, default=complete[: min(3, len(complete))])
+    finished = [n for n in complete if not pool[n].partial]
+    picked = st.multiselect("Runs", complete, default=(finished or complete)[: min(3, len(finished or complete))],
+                            format_func=lambda n: n if not pool[n].partial else f"{n} ({pool[n].partial_tag})")
     rows = []
     for name in picked:
-        label = name if not pool[name].partial else f"{name} (partial: {pool[name].state_label})"
+        label = name if not pool[name].partial else f"{name} ({pool[name].partial_tag})"
         for row in stage_table(pool[name]):
             rows.append({**row, "run": label})
     if rows:

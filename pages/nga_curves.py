@@ -8,7 +8,7 @@ from analysis.figures import nga_weight_figure
 from analysis.sigma import nga_limits, nga_weight_curves, parse_sigma_grid
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
-from cascade.dashboard.runs import checkpoint_choices, list_runs
+from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
 from pages._exports import chart, table
 from pages._shared import context
 
@@ -65,7 +65,8 @@ curves = nga_weight_curves(blocks, [learned] + values, mode=mode,
                            labels=[learned_name] + [f"σ={v:g}" for v in values])
 limits = nga_limits(blocks) if mode == "normalized" else None
 st.caption(f"Stages {cfg.stages} · NGA mode `{mode}`"
-           + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else ""))
+           + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else "")
+           + ("" if picked.startswith("preset: ") else f" · σ from {describe_checkpoint(dict(choices)[picked])}"))
 
 
 def figure(paper):

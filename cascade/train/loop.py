@@ -557,12 +557,10 @@ class Trainer:
         however far apart the signal reached them.
         """
         s, signals = self.state, self.stop_signals
-        local = s.should_stop or signals.received is not None
+        asked, signalled = s.should_stop, signals.received is not None
         if self.ctx.enabled:
-            flags = torch.tensor([float(s.should_stop), float(signals.received is not None)], device=self.device)
+            flags = torch.tensor([float(asked), float(signalled)], device=self.device)
             asked, signalled = (bool(v > 0) for v in self.ctx.all_reduce_(flags).tolist())
-        else:
-            asked, signalled = s.should_stop, local
         if signalled and not signals.stopped:
             signals.stopped = True
             s.should_stop = True
