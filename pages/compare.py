@@ -72,7 +72,8 @@ def show_ablation_jobs() -> None:
     for job in [j for j in reg.jobs() if j.kind == "ablation"]:
         prog = read_ablation_progress(job.run_dir, job.plan["methods"], job.plan["seeds"])
         state = STATE_LABELS[job.state]
-        st.progress(prog.fraction, text=f"`{job.name}` — {state} — {prog.describe()}")
+        stopping = job.alive and bool(job.stop_requested)
+        st.progress(prog.fraction, text=f"`{job.name}` — {state} — {prog.describe(stopping)}")
         if job.alive:
             if st.button("Stop", key=f"stop_ab_{job.name}", icon=":material/stop:",
                          help="Stop the current run after its step; no further runs start."):

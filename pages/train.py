@@ -170,7 +170,8 @@ def monitor() -> None:
     if state == "running" and p.activity in ("validating", "testing"):
         label = "validating…" if p.activity == "validating" else "testing…"
     st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%} of the planned steps")
-    st.markdown(f"Current: {p.describe()}")
+    stopping = job is not None and job.alive and bool(job.stop_requested)
+    st.markdown(f"Current: {p.describe(stopping)}")
     if job is not None and job.alive:
         c1, c2, _ = st.columns([1, 1, 4])
         if c1.button("Stop", icon=":material/stop:", key=f"stop_{run_dir.name}",

@@ -539,7 +539,7 @@ class Trainer:
                                 extra={**self._extra(), "val_metrics": val})
         self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
                                 "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
-                                "value": value, "best": improved, **nga_now(self.model)})
+                                "value": value, "best": improved, **nga_now(self.model), "time": time.time()})
         self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
         if tc.keep_epoch_checkpoints and self.ctx.is_main:
@@ -673,7 +673,7 @@ class Trainer:
                                   *pred.arrays())
         s.test_metrics = test
         self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": checkpoint, "best_epoch": s.best_epoch,
-                                "global_step": s.global_step, "metrics": test})
+                                "global_step": s.global_step, "metrics": test, "time": time.time()})
         final = self.run_state.closing("stopped" if s.should_stop else "finished",
                                        s.stop_reason if s.should_stop else None,
                                        epoch=s.epoch + 1 if self.total_epochs else None,
