@@ -102,7 +102,11 @@ with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not
             methods = a2.multiselect("Methods", list(METHODS), default=["zeroshot", "cascade", "cascade-no-nga"],
                                      help="Baselines and ablations, as `cascade ablate --methods`.")
             n_seeds = a3.number_input("Seeds", 1, 20, 2, help="train.seed, +1, +2, … of the base configuration")
-            ab_name_in = st.text_input("Ablation name", value=f"ablate-{pd.Timestamp.now():%Y%m%d-%H%M%S}",
+            # The default name is fixed once per form (a key in the session): a default that
+            # changed on every rerun would make a new widget each time and drop what was typed.
+            name_key = f"ablation_name_{ss.setdefault('ablations_started', 0)}"
+            ss.setdefault(name_key, f"ablate-{pd.Timestamp.now():%Y%m%d-%H%M%S}")
+            ab_name_in = st.text_input("Ablation name", key=name_key,
                                        help="Folder under the runs folder; results.json, results.md and runs/ go "
                                             "there, as `cascade ablate --out` writes them.")
             go = st.form_submit_button("Start ablation", type="primary", icon=":material/play_arrow:")
@@ -117,6 +121,7 @@ with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not
             except (JobError, RunNameError, ValueError) as exc:
                 st.error(f"Not started: {exc}", icon=":material/error:")
             else:
+                ss["ablations_started"] += 1   # the next form gets a fresh default name
                 st.success(f"Started `{job.name}`: {len(job.plan['methods'])} method(s) × {job.plan['seeds']} "
                            f"seed(s) (worker pid {job.pid}).")
 follow_job(show_ablation_jobs, ablation_running, every=2.0)
