@@ -14,7 +14,7 @@ import streamlit as st
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.progress import read_progress
-from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
+from cascade.dashboard.runs import RunNameError, finished_first, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
                                         build_run_config, default_run_name, visible_fields)
 from analysis.run_figures import sigma_lambda_figure, training_curves
@@ -137,7 +137,11 @@ if start:
 # ---- which run to follow -----------------------------------------------------------------
 st.subheader("Progress")
 candidates = [j.name for j in reg.active() if j.kind == "train"]
-candidates += [r.name for r in list_runs(ctx.runs_dir)[:20] if r.name not in candidates]
+labels = {name: f"{name} (training now)" for name in candidates}
+for r in finished_first(list_runs(ctx.runs_dir)[:20]):   # runs in the folder: finished first, partial ones say so
+    if r.name not in labels:
+        candidates.append(r.name)
+        labels[r.name] = r.display_name
 follow = ss.get("train_follow") or st.query_params.get("run")
 if follow and follow not in candidates:
     candidates.insert(0, follow)
@@ -145,7 +149,8 @@ if not candidates:
     st.info("No run yet: fill in the form and press **Start training**.")
     st.stop()
 index = candidates.index(follow) if follow in candidates else 0
-picked = st.selectbox("Run", candidates, index=index, key=f"train_pick_{follow}")
+picked = st.selectbox("Run", candidates, index=index, key=f"train_pick_{follow}",
+                      format_func=lambda n: labels.get(n, n))
 if picked != follow:
     ss["train_follow"] = picked
     st.query_params["run"] = picked
