@@ -292,3 +292,20 @@ def test_no_page_defaults_to_a_stopped_run_and_every_option_naming_it_says_so(da
     assert_clean(at)
     assert "cut" not in at.selectbox[0].value
     assert all("partial" in o for o in _options(at.selectbox[0]) if "cut" in o)
+
+
+def test_the_sidebar_lives_in_the_address_so_a_reload_keeps_it(dashboard_env, runs_dir):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    size = next(n for n in at.sidebar.number_input if n.label == "Synthetic images")
+    size.set_value(48).run()
+    assert at.query_params.get("images") in ("48", ["48"])
+    # a reload is a new session opened on the same address
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    again.query_params["images"] = "48"
+    again.query_params["data"] = "not-a-source"          # refused: the default stays
+    again.run()
+    assert_clean(again)
+    assert next(n for n in again.sidebar.number_input if n.label == "Synthetic images").value == 48
+    assert next(s for s in again.sidebar.selectbox if s.label == "Source").value == "synthetic"
