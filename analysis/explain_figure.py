@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from analysis.explain import upsample
+from analysis.explain import TargetSpec, explain_images, upsample, val_images
 
-__all__ = ["colour_lut", "explanation_grid", "map_caption", "overlay", "overlay_row"]
+__all__ = ["colour_lut", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
 
 DEFAULT_COLORSCALE = "Turbo"
 CELL_PX = 150          # on screen; a paper figure divides the column width among the cells
@@ -159,3 +161,20 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
         fig.update_yaxes(visible=False)
     fig.update_layout(**layout)
     return fig
+
+
+def explain_grid(run, images: Sequence[Any] | int = 4, target: TargetSpec = None, *, checkpoint: str = "best",
+                 device: str = "cpu", split: str = "val", score: str = "centered", opacity: float = 0.5,
+                 paper: bool | str = "double"):
+    """The explanation grid of a run: ``(figure, explained)``.
+
+    ``run``: a run folder or an :class:`analysis.features.LoadedRun`; ``images``: inputs as
+    for :func:`analysis.explain.explain_images`, or a number of ``split`` images
+    (:func:`analysis.explain.val_images`).
+    """
+    from analysis.features import LoadedRun, load_run
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device)
+    items = val_images(loaded, images, split) if isinstance(images, int) else images
+    explained = explain_images(loaded.model, items, target, score=score)
+    return explanation_grid(explained, opacity=opacity, paper=paper), explained

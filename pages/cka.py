@@ -9,9 +9,11 @@ from analysis.drift import drift_from_logs
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
 from cascade.dashboard.runs import describe_checkpoint, finished_first, list_runs
+from cascade.dashboard.sources import UNTRAINED
+from cascade.runfolder import checkpoint_path
+from pages._analysis import matrix_file_bytes
 from pages._exports import chart
 from pages._shared import context
-from pages._sources import UNTRAINED, matrix_file_bytes
 
 ctx = context()
 st.title("CKA")
@@ -50,7 +52,7 @@ def source_of(label: str) -> str:
     if label == UNTRAINED_LABEL:
         return UNTRAINED
     run = next(r for r in runs if r.display_name == label)
-    return str(run.checkpoint("best") or run.path / "checkpoints" / f"{run.checkpoints[0]}.safetensors")
+    return str(run.checkpoint("best") or checkpoint_path(run.path, run.checkpoints[0]))
 
 
 for label in picked:
@@ -133,8 +135,8 @@ try:
                        "`train.keep_epoch_checkpoints: true` keeps one per epoch.")
         st.subheader(f"{run.name}: stage drift over training")
         stages = df[df["kind"] == "stage"]
-        chart(lambda paper: drift_curves(stages, x=x, kind=None, labels="checkpoint" if "checkpoint" in stages else None,
-                                         paper=paper), "ck_stage",
+        point_labels = "checkpoint" if "checkpoint" in stages else None
+        chart(lambda paper: drift_curves(stages, x=x, kind=None, labels=point_labels, paper=paper), "ck_stage",
               f"drift-over-training-{run.name}", data=df, title=f"{run.name}: stage drift over training")
         blocks = df[df["kind"] == "block"]
         if not blocks.empty:

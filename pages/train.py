@@ -13,10 +13,10 @@ import streamlit as st
 
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import STATE_LABELS, JobError
-from cascade.dashboard.progress import read_progress
 from cascade.dashboard.runs import RunNameError, finished_first, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
                                         build_run_config, default_run_name, visible_fields)
+from cascade.runfolder import read_progress
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
 from pages._shared import context, follow_job, job_registry

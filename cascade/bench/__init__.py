@@ -1,8 +1,8 @@
 """``cascade bench``: throughput, memory and data-pipeline figures, measured side by side.
 
 Every comparison runs in one process, interleaved (see :mod:`.timing`), and is
-reported as a ratio of medians. Modules: ``timing`` (rounds, medians, peak memory),
-``flops`` (analytic FLOP counts), ``model_bench`` (figures 1-3), ``data_bench``
+reported as a ratio of medians (FLOP counts come from :mod:`cascade.flops`). Modules:
+``timing`` (rounds, medians, peak memory), ``model_bench`` (figures 1-3), ``data_bench``
 (figure 4), ``cuda_bench`` (figure 6), ``report``; ``plugins`` runs the figures other
 packages add (``analysis``: σ-sweep and CKA timings, figure 5).
 """

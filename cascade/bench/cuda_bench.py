@@ -9,7 +9,7 @@ import re
 import torch
 
 from ..model import compile_model
-from .flops import cascade_flops, counted_flops, peak_tflops, plain_flops
+from ..flops import cascade_flops, counted_flops, peak_tflops, plain_flops
 from .model_bench import (BenchContext, build_variants, frozen_bf16_variant, image_row, inference, plain_forward,
                           train_step)
 from .timing import compare

@@ -13,7 +13,6 @@ Images: Emotion6 when it has enough, else a generated folder of 640×480 JPEGs
 from __future__ import annotations
 
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..runfolder import read_metrics
 
 DEFAULT_EMOTION6 = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "Emotion6"
 
@@ -139,7 +140,7 @@ def image_files(root: str | os.PathLike | None, num_images: int) -> tuple[list[P
 def _index_of(files: list[Path]):
     """A DatasetIndex over ``files`` labelled by their folder, without the scan's decode."""
     from ..data.records import DatasetIndex, Record
-    from ..data.report import DataReport
+    from ..data.scan_report import DataReport
 
     classes = sorted({f.parent.name for f in files})
     records = [Record(key=str(f), label=classes.index(f.parent.name)) for f in files]
@@ -192,7 +193,8 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
     """``cascade train`` with augmentation on a generated folder of ``images`` 640×480 JPEGs,
     once per input pipeline: steady images/s and the share of step time the loop waited
     for its next batch."""
-    from ..train import load_run_config, train
+    from ..run_config import load_run_config
+    from ..train import train
     from .jpeg_folder import jpeg_folder
 
     root = jpeg_folder(images)
@@ -218,7 +220,7 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
             except Exception as exc:  # noqa: BLE001 - one pipeline's failure keeps the other row
                 out[pipeline] = {"error": f"{exc.__class__.__name__}: {exc}"}
                 continue
-            records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            records = read_metrics(path)
             stepr = [r for r in records if r["kind"] == "step"]
             later = stepr[1:] or stepr
             start = records[0]

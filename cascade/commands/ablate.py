@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 ALL = "zeroshot,linear-probe,shallow,vpt-deep,cascade,cascade-no-nga,nga-no-cascade,concat-fusion"
 
@@ -35,7 +35,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _ablate(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..train import load_run_config
+    from ..run_config import load_run_config
     from ..train.ablate import parse_methods, run_ablation
 
     if args.seeds < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:
@@ -30,7 +30,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_run
-    from ..train.runfolder import to_json
+    from ..fileio import to_json
 
     result = evaluate_run(args.run, args.split, args.checkpoint, device=args.device, batch_size=args.batch_size,
                           quiet=args.quiet)

@@ -1,16 +1,20 @@
 """What the Train page's form asks for, and the :class:`RunConfig` it becomes."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError
-from .runs import sanitize_run_name
+from ..config import PRESETS, ConfigError
+from ..methods import METHODS
+from ..run_config import default_run_name, sanitize_run_name
 
-TRAIN_PRESETS = ("b32-4stage", "b16-3stage", "shallow", "vpt-deep")
-TRAIN_METHODS = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion", "shallow", "vpt-deep",
-                 "zeroshot", "linear-probe")
+# The cascade model and its ablations: they keep the form's preset, stages and tokens.
+CASCADE_FAMILY = tuple(m for m, spec in METHODS.items() if spec.trains and spec.preset is None)
+# Every method: the cascade family first, then the baselines that train, then those evaluated as built.
+TRAIN_METHODS = (*CASCADE_FAMILY,
+                 *sorted((m for m in METHODS if m not in CASCADE_FAMILY), key=lambda m: not METHODS[m].trains))
+# The presets of models that train (not those of methods evaluated as built, such as zeroshot).
+TRAIN_PRESETS = tuple(p for p in PRESETS if p not in {spec.preset for spec in METHODS.values() if not spec.trains})
 
 
 @dataclass
@@ -39,14 +43,10 @@ class TrainRequest:
     keep_epoch_checkpoints: bool = False
 
 
-def default_run_name(method: str = "cascade") -> str:
-    return sanitize_run_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{method}")
-
-
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
                      data_config, runs_dir: str, device: str = "auto"):
     """A validated RunConfig (raises :class:`cascade.config.ConfigError` naming the field)."""
-    from ..train.run_config import validate_run_config
+    from ..run_config import validate_run_config
 
     name = sanitize_run_name(req.name or default_run_name(req.method))
     model: dict[str, Any] = {"preset": req.preset, "prompt_tokens": int(req.prompt_tokens),
@@ -81,7 +81,6 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
 
 
 # ---- which fields apply, and what each does ------------------------------------------------
-CASCADE_FAMILY = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion")
 ALWAYS = ("name", "method", "data_kind", "batch_size", "seed")
 TRAINING = ("epochs_warmup", "epochs_unfreeze", "epochs_global", "lambda_dist", "alpha", "lr_prompts", "lr_heads",
             "lr_classifier", "drift_every_k_steps", "keep_epoch_checkpoints")

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import yaml
 
-        from ..train import RunConfig, train
-        from ..train.run_config import validate_run_config
+        from ..run_config import RunConfig
+        from ..train import train
+        from ..run_config import validate_run_config
         if ablate:
             import json
 

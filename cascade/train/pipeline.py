@@ -25,7 +25,8 @@ import torch
 from ..data.decoded import (CacheGeometry, build_store, crop_cache_side, disk_free, estimate_bytes, fingerprint,
                             open_store, remove_store)
 from ..data.transforms import augment_config
-from .data import SPLITS, DataBundle, backbone_normalisation, cache_placement, make_sources
+from ..data.transforms import backbone_normalisation
+from .data import SPLITS, DataBundle, cache_placement, make_sources
 from .distributed import DistContext
 from .store_source import StoreSource
 

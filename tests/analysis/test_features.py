@@ -8,18 +8,8 @@ import socket
 import pytest
 import torch
 
-from analysis.features import (
-    FeatureCache,
-    FeatureSet,
-    cached_features,
-    data_key,
-    extract_features,
-    feature_key,
-    frozen_final_embedding,
-    model_features,
-    model_key,
-    zero_prompt_model,
-)
+from analysis.feature_cache import FeatureCache, FeatureSet, cached_features, data_key, feature_key, model_key
+from analysis.features import extract_features, frozen_final_embedding, model_features, zero_prompt_model
 from cascade import CascadeConfig, build_model, save_checkpoint
 
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
@@ -219,28 +209,10 @@ def test_distributed_shard_and_gather(tmp_path, tiny_backbone):
 
 
 def test_iter_checkpoints_lists_model_checkpoints_not_resume_states(synthetic_run):
-    from analysis.features import iter_checkpoints
+    from cascade.runfolder import iter_checkpoints
 
     folder = synthetic_run / "checkpoints"
     assert (folder / "last.train.safetensors").is_file()      # the resume state is there ...
     names = [p.name for p in iter_checkpoints(synthetic_run)]
     assert names and ".train" not in "".join(names)           # ... but is not a model checkpoint
     assert {"best.safetensors", "last.safetensors"} <= set(names)
-
-
-def test_training_checkpoints_one_labelled_point_per_step_without_sigma_tuned_copies(tmp_path):
-    from analysis.features import training_checkpoints
-
-    folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    steps = {"epoch-1": 6, "epoch-2": 12, "best": 12, "epoch-3": 18, "last": 18}
-    for name, step in steps.items():
-        (folder / f"{name}.safetensors").write_bytes(b"")
-        (folder / f"{name}.json").write_text(json.dumps({"extra": {"global_step": step, "epoch": step // 6}}))
-    # the σ tuner's copy of best carries best's step; the resume state is no model checkpoint
-    (folder / "best-sigma.safetensors").write_bytes(b"")
-    (folder / "best-sigma.json").write_text(json.dumps({"extra": {"global_step": 12}, "sigma_tuned_on": "val"}))
-    (folder / "last.train.safetensors").write_bytes(b"")
-    got = [(p.name, label) for p, label in training_checkpoints(tmp_path)]
-    assert got == [("epoch-1.safetensors", "epoch-1"), ("epoch-2.safetensors", "epoch-2 = best"),
-                   ("epoch-3.safetensors", "epoch-3 = last")]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cascade.dashboard.progress import format_duration, read_ablation_progress, read_progress
+from cascade.runfolder import format_duration, read_ablation_progress, read_progress
 from cascade.dashboard.runs import list_runs
 from cascade.dashboard.trainform import FIELD_HELP, visible_fields
 
@@ -90,7 +90,7 @@ def test_eta_and_speed_count_the_validations_and_do_not_jump(tmp_path):
     # left: 8 steps at 1 s, 2 validations at 4 s, then the test and val passes (4 s each)
     assert p.eta_seconds == pytest.approx(8 * 1.0 + 4 * 4.0)
     assert p.smoothed_images_per_s == pytest.approx(7 * 10 / (7 + 4))   # 7 steps of 10 images in 11 wall s
-    from cascade.dashboard.pace import Pace
+    from cascade.runfolder.pace import Pace
     assert Pace().eta(10, 2) is None
 
 

@@ -1,4 +1,5 @@
-"""Training progress from a run folder's ``metrics.jsonl`` (what the Train page draws).
+"""Training progress from a run folder's ``metrics.jsonl`` and ``state.json``: curves, phase,
+speed and time left (what the dashboard's Train page draws and the run report summarises).
 
 Keys added by newer trainers (``sigma`` and ``fusion`` per stage on step and eval
 records) are read when present; older run folders simply lack those curves.
@@ -9,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..train.runstate import RunState, read_run_state
+from .folder import EVAL, read_json, read_metrics
 from .pace import FINAL_PASSES, PaceMeter
-from .runs import read_json, read_metrics
+from .status import RunState, read_run_state
 
 
 @dataclass
-class Progress:
+class RunProgress:
     started: bool = False
     done: bool = False
     total_steps: int = 0
@@ -31,7 +32,7 @@ class Progress:
     fusion: list[dict[str, Any]] = field(default_factory=list)     # rows: step, stage (1-based), value (λ)
     phases: list[dict[str, Any]] = field(default_factory=list)     # rows: epoch, step, phase, stages
     activity: str = "starting"          # starting | training | validating | testing | done
-    smoothed_images_per_s: float | None = None   # over a window of steps, evaluations included (pace.py)
+    smoothed_images_per_s: float | None = None   # over a window of steps, evaluations included (:mod:`.pace`)
     eta_seconds: float | None = None
     test: dict[str, Any] | None = None
     best_epoch: int | None = None
@@ -96,13 +97,13 @@ def _numbers(values: Any) -> list[float | None]:
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
 
 
-def read_progress(run_dir: str | Path) -> Progress:
+def read_progress(run_dir: str | Path) -> RunProgress:
     run_dir = Path(run_dir)
-    p = Progress()
+    p = RunProgress()
     meter = PaceMeter()
     evals_done = 0
     last_kind, last_step_in_epoch = None, 0
-    for rec in read_metrics(run_dir / "metrics.jsonl"):
+    for rec in read_metrics(run_dir):
         kind = rec.get("kind")
         if kind in ("step", "eval", "test", "start"):
             last_kind = kind
@@ -167,7 +168,7 @@ def read_progress(run_dir: str | Path) -> Progress:
     p.done = p.state.state in ("finished", "stopped", "failed", "killed")
     if p.state.global_step is not None:
         p.global_step = max(p.global_step, int(p.state.global_step))
-    report = read_json(run_dir / "eval.json")
+    report = read_json(run_dir / EVAL)
     if isinstance(report, dict):
         p.best_epoch = report.get("best_epoch", p.best_epoch)
         p.test = report.get("test") or p.test
@@ -186,7 +187,7 @@ def _stage_rows(rows: list[dict[str, Any]], step: int, values: Any) -> None:
             rows.append({"step": step, "stage": k, "value": v})
 
 
-def _activity(p: Progress, last_kind: str | None, last_step_in_epoch: int) -> str:
+def _activity(p: RunProgress, last_kind: str | None, last_step_in_epoch: int) -> str:
     """What the trainer is doing now, from the last record it wrote."""
     if p.done:
         return "done"
@@ -205,7 +206,7 @@ class AblationProgress:
     total: int
     finished: list[str]
     current: str | None = None
-    current_progress: Progress | None = None
+    current_progress: RunProgress | None = None
 
     @property
     def fraction(self) -> float:
@@ -228,7 +229,7 @@ def read_ablation_progress(out_dir: str | Path, methods: list[str], seeds: int) 
     names = sorted((p.name for p in runs.iterdir() if p.is_dir()), key=lambda n: (runs / n).stat().st_mtime) \
         if runs.is_dir() else []
     names = [n for n in names if any(n.startswith(prefix) for prefix in planned)]
-    finished = [n for n in names if (runs / n / "eval.json").is_file()]
+    finished = [n for n in names if (runs / n / EVAL).is_file()]
     current = next((n for n in reversed(names) if n not in finished), None)
     return AblationProgress(total=len(methods) * int(seeds), finished=finished, current=current,
                             current_progress=read_progress(runs / current) if current else None)

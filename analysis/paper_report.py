@@ -1,5 +1,5 @@
-"""``cascade report``: every figure of a run, or the tables, significance and figures of an
-ablation, written in one go for a paper.
+"""The paper report behind ``cascade report``: every figure of a run, or the tables, significance and
+figures of an ablation, written in one go for a paper.
 
     cascade report --run DIR --out OUT        figures (PDF, SVG, PNG + CSV data), explanation maps and OUT/index.md
     cascade report --ablation DIR --out OUT   tables (LaTeX, Markdown, CSV), significance.csv,
@@ -11,17 +11,14 @@ drift measured) is listed in index.md with the reason instead of an empty figure
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from cascade.dashboard.runs import read_json
 from cascade.metrics import mean_std
-from cascade.train.predictions import predictions_path
+from cascade.runfolder import EVAL, iter_checkpoints, predictions_path, read_json, training_checkpoints
 
-__all__ = ["Report", "ablation_significance", "ablation_tables", "register", "report_ablation", "report_run"]
+__all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
 
 FORMATS = ("pdf", "svg", "png")
 TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "intersection")
@@ -88,7 +85,6 @@ class Report:
 
 def _sigma_from_checkpoints(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """σ and λ at each saved checkpoint (for runs whose log predates per-step σ/λ)."""
-    from analysis.features import iter_checkpoints
     from cascade.checkpoint import read_meta
 
     sigma, fusion, seen = [], [], set()
@@ -115,8 +111,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     from analysis.figures import confusion_matrix_figure, nga_weight_figure
     from analysis.run_figures import sigma_lambda_figure, stage_bars, training_curves
     from analysis.sigma import nga_limits, nga_weight_curves
-    from cascade.dashboard.progress import read_progress
-    from cascade.train.runfolder import RunFolder
+    from cascade.runfolder import RunFolder, read_progress
 
     folder = RunFolder(run_dir)
     folder.require()
@@ -124,7 +119,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     out = Path(out)
     name = run_dir.name
     rep = Report(out, f"Figures of run `{name}`", tuple(formats), dpi)
-    report = read_json(run_dir / "eval.json") or {}
+    report = read_json(run_dir / EVAL) or {}
     if report.get("random_weights"):
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
     if not report:
@@ -251,7 +246,8 @@ def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet
 
 def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> None:
     """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
-    from analysis.explain import explain_grid, relevance_table, save_relevance_npz
+    from analysis.explain import relevance_table, save_relevance_npz
+    from analysis.explain_figure import explain_grid
 
     try:
         fig, explained = explain_grid(run, n, split=split, paper="double")
@@ -266,7 +262,6 @@ def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
                   can_compute: bool) -> None:
     from analysis.drift import drift_from_logs, drift_over_checkpoints
-    from analysis.features import training_checkpoints
     from analysis.figures import drift_curves
 
     logged = drift_from_logs(run_dir)
@@ -392,7 +387,7 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
     stage_rows, width = [], 0
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        per_run = [((read_json(r["_run"] / "eval.json") or {}).get("test") or {}) for r in mine]
+        per_run = [((read_json(r["_run"] / EVAL) or {}).get("test") or {}) for r in mine]
         n_stages = max((len(t.get("stages") or []) for t in per_run), default=0)
         width = max(width, n_stages)
         cells: dict[str, Any] = {"method": m}
@@ -466,80 +461,3 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
     else:
         rep.skip("significance figure", "no pair of runs with predictions-test.csv")
     return rep.write_index()
-
-
-# ---------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    out = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
-    bad = [f for f in out if f not in FORMATS]
-    if bad or not out:
-        raise argparse.ArgumentTypeError(f"formats: choose from {', '.join(FORMATS)} (got {text!r})")
-    return out
-
-
-def _metrics(text: str) -> tuple[str, ...]:
-    from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
-
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
-    out = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in out if m not in known]
-    if bad or not out:
-        raise argparse.ArgumentTypeError(f"metrics: unknown {bad}; choose from {', '.join(sorted(known))}")
-    return out
-
-
-def register(subparsers, guard: Callable | None = None) -> None:
-    p = subparsers.add_parser(
-        "report", help="every figure of a run, or an ablation's tables, significance and figures",
-        description="--run: training curves with phases, σ/λ trajectories, NGA curves, σ sweep, CKA (within, "
-                    "frozen, stages), drift, confusion matrix, per-stage bars and explanation maps of a few "
-                    "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), "
-                    "Markdown and CSV tables with mean ± std and the best in "
-                    "bold, significance.csv (McNemar's exact test and the paired bootstrap per method pair and "
-                    "seed), and figures. OUT/index.md lists every file.")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", metavar="DIR", help="a run folder")
-    what.add_argument("--ablation", metavar="DIR", help="an ablation folder (results.json from cascade ablate)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--formats", type=_formats, default=FORMATS, metavar="pdf,svg,png",
-                   help="figure formats (default: all three)")
-    p.add_argument("--column", choices=["single", "double"], default="single", help="paper column width")
-    p.add_argument("--dpi", type=float, default=300, help="PNG resolution, recorded in the file (default 300)")
-    p.add_argument("--split", choices=["val", "test", "train"], default="val",
-                   help="--run: split for the σ sweep, CKA and checkpoint drift (default val)")
-    p.add_argument("--no-features", action="store_true", help="--run: skip figures that need a forward pass")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--metrics", type=_metrics, default=TABLE_METRICS, metavar="LIST",
-                   help=f"--ablation: table columns (default {','.join(TABLE_METRICS)})")
-    p.add_argument("--reference", default=None, metavar="METHOD",
-                   help="--ablation: method the significance marks compare against (default cascade)")
-    p.add_argument("--resamples", type=int, default=10_000, help="paired-bootstrap resamples (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="paired-bootstrap seed (default 0)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=lambda args: (guard or (lambda _c, fn, a: fn(a)))("report", _report, args))
-
-
-def _report(args: argparse.Namespace) -> int:
-    if args.dpi <= 0:
-        raise ValueError("--dpi: must be positive")
-    if args.resamples < 10_000:
-        print(f"note: {args.resamples} bootstrap resamples; 10000 or more are recommended", file=sys.stderr)
-    if args.run:
-        from analysis.commands import _device
-
-        index = report_run(args.run, args.out, formats=args.formats, column=args.column, dpi=args.dpi,
-                           split=args.split, features=not args.no_features, device=_device(args.device),
-                           quiet=args.quiet)
-    else:
-        if args.resamples < 1:
-            raise ValueError("--resamples: must be >= 1")
-        index = report_ablation(args.ablation, args.out, formats=args.formats, column=args.column, dpi=args.dpi,
-                                metrics=args.metrics, reference=args.reference, n_resamples=args.resamples,
-                                seed=args.seed)
-    print(index.read_text(encoding="utf-8"))
-    print(f"wrote {index.parent}")
-    return 0
