@@ -15,8 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from analysis import drift
+from analysis.drift import drift_from_logs, drift_over_checkpoints
+from analysis.explain import relevance_table, save_relevance_npz
+from analysis.export import export_figure
+from analysis.features import frozen_final_embedding, load_run, run_features
+from analysis.sigma import SigmaSweeper, nga_limits, nga_weight_curves
+from analysis.significance import COLUMNS, compare_predictions, read_predictions
+from analysis.tables import ABSENT, Table
+from cascade.checkpoint import read_meta
+from cascade.config import CascadeConfig
+from cascade.fileio import atomic_write_text
 from cascade.metrics import mean_std
-from cascade.runfolder import EVAL, iter_checkpoints, predictions_path, read_json, training_checkpoints
+from cascade.runfolder import (EVAL, RunFolder, iter_checkpoints, predictions_path, read_json, read_progress,
+                               training_checkpoints)
+from cascade.train.ablate import variance_note
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
 
@@ -49,9 +64,6 @@ class Report:
 
     def figure(self, stem: str, fig, what: str, data=None, title: str | None = None) -> None:
         """The figure in every format, plus its data as ``<stem>.csv`` (a DataFrame or CSV text)."""
-        from analysis.export import export_figure
-        from cascade.fileio import atomic_write_text
-
         for fmt in self.formats:
             path = export_figure(fig, self.out / f"{stem}.{fmt}", dpi=self.dpi, title=title or what)
             self.add(path, f"{what} ({fmt.upper()}{f', {self.dpi:g} dpi' if fmt == 'png' else ''})")
@@ -60,13 +72,9 @@ class Report:
             self.add(atomic_write_text(self.out / f"{stem}.csv", text), f"{what}: the plotted data")
 
     def text(self, name: str, content: str, what: str) -> None:
-        from cascade.fileio import atomic_write_text
-
         self.add(atomic_write_text(self.out / name, content), what)
 
     def write_index(self) -> Path:
-        from cascade.fileio import atomic_write_text
-
         lines = [f"# {self.title}", ""]
         lines += [f"> {n}" for n in self.notes]
         if self.notes:
@@ -85,8 +93,6 @@ class Report:
 
 def _sigma_from_checkpoints(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """σ and λ at each saved checkpoint (for runs whose log predates per-step σ/λ)."""
-    from cascade.checkpoint import read_meta
-
     sigma, fusion, seen = [], [], set()
     for path in iter_checkpoints(run_dir):
         try:
@@ -110,8 +116,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
 
     from analysis.figures import confusion_matrix_figure, nga_weight_figure
     from analysis.run_figures import sigma_lambda_figure, stage_bars, training_curves
-    from analysis.sigma import nga_limits, nga_weight_curves
-    from cascade.runfolder import RunFolder, read_progress
 
     folder = RunFolder(run_dir)
     folder.require()
@@ -157,9 +161,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     best = folder.checkpoint("best")
     model_run = report.get("method") != "linear-probe" and best.is_file()
     if model_run:
-        from cascade.checkpoint import read_meta
-        from cascade.config import CascadeConfig
-
         meta = read_meta(best)
         cfg = CascadeConfig.model_validate(meta["config"])
         learned = [float(v) for v in meta.get("sigma") or cfg.sigmas()]
@@ -173,8 +174,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rep.skip("nga-curves, sigma-sweep, cka-*", "no cascade checkpoint (linear probe, or no best checkpoint)")
 
     if model_run and features:
-        from analysis.features import load_run
-
         run = load_run(run_dir, "best", device)     # one load for the feature figures and the explanations
         _feature_figures(rep, run, name, split, device, quiet, paper)
         _explanation_figure(rep, run, name, split)
@@ -205,11 +204,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
 
 
 def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet: bool, paper) -> None:
-    from analysis import drift
-    from analysis.features import frozen_final_embedding, run_features
     from analysis.figures import cka_heatmap, sigma_sweep_figure
-    from analysis.sigma import SigmaSweeper
-    import numpy as np
 
     model = run.model
     if not run.splits.get(split):
@@ -246,7 +241,6 @@ def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet
 
 def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> None:
     """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
-    from analysis.explain import relevance_table, save_relevance_npz
     from analysis.explain_figure import explain_grid
 
     try:
@@ -261,7 +255,6 @@ def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> 
 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
                   can_compute: bool) -> None:
-    from analysis.drift import drift_from_logs, drift_over_checkpoints
     from analysis.figures import drift_curves
 
     logged = drift_from_logs(run_dir)
@@ -307,8 +300,6 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
 
     Returns the rows of ``significance.csv`` and notes on pairs that could not be compared.
     """
-    from analysis.significance import compare_predictions, read_predictions
-
     _, rows = _ablation_rows(Path(ablation_dir))
     notes: list[str] = []
     preds: dict[tuple[str, Any], Any] = {}
@@ -335,8 +326,6 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
 
 
 def _split_note(payload: dict[str, Any], n_seeds: int) -> str:
-    from cascade.train.ablate import variance_note
-
     varied = payload.get("split_per_seed")
     if n_seeds < 2:
         return "One seed."
@@ -351,8 +340,6 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
                     digits: int = 3):
     """The ablation table (mean ± std per method, best in bold, significance marks) and the
     per-stage accuracy table, as :class:`analysis.tables.Table`."""
-    from analysis.tables import ABSENT, Table
-
     ablation_dir = Path(ablation_dir)
     payload, rows = _ablation_rows(ablation_dir)
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -415,7 +402,6 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
     import pandas as pd
 
     from analysis.run_figures import ablation_bars, significance_figure, stage_bars
-    from analysis.significance import COLUMNS
 
     ablation_dir, out = Path(ablation_dir), Path(out)
     payload, rows = _ablation_rows(ablation_dir)

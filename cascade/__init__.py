@@ -1,6 +1,4 @@
 """cascade: multi-stage visual prompts for CLIP image emotion recognition."""
-__version__ = "0.1.0"
-
 from .backbone import Backbone, BackboneInfo, WeightsUnavailableError, load_backbone, save_backbone_weights
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .classifier import TextClassifier, build_classifier, pretrain_on_descriptions
@@ -9,6 +7,7 @@ from .losses import LossWeights, cascade_loss, distribution_from_labels
 from .methods import METHODS, method_config
 from .model import BlockFeatures, CascadeCLIP, CascadeOutput, build_model
 from .nga import nga_weights
+from .version import __version__
 
 __all__ = [
     "Backbone", "BackboneInfo", "BlockFeatures", "CascadeCLIP", "CascadeConfig", "CascadeOutput",

@@ -1,8 +1,12 @@
-"""Evaluating a finished (or interrupted) run folder again: ``cascade eval --run DIR``."""
+"""Evaluating a finished (or interrupted) run folder again: ``cascade eval --run DIR``.
+
+A command-level module, beside :mod:`cascade.commands` and :mod:`cascade.predict`: it reloads
+the run through :mod:`cascade.runfolder` and scores it with the trainer's own data pipeline and
+evaluation (:mod:`cascade.train`), so a run is measured again exactly as training measured it.
+"""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,11 +16,12 @@ from .fileio import write_json
 from .losses import LossWeights
 from .run_config import load_run_config
 from .runfolder import RANDOM_WEIGHTS_NOTE, SPLITS, RunFolder, load_run, read_run_state, result_warnings
+from .runfolder.folder import evaluation_path
 from .train.data import load_data, make_sources
 from .train.distributed import DistContext, init_distributed
-from .train.evaluation import evaluate_model, metric_value
+from .train.evaluation import evaluate_model
 
-__all__ = ["evaluate_model", "evaluate_run", "metric_value"]
+__all__ = ["evaluate_run"]
 
 
 def evaluate_run(run_dir: str | os.PathLike, split: str = "test", checkpoint: str = "best", *,
@@ -60,8 +65,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", checkpoint: st
             warnings.append("this checkpoint's σ was tuned on the test split: its test metrics are optimistic")
         result["warnings"] = warnings
         if write and ctx.is_main:
-            name = Path(checkpoint).stem if checkpoint.endswith(".safetensors") else checkpoint
-            write_json(folder / f"eval-{split}-{name}.json", result)
+            write_json(evaluation_path(folder.path, split, checkpoint), result)
         return result
     finally:
         if own_ctx:

@@ -24,7 +24,9 @@ list of ``file:line`` entries:
   ``analysis`` (``cascade`` reaches ``analysis`` only through the entry points in
   ``pyproject.toml``);
 - no circle among module-level imports (``if TYPE_CHECKING:`` blocks do not run, so they
-  do not count).
+  do not count);
+- imports sit at the module's top, so that its first lines show what it needs: a function
+  imports for itself only a module of ``LOCAL_IMPORTS``, each there for a reason it gives.
 """
 from __future__ import annotations
 
@@ -57,6 +59,25 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("pages", PAGES),
     ("app", PAGES),
 )
+
+
+# Modules a function may import for itself instead of at its module's top, and why (the one list)
+LOCAL_IMPORTS: dict[str, str] = {
+    "pandas": "heavy: only tables, figures and the dashboard use it",
+    "plotly": "heavy: only figures use it",
+    "streamlit": "heavy, and only the dashboard runs it",
+    "kaleido": "heavy: only figure export uses it",
+    "choreographer": "kaleido's browser driver: only figure export meets its errors",
+    "torch._dynamo": "heavy: only checking a torch.compile backend needs it",
+    "transformers": "heavy and optional: only Hugging Face weights need it",
+    "torch_cka": "optional (the bench extra): may be absent",
+    "scipy": "optional (the test extra): may be absent",
+    "fcntl": "POSIX only: absent on Windows",
+    "analysis.figures": "imports plotly at its top: the analysis subcommands load it only to draw",
+    "analysis.run_figures": "imports plotly and pandas at its top: imported only to draw",
+    "analysis.explain_figure": "imports plotly at its top: imported only to draw",
+    "analysis.style": "imports plotly at its top: imported only to draw",
+}
 
 
 @dataclass(frozen=True)
@@ -287,3 +308,63 @@ def test_no_import_circles():
         ties = "; ".join(f"{lines[(a, b)]} -> {b}" for a, b in zip(path, path[1:]))
         problems.append(f"{len(circle)} modules ({', '.join(circle)}), e.g. {' -> '.join(path)}: {ties}")
     assert not problems, _report(problems, "import circles")
+
+
+def function_imports(module: str, modules: dict[str, Path]) -> list[tuple[str, int]]:
+    """``(imported module, line)`` of every import made inside a function of ``module``."""
+    path = modules[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import) and in_function:
+                found.extend((alias.name, child.lineno) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and in_function:
+                base = child.module or ""
+                if child.level:
+                    parts = package.split(".")[: len(package.split(".")) - (child.level - 1)]
+                    base = ".".join(parts + ([base] if base else []))
+                names = {base if child.module or f"{base}.{a.name}" not in modules else f"{base}.{a.name}"
+                         for a in child.names}
+                found.extend((name, child.lineno) for name in sorted(names))
+            else:
+                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
+
+
+def _may_import_locally(name: str) -> bool:
+    return any(name == allowed or name.startswith(allowed + ".") for allowed in LOCAL_IMPORTS)
+
+
+def test_function_imports_are_found(tmp_path):
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "import json\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from pandas import DataFrame\n"
+        "def f():\n"
+        "    import plotly.graph_objects as go\n"
+        "    from ..model import build_model\n"
+        "class A:\n"
+        "    def g(self):\n"
+        "        from . import sub, helper\n"
+        "        return lambda: __import__('x')\n",
+        encoding="utf-8")
+    modules = {"pkg.inner.mod": source, "pkg.inner.sub": source}
+    assert function_imports("pkg.inner.mod", modules) == [
+        ("plotly.graph_objects", 6), ("pkg.model", 7), ("pkg.inner", 10), ("pkg.inner.sub", 10)]
+    assert _may_import_locally("plotly.graph_objects") and _may_import_locally("torch._dynamo")
+    assert not _may_import_locally("torch") and not _may_import_locally("plotlyx")
+
+
+def test_functions_import_only_heavy_or_optional_modules():
+    modules = find_modules()
+    problems = [
+        f"{modules[module].relative_to(ROOT)}:{line}: {module} imports {name} inside a function"
+        for module in modules for name, line in function_imports(module, modules) if not _may_import_locally(name)
+    ]
+    assert not problems, _report(problems, "imports inside functions, of modules not in LOCAL_IMPORTS (move them up)")

@@ -10,6 +10,7 @@ from cascade.runfolder import (ENV, METRICS, MetricsLog, MissingCheckpointError,
                                checkpoint_path, checkpoint_run_dir, is_sigma_checkpoint, iter_checkpoints, read_json,
                                read_jsonl, read_metrics, resolve_checkpoint, run_frozen_dtype, sigma_tuned_on,
                                training_checkpoints)
+from cascade.runfolder.folder import evaluation_path
 
 
 def test_eval_resolves_a_hand_written_auto_like_the_trainer(tmp_path):
@@ -106,3 +107,9 @@ def test_training_checkpoints_one_labelled_point_per_step_without_sigma_tuned_co
     got = [(p.name, label) for p, label in training_checkpoints(tmp_path)]
     assert got == [("epoch-1.safetensors", "epoch-1"), ("epoch-2.safetensors", "epoch-2 = best"),
                    ("epoch-3.safetensors", "epoch-3 = last")]
+
+
+def test_evaluation_file_is_named_by_split_and_checkpoint(tmp_path):
+    assert evaluation_path(tmp_path, "test", "best") == tmp_path / "eval-test-best.json"
+    ckpt = tmp_path / "checkpoints" / "sigma-val.safetensors"
+    assert evaluation_path(tmp_path, "val", str(ckpt)) == tmp_path / "eval-val-sigma-val.json"

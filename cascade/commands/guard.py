@@ -4,13 +4,15 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
+from ..backbone import WeightsUnavailableError
+from ..checkpoint import CheckpointError
+from ..config import ConfigError
+from ..data import DataError
+from ..runfolder import RunFolderError
+from ..train.loop import NonFiniteLossError
+
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    from ..backbone import WeightsUnavailableError
-    from ..checkpoint import CheckpointError
-    from ..config import ConfigError
-    from ..data import DataError
-    from ..runfolder import RunFolderError
     return (ConfigError, CheckpointError, DataError, RunFolderError, WeightsUnavailableError, FileNotFoundError)
 
 
@@ -28,7 +30,6 @@ def _message(exc: BaseException):
 def friendly_errors(command: str, also: tuple[type[BaseException], ...] = ()):
     """Known user errors (and those in ``also``) print ``cascade <command>: error: ...`` and exit 2;
     a non-finite loss exits 3."""
-    from ..train.loop import NonFiniteLossError
     try:
         yield
     except NonFiniteLossError as exc:

@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
+from ..data import load_index, resolve_splits
+from ..data.shard_writer import write_shards
+from ..run_config import load_run_config
 from .guard import run_guarded
 
 EPILOG = """examples:
@@ -34,12 +39,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _shards(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ..data import load_index, resolve_splits
-    from ..data.shard_writer import write_shards
-    from ..run_config import load_run_config
-
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..backbone import Backbone, load_backbone
 from ..checkpoint import CheckpointError, quick_gelu_setting, read_meta
@@ -50,8 +51,6 @@ def _text_key(backbone: Backbone, classnames: list[str]) -> str:
 
 def class_text_embeddings(backbone: Backbone, classnames: list[str], use_disk: bool = True) -> torch.Tensor:
     """[C, E] text-initialised class vectors, from the disk cache when possible."""
-    from safetensors.torch import load_file, save_file
-
     path = cache_dir() / "text" / f"{_text_key(backbone, classnames)}.safetensors"
     if use_disk and path.is_file():
         try:

@@ -46,6 +46,13 @@ def predictions_path(run_dir: str | os.PathLike, split: str) -> Path:
     return Path(run_dir) / f"predictions-{split}.csv"
 
 
+def evaluation_path(run_dir: str | os.PathLike, split: str, checkpoint: str) -> Path:
+    """``<run>/eval-<split>-<checkpoint>.json``: ``cascade eval``'s metrics of one checkpoint on one split
+    (``checkpoint`` a name, or a ``.safetensors`` path, named by its stem)."""
+    name = Path(checkpoint).stem if checkpoint.endswith(".safetensors") else checkpoint
+    return Path(run_dir) / f"eval-{split}-{name}.json"
+
+
 def read_json(path: str | os.PathLike, *, strict: bool = False) -> Any:
     """The JSON value in ``path``; None when the file is missing, unreadable or not JSON
     (a file being written), unless ``strict``: then a :class:`RunFolderError` naming the file."""
