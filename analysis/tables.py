@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cascade.metrics import EVAL_METRICS, METRIC_DIRECTIONS
 
 __all__ = ["Table", "format_number", "frame_table", "latex_escape"]
@@ -227,8 +229,6 @@ def _base_metric(column: str) -> str | None:
 
 def _cell(v: Any) -> Any:
     try:
-        import numpy as np
-
         if isinstance(v, np.generic):
             v = v.item()
     except ImportError:  # pragma: no cover - numpy ships with pandas

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "uar")
 DISTRIBUTION_METRICS = ("kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
@@ -308,8 +309,6 @@ class EmotionMetrics:
 
     def sync(self, group: Any = None, device: torch.device | str | None = None) -> None:
         """Sum the state over all ranks (no-op outside torch.distributed); every rank then holds the total."""
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return
         t = self.state_tensor(device)

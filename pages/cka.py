@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.drift import block_drift, cross_model_cka, stage_drift, stage_vs_frozen_matrix, within_model_cka
-from analysis.drift import drift_from_logs
+from analysis.drift import (CKAResult, block_drift, cross_model_cka, drift_from_logs, stage_drift,
+                            stage_vs_frozen_matrix, within_model_cka)
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
 from cascade.dashboard.runs import describe_checkpoint, finished_first, list_runs
@@ -79,7 +79,6 @@ def long_frame(curves: dict, x: str):
 
 def matrix_result(df, row: str, col: str, value: str):
     """A CKAResult-like object from a long DataFrame (for the checkpoint × block heatmap)."""
-    from analysis.drift import CKAResult
 
     table = df.pivot_table(index=row, columns=col, values=value, sort=False)
     return CKAResult(table.to_numpy(), [str(r) for r in table.index], [str(c) for c in table.columns])

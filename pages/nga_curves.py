@@ -3,12 +3,14 @@ with the two limits (σ→0: last block only; σ→∞: plain mean)."""
 from __future__ import annotations
 
 import streamlit as st
+from pydantic import ValidationError
 
 from analysis.figures import nga_weight_figure
 from analysis.sigma import nga_limits, nga_weight_curves, parse_sigma_grid
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
 from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
+from cascade.run_config import format_validation_error
 from pages._exports import chart, table
 from pages._shared import context
 
@@ -17,13 +19,11 @@ ctx = context()
 
 def readable_error(exc: Exception) -> str:
     """One line naming the field, for a config error whether it comes from pydantic or from cascade."""
-    from pydantic import ValidationError
-
-    from cascade.run_config import format_validation_error
-
     if isinstance(exc, ValidationError):
         return format_validation_error(exc)
     return str(exc).split("\n    For further information")[0]
+
+
 st.title("NGA curves")
 st.latex(r"w_l = \frac{g_l}{\sum_k g_k},\qquad g_l = \exp\!\Big(-\frac{(d-l+1)^2}{2\sigma_s^2}\Big),"
          r"\qquad l = 1..d")

@@ -5,6 +5,10 @@ import argparse
 import os
 import sys
 
+from ..config import ConfigError
+from ..run_config import load_run_config
+from ..train import train
+from ..train.signals import EXIT_STOPPED, StopSignals
 from .guard import run_guarded
 
 EPILOG = """examples:
@@ -37,11 +41,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..run_config import load_run_config
-    from ..train import train
-    from ..train.signals import EXIT_STOPPED, StopSignals
-
     overrides = list(args.overrides)
     signals = StopSignals()
     if args.pretrained is not None:

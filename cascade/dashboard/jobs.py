@@ -9,6 +9,7 @@ run folder; the pages follow it by reading ``metrics.jsonl`` there.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from ..runfolder import CONFIG, TRAIN_LOG
+from ..train.ablate import parse_methods
 from .runs import safe_run_dir
+from .worker import EXIT_STOPPED
 
 JobState = Literal["running", "stopping", "finished", "stopped", "failed"]
 ABLATION_LOG = "ablate.log"     # not train.log: an ablation folder is not a run folder
@@ -72,7 +75,6 @@ class Job:
             self.ended = time.time()
         if rc == 0:
             return "finished"
-        from .worker import EXIT_STOPPED
         if rc == EXIT_STOPPED or (self.stop_requested and rc in (-signal.SIGTERM, -signal.SIGKILL, 130)):
             return "stopped"
         return "failed"
@@ -131,10 +133,6 @@ class JobRegistry:
     def start_ablation(self, base_config, runs_dir: str | os.PathLike, name: str, methods: list[str], seeds: int,
                        owner: str | None = None) -> Job:
         """Start ``cascade ablate`` of ``base_config`` (methods × seeds) into ``runs_dir/name``."""
-        import json
-
-        from ..train.ablate import parse_methods
-
         methods = parse_methods(methods)
         if int(seeds) < 1:
             raise JobError("seeds: at least one")

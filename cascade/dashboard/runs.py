@@ -6,6 +6,7 @@ refuses anything that would leave the runs folder.
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 import time
@@ -320,8 +321,6 @@ class AblationSummary:
 
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
-    import csv
-
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

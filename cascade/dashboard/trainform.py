@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import PRESETS, ConfigError
+from ..config import PRESETS, CascadeConfig, ConfigError
 from ..methods import METHODS
-from ..run_config import default_run_name, sanitize_run_name
+from ..run_config import default_run_name, sanitize_run_name, validate_run_config
 
 # The cascade model and its ablations: they keep the form's preset, stages and tokens.
 CASCADE_FAMILY = tuple(m for m, spec in METHODS.items() if spec.trains and spec.preset is None)
@@ -46,8 +46,6 @@ class TrainRequest:
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
                      data_config, runs_dir: str, device: str = "auto"):
     """A validated RunConfig (raises :class:`cascade.config.ConfigError` naming the field)."""
-    from ..run_config import validate_run_config
-
     name = sanitize_run_name(req.name or default_run_name(req.method))
     model: dict[str, Any] = {"preset": req.preset, "prompt_tokens": int(req.prompt_tokens),
                              "sigma_init": float(req.sigma_init), "sigma_learnable": bool(req.sigma_learnable)}
@@ -128,8 +126,6 @@ FIELD_HELP: dict[str, str] = {
 
 
 def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
-    from ..config import CascadeConfig
-
     try:
         cfg = CascadeConfig.from_preset(custom if preset == "custom" else preset)
     except Exception:  # noqa: BLE001 - an invalid custom string: shown when the form is submitted

@@ -20,10 +20,12 @@ from ..backbone import load_backbone
 from ..checkpoint import load_into, save_checkpoint
 from ..devices import device_kind, resolve_device
 from ..fileio import atomic_write_text, write_json
+from ..flops import cascade_flops
 from ..losses import LossWeights, cascade_loss
 from ..metrics import format_metrics, higher_is_better
 from ..methods import METHODS
 from ..model import build_model, compile_model
+from ..plugins import configured_callbacks
 from ..progress import Progress
 from ..run_config import RunConfig, load_run_config
 from ..runfolder import (DATA_REPORT, ENV, EVAL, METRICS, RANDOM_WEIGHTS_NOTE, SPLITS, MetricsLog, RunFolder,
@@ -223,8 +225,6 @@ class Trainer:
         flops = None
         if tc.compile == "auto" and self.device.type == "cuda" and self.method.trains \
                 and not self.method.linear_probe:
-            from ..flops import cascade_flops
-
             full = len(self.data.splits["train"]) // tc.batch_size     # the short last batch runs eagerly
             for epoch in range(self.start_epoch, self.total_epochs):
                 phase = phase_for_epoch(epoch, tc.epochs, self.model.num_stages)
@@ -747,8 +747,6 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
     try:
         if ctx.enabled and resume is None:
             folder = RunFolder(ctx.broadcast_object(str(folder.path)))
-        from ..plugins import configured_callbacks
-
         callbacks = [*callbacks, *configured_callbacks(cfg)]
         if restart and not quiet and ctx.is_main:
             print(f"{folder.path} never wrote a checkpoint: restarting it from its saved config and split",
