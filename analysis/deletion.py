@@ -1,4 +1,4 @@
-"""Faithfulness of explanation maps by deletion (DESIGN §12).
+"""Faithfulness of explanation maps by deletion.
 
 Blank the patches of an image one after another, most relevant first, and follow the
 probability the explained output gives the target class; do the same in random orders.

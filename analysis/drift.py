@@ -1,4 +1,4 @@
-"""Alignment drift measured with CKA (DESIGN §7).
+"""Alignment drift measured with linear CKA (how far prompted features move from frozen CLIP's).
 
 * block × block CKA within one model (:func:`within_model_cka`);
 * prompted vs frozen CLIP, block by block (:func:`cross_model_cka`, :func:`block_drift`):
@@ -32,9 +32,15 @@ import numpy as np
 import torch
 
 from analysis.cka import DEFAULT_BATCH_SIZE, cka_matrix
+from analysis.export import export_matrix
+from analysis.features import LoadedRun, frozen_final_embedding, load_run, run_features, zero_prompt_model
+from cascade.checkpoint import load_into, read_meta
+from cascade.data import EmotionDataset
+from cascade.data.transforms import eval_transform_for
 from cascade.fileio import to_json
-from cascade.model import stage_names
-from cascade.runfolder import DRIFT, METRICS, checkpoint_path, is_model_checkpoint, iter_checkpoints, read_jsonl
+from cascade.model import BlockFeatures, stage_names
+from cascade.runfolder import DRIFT, METRICS, checkpoint_path, is_model_checkpoint, read_jsonl, training_checkpoints
+from cascade.train.data import frozen_embedding
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +92,6 @@ class CKAResult:
 
     def export(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
         """CSV + NPZ beside a figure (analysis.export.export_matrix)."""
-        from analysis.export import export_matrix
-
         return export_matrix(self.matrix, self.rows, self.cols, path_stem)
 
 
@@ -189,7 +193,6 @@ def stage_features(fs, model, sigmas: Any = None) -> torch.Tensor:
     """Each stage's Z_s [S, N, D] from cached per-block features (``model.forward_head``)."""
     bf = fs.block_features(model)
     dev = next(model.parameters()).device
-    from cascade.model import BlockFeatures
 
     out = model.forward_head(BlockFeatures(bf.features.to(dev), bf.block_ids),
                              sigmas=None if sigmas is None else torch.as_tensor(sigmas))
@@ -225,8 +228,6 @@ def stage_drift(run_fs, model, frozen_embedding: torch.Tensor, *, sigmas: Any = 
 def stage_vs_frozen_matrix(run_fs, model, frozen_fs, frozen_embedding: torch.Tensor | None = None, *,
                            sigmas: Any = None, batch_size: int | None = None, seed: int = 0) -> CKAResult:
     """Rows: the run's stages (Z_s); columns: frozen CLIP's blocks, then its final embedding."""
-    from analysis.features import frozen_final_embedding
-
     _check_same_items(run_fs, frozen_fs)
     z = stage_features(run_fs, model, sigmas)
     cols = list(frozen_fs.get(frozen_fs.pooling).unbind(0))
@@ -292,7 +293,7 @@ class DriftMonitor:
         threshold: warn when a stage's drift relative to step 0, ``1 - CKA_t / CKA_0`` of
             ``CKA(Z_s, frozen embedding)``, exceeds it (without a step-0 measurement, the
             absolute drift ``1 - CKA_t``).
-        which: ``"z"`` compares the stage features Z_s (default, as DESIGN §7), ``"embedding"``
+        which: ``"z"`` compares the stage features Z_s (default: what the stage's head sees), ``"embedding"``
             the stage embeddings e_s = Z_s W_s (what the distillation term pulls; 0 at
             initialisation for a last-block stage).
         per_block: also log the prompted-vs-frozen drift of every feature block.
@@ -342,9 +343,6 @@ class DriftMonitor:
     @torch.no_grad()
     def _references(self, model) -> None:
         """Frozen CLIP on the probe: its feature blocks and its final embedding (computed once)."""
-        from analysis.features import zero_prompt_model
-        from cascade.train.data import frozen_embedding
-
         frozen = zero_prompt_model(model)
         fb = list(model.feature_blocks)
         blocks, embs = [], []
@@ -489,9 +487,6 @@ class ConfiguredDriftMonitor(DriftMonitor):
         self._ready = False
 
     def on_train_start(self, state: Any) -> None:
-        from cascade.data import EmotionDataset
-        from cascade.data.transforms import eval_transform_for
-
         bundle = state.data
         split = "val" if bundle.splits.get("val") else "train"
         dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform_for(state.model),
@@ -570,31 +565,31 @@ def drift_from_logs(run_dir: str | os.PathLike):
 def drift_over_checkpoints(run_dir: str | os.PathLike, split: str = "val", *, checkpoints: Sequence[str | os.PathLike]
                            | None = None, device: str | torch.device = "cpu", cache_dir: str | os.PathLike | None = None,
                            batch_size: int = 64, progress: bool = False, per_block: bool = True):
-    """Stage (and block) drift of each saved checkpoint of a run on one split, long format.
+    """Stage (and block) drift of each training checkpoint of a run on one split, long format.
 
-    Features of every checkpoint are cached (keyed by the checkpoint's hash). Columns:
-    ``checkpoint``, ``global_step``, ``epoch``, ``kind``, ``index``, ``series``, ``cka``, ``drift``.
+    By default the checkpoints training wrote, one per step
+    (:func:`cascade.runfolder.training_checkpoints`); ``checkpoints`` names others. Features
+    of every checkpoint are cached (keyed by the checkpoint's hash). Columns: ``checkpoint``
+    (a label naming every checkpoint at that step), ``global_step``, ``epoch``, ``kind``,
+    ``index``, ``series``, ``cka``, ``drift``.
     """
     import pandas as pd
 
-    from analysis.features import LoadedRun, frozen_final_embedding, load_run, run_features
-    from cascade.checkpoint import load_into, read_meta
-
     run = load_run(run_dir, checkpoint="last" if checkpoint_path(run_dir, "last").is_file() else "best", device=device)
-    paths = ([Path(p) for p in checkpoints if is_model_checkpoint(p)] if checkpoints is not None
-             else iter_checkpoints(run_dir))
+    paths = ([(Path(p), Path(p).stem) for p in checkpoints if is_model_checkpoint(p)] if checkpoints is not None
+             else training_checkpoints(run_dir))
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     frozen = run_features(run, split, which="frozen", poolings=sorted({"cls", run.model.config.pooling}),
                           cache_dir=cache_dir, device=device, batch_size=batch_size, progress=progress)
     emb = frozen_final_embedding(frozen, run.model)
     rows = []
-    for path in paths:
+    for path, label in paths:
         load_into(run.model, path)
         extra = read_meta(path).get("extra") or {}
         this = LoadedRun(run_dir=run.run_dir, config=run.config, model=run.model, checkpoint=path, data=run.data)
         fs = run_features(this, split, cache_dir=cache_dir, device=device, batch_size=batch_size, progress=progress)
-        base = {"checkpoint": path.stem, "global_step": extra.get("global_step"), "epoch": extra.get("epoch")}
+        base = {"checkpoint": label, "global_step": extra.get("global_step"), "epoch": extra.get("epoch")}
         sd = stage_drift(fs, run.model, emb)
         for _, r in sd.iterrows():
             rows.append(base | {"kind": "stage", "index": int(r["stage"]), "series": f"stage {int(r['stage'])}",

@@ -1,6 +1,6 @@
 """Where each stage looks: per-stage explanation maps of a cascade model.
 
-Gradient-weighted attention rollout (Chefer, Gur & Wolf, ICCV 2021; DESIGN §12). For
+Gradient-weighted attention rollout (Chefer, Gur & Wolf, ICCV 2021). For
 block b with attention probabilities A_b [heads, T, T] and their gradient ∇A_b with
 respect to the explained logit, Ā_b = mean over heads of (∇A_b ⊙ A_b) clamped at 0, and
 R ← R + Ā_b R starting from R = I. The relevance of every input token for the pooled

@@ -182,6 +182,7 @@ def drift_curves(
     threshold: float | None = None,
     kind: str | None = "stage",
     title: str | None = None,
+    labels: str | None = None,
     paper: bool | str = False,
 ) -> go.Figure:
     """Drift (or CKA) over training, one line per series.
@@ -190,8 +191,11 @@ def drift_curves(
     :func:`analysis.drift.drift_over_checkpoints` (columns ``x``, ``y``, ``series`` and,
     if present, ``kind``), or a dict ``{series: (xs, ys)}``. ``kind`` keeps only those
     rows (``"stage"``, ``"block"``, or None for all). A dashed line marks ``threshold``.
+    ``labels`` names a column that labels each point (e.g. the checkpoint): written above the
+    first series' points and shown on hover for every series.
     """
     fig = go.Figure()
+    texts: list[list[str] | None] = []
     if isinstance(df, dict):
         items = [(name, np.asarray(v[0]), np.asarray(v[1])) for name, v in df.items()]
     else:
@@ -202,9 +206,13 @@ def drift_curves(
         for name in dict.fromkeys(data[series].tolist()):
             part = data[data[series] == name].sort_values(x, kind="stable")
             items.append((name, part[x].to_numpy(), part[y].to_numpy(dtype=np.float64)))
+            texts.append([str(t) for t in part[labels]] if labels else None)
     for i, (name, xs, ys) in enumerate(items):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=str(name), line={"color": palette_colour(i)},
-                                 marker={"size": 5}))
+        text = texts[i] if i < len(texts) else None
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers+text" if text and i == 0 else "lines+markers",
+                                 name=str(name), line={"color": palette_colour(i)}, marker={"size": 5},
+                                 text=text if text and i == 0 else None, textposition="top center",
+                                 hovertext=text, textfont={"size": 10}))
     if threshold is not None:
         fig.add_hline(y=threshold, line={"dash": "dash", "color": "#d62728", "width": 1},
                       annotation_text=f"threshold {threshold:g}", annotation_position="top left")

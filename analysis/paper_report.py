@@ -29,7 +29,8 @@ from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
 from cascade.fileio import atomic_write_text
 from cascade.metrics import mean_std
-from cascade.runfolder import EVAL, RunFolder, iter_checkpoints, predictions_path, read_json, read_progress
+from cascade.runfolder import (EVAL, RunFolder, iter_checkpoints, predictions_path, read_json, read_progress,
+                               training_checkpoints)
 from cascade.train.ablate import variance_note
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
@@ -260,7 +261,7 @@ def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str
     if not logged.empty:
         df, source = logged, "logged during training (train.drift)"
     else:
-        ckpts = iter_checkpoints(run_dir)
+        ckpts = training_checkpoints(run_dir)
         if not can_compute or len(ckpts) < 2:
             rep.skip("drift", "no drift was logged (train.drift.every_k_steps: 0) and there are not two "
                               "checkpoints to compare (train.keep_epoch_checkpoints keeps one per epoch)")

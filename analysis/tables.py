@@ -4,7 +4,8 @@ A :class:`Table` holds cells that are numbers, ``(mean, std)`` pairs or text, pl
 which columns are metrics (their best value is set in bold, in the metric's direction from
 :data:`cascade.metrics.METRIC_DIRECTIONS`: KL, Chebyshev, Clark and Canberra are better low)
 and per-cell markers (e.g. a significance mark explained in a footnote). Missing values (``None``, NaN: a
-distribution metric on label-only data) print as "n/a" everywhere, never as 0.
+distribution metric on label-only data) print as "n/a" everywhere, never as 0. Rows of
+partial runs (stopped before their last epoch) are marked and never set in bold.
 """
 from __future__ import annotations
 
@@ -15,19 +16,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cascade.metrics import EVAL_METRICS, METRIC_DIRECTIONS
 
 __all__ = ["Table", "format_number", "frame_table", "latex_escape"]
 
 NA = "n/a"
 ABSENT = "—"          # the method has no such column (e.g. a stage it does not have)
+PARTIAL_MARK = "†"
+PARTIAL_NOTE = f"{PARTIAL_MARK} partial run: training stopped before its last epoch (never set in bold)."
+ONE_SEED_NOTE = "No ± where a mean is over one seed: its std is n/a."
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   # symbols the tables use, as math so a plain pdflatex needs no Unicode set-up
                   "±": r"$\pm$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "σ": r"$\sigma$", "λ": r"$\lambda$",
                   "α": r"$\alpha$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "—": "---", "–": "--",
-                  "−": "$-$", "<": "$<$", ">": "$>$"}
+                  "−": "$-$", "<": "$<$", ">": "$>$", "†": r"$^{\dagger}$"}
 # "p < 0.05" and the like: the whole comparison in math mode (text-mode "<" prints as "¡" in OT1).
 _COMPARISON = re.compile(r"(?<![\w\\])([pα])(_holm)? ?([<>=≤≥]) ?(\d+(?:\.\d+)?)")
 _MATH_RELATION = {"<": "<", ">": ">", "=": "=", "≤": r"\leq", "≥": r"\geq"}
@@ -136,6 +142,7 @@ class Table:
     digits: int = 3
     headers: dict[str, str] = field(default_factory=dict)
     latex_omit: tuple[str, ...] = ()     # columns the LaTeX leaves out (their content is in a note)
+    partial_rows: set[int] = field(default_factory=set)    # rows of partial runs: marked, never best
 
     # ---- best values ----------------------------------------------------------------
     def _value(self, cell: Any) -> float | None:
@@ -149,7 +156,7 @@ class Table:
         metric = self.metric_columns.get(column)
         if metric is None:
             return set()
-        values = {i: self._value(r.get(column)) for i, r in enumerate(self.rows)}
+        values = {i: self._value(r.get(column)) for i, r in enumerate(self.rows) if i not in self.partial_rows}
         values = {i: round(v, self.digits) for i, v in values.items() if v is not None}
         if len(values) < 2:
             return set()
@@ -162,6 +169,8 @@ class Table:
             mean, std = cell
             if _missing(mean):
                 return NA
+            if _missing(std):
+                return format_number(mean, self.digits)
             return f"{format_number(mean, self.digits)} ± {self._std(mean, std)}"
         if isinstance(cell, (int, float)) and not isinstance(cell, bool):
             return format_number(cell, self.digits) if isinstance(cell, float) or _missing(cell) else str(cell)
@@ -175,9 +184,12 @@ class Table:
         return format_number(std, self.digits)
 
     def _latex(self, cell: Any, bold: bool, mark: str) -> str:
+        mark = mark.replace(PARTIAL_MARK, r"\dagger ")
         sup = f"^{{{mark}}}" if mark else ""
         if isinstance(cell, tuple) and not _missing(cell[0]):
-            body = f"{format_number(cell[0], self.digits)} \\pm {self._std(cell[0], cell[1])}"
+            body = format_number(cell[0], self.digits)
+            if not _missing(cell[1]):
+                body += f" \\pm {self._std(cell[0], cell[1])}"
         elif isinstance(cell, float) and not _missing(cell):
             body = format_number(cell, self.digits)
         elif isinstance(cell, int) and not isinstance(cell, bool):
@@ -191,6 +203,22 @@ class Table:
 
     def header(self, column: str) -> str:
         return self.headers.get(column, column)
+
+    def _mark(self, i: int, column: str) -> str:
+        """The cell's marker; a partial run's first cell also carries :data:`PARTIAL_MARK`."""
+        mark = self.markers.get((i, column), "")
+        if i in self.partial_rows and column == self.columns[0]:
+            mark = PARTIAL_MARK + mark
+        return mark
+
+    def all_notes(self) -> list[str]:
+        """The notes, plus what the partial mark and a missing std mean when the table has them."""
+        notes = list(self.notes)
+        if self.partial_rows:
+            notes.append(PARTIAL_NOTE)
+        if any(isinstance(c, tuple) and not _missing(c[0]) and _missing(c[1]) for r in self.rows for c in r.values()):
+            notes.append(ONE_SEED_NOTE)
+        return notes
 
     # ---- renderers ----------------------------------------------------------------------
     def to_latex(self) -> str:
@@ -206,7 +234,7 @@ class Table:
         columns = [c for c in self.columns if c not in self.latex_omit]
         bold = {c: self.best_rows(c) for c in columns}
         header = [latex_escape(self.header(c)) for c in columns]
-        body = [[self._latex(row.get(c), i in bold[c], self.markers.get((i, c), "")) for c in columns]
+        body = [[self._latex(row.get(c), i in bold[c], self._mark(i, c)) for c in columns]
                 for i, row in enumerate(self.rows)]
         natural = [max(_latex_width([h, *(r[k] for r in body)]), 1.0) for k, h in enumerate(header)]
         chunks: list[list[int]] = [list(range(len(columns)))]
@@ -232,17 +260,19 @@ class Table:
                       r"\midrule"]
             lines += [" & ".join(r[k] for k in cols) + r" \\" for r in body]
             lines += [r"\bottomrule", r"\end{tabular}"]
-        if self.notes:
+        notes = self.all_notes()
+        if notes:
             lines.append(r"\par\smallskip{\footnotesize\raggedright "
-                         + " ".join(self._latex_note(n) for n in self.notes) + r"\par}")
+                         + " ".join(self._latex_note(n) for n in notes) + r"\par}")
         lines.append(f"\\end{{{env}}}")
         return "\n".join(lines) + "\n"
 
     def _latex_note(self, note: str) -> str:
         """A note; one that starts with a cell marker (e.g. "* ...") shows the mark as a superscript."""
-        for mark in sorted(set(self.markers.values()), key=len, reverse=True):
+        for mark in sorted(set(self.markers.values()) | {PARTIAL_MARK}, key=len, reverse=True):
             if note.startswith(mark + " "):
-                return f"$^{{{mark}}}$" + latex_escape(note[len(mark):])
+                sup = latex_escape(mark) if mark == PARTIAL_MARK else f"$^{{{mark}}}$"
+                return sup + latex_escape(note[len(mark):])
         return latex_escape(note)
 
     def to_markdown(self) -> str:
@@ -255,11 +285,12 @@ class Table:
         for i, row in enumerate(self.rows):
             cells = []
             for c in self.columns:
-                text = self._plain(row.get(c)) + self.markers.get((i, c), "")
+                text = self._plain(row.get(c)) + self._mark(i, c)
                 cells.append(f"**{text}**" if i in bold[c] else text)
             lines.append("| " + " | ".join(cells) + " |")
-        if self.notes:
-            lines += [""] + self.notes
+        notes = self.all_notes()
+        if notes:
+            lines += [""] + notes
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
@@ -301,8 +332,6 @@ def _base_metric(column: str) -> str | None:
 
 def _cell(v: Any) -> Any:
     try:
-        import numpy as np
-
         if isinstance(v, np.generic):
             v = v.item()
     except ImportError:  # pragma: no cover - numpy ships with pandas
@@ -313,12 +342,14 @@ def _cell(v: Any) -> Any:
 
 
 def frame_table(df: Any, *, caption: str = "", label: str = "", notes: list[str] | None = None, digits: int = 4,
-                metric_columns: dict[str, str] | None = None) -> Table:
+                metric_columns: dict[str, str] | None = None, partial: Any = None) -> Table:
     """A :class:`Table` from a DataFrame (e.g. a dashboard table).
 
     Columns named after a metric (``accuracy``, ``val macro_f1``, ``test kl``, ...) are
     metric columns (best in bold); a ``<col> std`` column beside ``<col>`` is merged into
-    ``mean ± std`` cells. NaN becomes n/a.
+    ``mean ± std`` cells. NaN becomes n/a. Any other column whose numbers are all whole
+    (an epoch, a count: pandas stores them as floats once a value is missing) prints as
+    integers. ``partial``: one flag per row, true for a partial run.
     """
     cols = [str(c) for c in df.columns]
     std_of = {c: f"{c} std" for c in cols if f"{c} std" in cols}
@@ -330,5 +361,12 @@ def frame_table(df: Any, *, caption: str = "", label: str = "", notes: list[str]
         rows.append(row)
     if metric_columns is None:
         metric_columns = {c: m for c in shown if (m := _base_metric(c))}
+    for c in shown:
+        values = [r[c] for r in rows if isinstance(r[c], (int, float)) and not isinstance(r[c], bool)]
+        if c not in metric_columns and values and all(float(v).is_integer() for v in values):
+            for r in rows:
+                if isinstance(r[c], float):
+                    r[c] = int(r[c])
+    partial_rows = {i for i, flag in enumerate(partial or []) if flag}
     return Table(columns=shown, rows=rows, metric_columns=metric_columns, caption=caption, label=label,
-                 notes=list(notes or []), digits=digits)
+                 notes=list(notes or []), digits=digits, partial_rows=partial_rows)

@@ -1,4 +1,4 @@
-"""Training losses (DESIGN §5), each term returned separately for logging.
+"""Training losses (cross-entropy, distribution KL, stage consistency), each term returned separately for logging.
 
 total = CE(ℓ, y) + λ_dist · KL(p ‖ softmax(ℓ)) + α · mean_s KL(softmax(ℓ) ‖ softmax(ℓ_s))
       [+ β · mean_s CE(ℓ_s, y)] [+ γ · mean_s (1 - cos(e_s, e_frozen))]

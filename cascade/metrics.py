@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "uar")
 DISTRIBUTION_METRICS = ("kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
@@ -60,8 +61,9 @@ def format_metrics(fused: dict[str, Any]) -> str:
 
 
 def mean_std(values: Any) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (0 for one value) of the finite numbers among
-    ``values`` (None, NaN, text and booleans are left out); ``(None, None)`` when there are none."""
+    """Mean and sample standard deviation of the finite numbers among ``values`` (None, NaN,
+    text and booleans are left out); the std is None (n/a) for one value, whose sample std is
+    undefined; ``(None, None)`` when there are none."""
     vals = []
     for v in values:
         if isinstance(v, bool):
@@ -75,7 +77,7 @@ def mean_std(values: Any) -> tuple[float | None, float | None]:
     if not vals:
         return None, None
     mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
     return mean, std
 
 
@@ -307,8 +309,6 @@ class EmotionMetrics:
 
     def sync(self, group: Any = None, device: torch.device | str | None = None) -> None:
         """Sum the state over all ranks (no-op outside torch.distributed); every rank then holds the total."""
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return
         t = self.state_tensor(device)

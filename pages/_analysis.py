@@ -9,7 +9,7 @@ and ``analysis`` imports nothing of the dashboard.
 - model sources (a run's checkpoint, or an untrained cascade model on the sidebar's data)
   as an :class:`analysis.features.LoadedRun`, their cached per-block features, and the σ
   tuner's :class:`SigmaBundle`;
-- files: figures in the print style (PDF, SVG, PNG), tables as LaTeX, matrices as CSV/NPZ,
+- files: figures in the print style (PDF, SVG, PNG), tables as LaTeX and Markdown, matrices as CSV/NPZ,
   explanation maps as a grid figure and NPZ;
 - tables on screen: numbers at fixed digits, n/a where missing.
 """
@@ -40,7 +40,7 @@ from cascade.runfolder import TRAINER_NAMES, LoadedModel, checkpoint_path, check
 
 __all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features",
            "display_frame", "explain_images", "explanation_files", "figure_file", "latex_table",
-           "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "sigma_bundle",
+           "markdown_table", "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "sigma_bundle",
            "untrained_features", "zero_prompt_model"]
 
 SIGMA_GRID = np.geomspace(0.05, 20.0, 41)
@@ -73,7 +73,8 @@ def checkpoint_features(loaded: LoadedModel, split: str, which: str, device: str
 
 
 def checkpoint_drift(run_dir: str | Path, split: str, device: str):
-    """Drift of every checkpoint of a run from frozen CLIP (see :func:`analysis.drift.drift_over_checkpoints`)."""
+    """Drift of each training checkpoint of a run from frozen CLIP
+    (see :func:`analysis.drift.drift_over_checkpoints`)."""
     return drift_over_checkpoints(run_dir, split, device=device)
 
 
@@ -162,9 +163,17 @@ def figure_file(build: Callable[[Any], Any] | Any, fmt: str, title: str | None =
     return figure_bytes(print_figure(build, title), fmt, title=title or None)
 
 
-def latex_table(df, *, caption: str = "", notes: list[str] | None = None, digits: int = 4) -> str:
-    """A DataFrame as a LaTeX (booktabs) table: best in bold, n/a for missing values."""
-    return frame_table(df, caption=caption, notes=notes, digits=digits).to_latex()
+def latex_table(df, *, caption: str = "", notes: list[str] | None = None, digits: int = 4,
+                partial: list[bool] | None = None) -> str:
+    """A DataFrame as a LaTeX (booktabs) table: best in bold, n/a for missing values; rows
+    flagged in ``partial`` (partial runs) marked and never set in bold."""
+    return frame_table(df, caption=caption, notes=notes, digits=digits, partial=partial).to_latex()
+
+
+def markdown_table(df, *, caption: str = "", notes: list[str] | None = None, digits: int = 4,
+                   partial: list[bool] | None = None) -> str:
+    """The same table as :func:`latex_table`, in Markdown."""
+    return frame_table(df, caption=caption, notes=notes, digits=digits, partial=partial).to_markdown()
 
 
 def explanation_files(explained, fmt: str, *, opacity: float, title: str) -> bytes:

@@ -3,9 +3,9 @@
 :func:`chart` shows a plotly figure and offers it as PDF, SVG and PNG (the print style:
 serif, one column, 300 dpi PNG with its dpi recorded, PDF with a real title) plus its
 data as CSV. :func:`table` shows a DataFrame and offers it as LaTeX (booktabs, best in
-bold, n/a for missing values) and CSV. Files are rendered only when a button is
-clicked (the analysis export drives a local Chromium through kaleido). Streamlit views
-only: the files come from :mod:`pages._analysis`.
+bold, partial runs marked and never bold, n/a for missing values), Markdown and CSV. Files
+are rendered only when a button is clicked (the analysis export drives a local Chromium
+through kaleido). Streamlit views only: the files come from :mod:`pages._analysis`.
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from pages._analysis import display_frame, figure_file, latex_table
+from pages._analysis import display_frame, figure_file, latex_table, markdown_table
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
-        "tex": "application/x-tex", "json": "application/json", "npz": "application/octet-stream"}
+        "tex": "application/x-tex", "md": "text/markdown", "json": "application/json",
+        "npz": "application/octet-stream"}
 ICON = ":material/download:"
 
 
@@ -52,14 +53,22 @@ def chart(fig_or_build: Callable[[Any], Any] | Any, key: str, stem: str, *, data
 
 
 def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None = None,
-          column_config: dict[str, Any] | None = None, digits: int = 4, show: bool = True, **kwargs: Any) -> None:
+          column_config: dict[str, Any] | None = None, digits: int = 4, show: bool = True,
+          paper: Any = None, partial: list[bool] | None = None, **kwargs: Any) -> None:
     """A DataFrame on screen (numbers at ``digits`` digits, n/a where missing) with LaTeX
-    (booktabs) and CSV downloads of the full-precision values."""
+    (booktabs), Markdown and CSV downloads of the full-precision values.
+
+    ``paper`` (a DataFrame) replaces ``df`` in the LaTeX and Markdown files: the columns a
+    paper prints, where the screen shows more. ``partial`` flags the rows of partial runs.
+    """
     if show:
         st.dataframe(display_frame(df, digits), hide_index=True, width="stretch", column_config=column_config,
                      key=key, **kwargs)
     cols = st.columns(6)
-    tex = lambda: latex_table(df, caption=caption, notes=notes, digits=digits)  # noqa: E731
-    download("LaTeX", tex, f"{stem}.tex", key, cols[0])
-    download("CSV", df.to_csv(index=False, na_rep="n/a"), f"{stem}.csv", key, cols[1])
+    printed = df if paper is None else paper
+    download("LaTeX", lambda: latex_table(printed, caption=caption, notes=notes, digits=digits, partial=partial),
+             f"{stem}.tex", key, cols[0])
+    download("Markdown", lambda: markdown_table(printed, caption=caption, notes=notes, digits=digits, partial=partial),
+             f"{stem}.md", key, cols[1])
+    download("CSV", df.to_csv(index=False, na_rep="n/a"), f"{stem}.csv", key, cols[2])
 

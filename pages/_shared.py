@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -22,11 +22,15 @@ from cascade.dashboard.settings import DEMO_MODELS, DashboardSettings, configure
 from cascade.dashboard.sources import UNTRAINED
 from cascade.dashboard.weights import (DEFAULT_WEIGHTS, TYPED_WEIGHTS, Downloader, ModelChoice, WeightsStatus,
                                        apply_weights_choice, check_weights, choose_model, weights_options)
-from cascade.runfolder import iter_checkpoints
+from cascade.runfolder import training_checkpoints
 from cascade.weights.finder import FoundWeights, find_weights
 from pages._analysis import checkpoint_drift, checkpoint_features, sigma_bundle, untrained_features, zero_prompt_model
 
 CTX_KEY = "_cascade_ctx"
+# Sidebar choices mirrored in the URL (session key -> query parameter), so a reload or a
+# shared link opens with the same data, backbone and runs folder.
+SIDEBAR_PARAMS = {"sb_demo_model": "backbone", "sb_data_kind": "data", "sb_data_path": "path",
+                  "sb_synthetic_size": "images", "sb_runs_dir": "runs"}
 configure_torch_threads()  # once per server process (this module is imported once)
 
 
@@ -197,7 +201,7 @@ class Context:
         return self.checkpoint_model(source)
 
     def checkpoint_drift(self, run_dir: str | os.PathLike, split: str):
-        stamp = tuple((p.name, p.stat().st_mtime) for p in iter_checkpoints(run_dir))
+        stamp = tuple((p.name, p.stat().st_mtime) for p, _ in training_checkpoints(run_dir))
         return get_checkpoint_drift(str(run_dir), stamp, split, self.device)
 
     def checkpoint_model(self, path: str | os.PathLike):
@@ -267,12 +271,13 @@ def render_sidebar() -> Context:
     demo_default = settings.demo_model if settings.demo_model in DEMO_MODELS else DEMO_MODELS[0]
     # The chosen values live under "sb_*"; the widgets use "w_sb_*" keys that are re-seeded
     # from them on every run and copy back only when the user changes them, so the choices
-    # live in the session, whatever happens to the widgets' own state.
-    ss.setdefault("sb_demo_model", demo_default)
-    ss.setdefault("sb_data_kind", "synthetic")
-    ss.setdefault("sb_data_path", "")
-    ss.setdefault("sb_synthetic_size", settings.synthetic_size)
-    ss.setdefault("sb_runs_dir", str(settings.runs_dir))
+    # live in the session, whatever happens to the widgets' own state. A new session (a
+    # reload) starts from the URL's query parameters.
+    defaults = {"sb_demo_model": demo_default, "sb_data_kind": "synthetic", "sb_data_path": "",
+                "sb_synthetic_size": settings.synthetic_size, "sb_runs_dir": str(settings.runs_dir)}
+    for name, default in defaults.items():
+        if name not in ss:
+            ss[name] = _from_query(name, default)
 
     def bound(kind, label: str, name: str, *args, **kwargs):
         widget_key = f"w_{name}"
@@ -322,6 +327,7 @@ def render_sidebar() -> Context:
                                        synthetic_size=int(ss["sb_synthetic_size"]))
     except Exception as exc:  # noqa: BLE001 - shown on the pages that need data
         data_error = str(exc)
+    _to_query(defaults)
     runs_dir = Path(os.path.expanduser(str(ss["sb_runs_dir"]).strip() or "runs"))
     ctx = Context(settings=settings, choice=choice, runs_dir=runs_dir, data_config=data_config,
                   data_error=data_error)
@@ -331,6 +337,53 @@ def render_sidebar() -> Context:
 
 def _store(widget_key: str, name: str) -> None:
     st.session_state[name] = st.session_state[widget_key]
+
+
+def _from_query(name: str, default: Any) -> Any:
+    """The URL's value of a sidebar choice when it is one the sidebar could have set, else ``default``."""
+    raw = st.query_params.get(SIDEBAR_PARAMS[name])
+    if raw is None:
+        return default
+    if name == "sb_demo_model":
+        return raw if raw in DEMO_MODELS else default
+    if name == "sb_data_kind":
+        return raw if raw in SOURCE_LABELS else default
+    if name == "sb_synthetic_size":
+        try:
+            return min(20000, max(24, int(raw)))
+        except ValueError:
+            return default
+    return raw
+
+
+def _to_query(defaults: dict[str, Any]) -> None:
+    """Mirror the sidebar's choices that differ from the defaults in the URL (and only those)."""
+    qp, ss = st.query_params, st.session_state
+    for name, param in SIDEBAR_PARAMS.items():
+        value = str(ss[name])
+        if value != str(defaults[name]):
+            if qp.get(param) != value:
+                qp[param] = value
+        elif param in qp:
+            del qp[param]
+
+
+def follow_job(render: Callable[[], None], alive: Callable[[], bool], every: float = 1.0) -> None:
+    """Draw ``render()`` now and again every ``every`` seconds while ``alive()``; once it turns
+    false, one full rerun draws the page's final state (tables, results) without a reload.
+
+    Train and Compare follow their background jobs with it; call it after the code that
+    may start a job, so a job started in this script run is followed at once.
+    """
+    live = alive()
+
+    @st.fragment(run_every=every if live else None)
+    def followed() -> None:
+        render()
+        if live and not alive():
+            st.rerun(scope="app")
+
+    followed()
 
 
 DEMO_SHORT = "Demo mode: random weights — predictions and metrics say nothing about CLIP"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.drift import block_drift, cross_model_cka, stage_drift, stage_vs_frozen_matrix, within_model_cka
-from analysis.drift import drift_from_logs
+from analysis.drift import (CKAResult, block_drift, cross_model_cka, drift_from_logs, stage_drift,
+                            stage_vs_frozen_matrix, within_model_cka)
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
-from cascade.dashboard.runs import list_runs
+from cascade.dashboard.runs import describe_checkpoint, finished_first, list_runs
 from cascade.dashboard.sources import UNTRAINED
 from cascade.runfolder import checkpoint_path
 from pages._analysis import matrix_file_bytes
@@ -24,7 +24,7 @@ MODES = {"within": "Within a model (block × block)", "frozen": "Frozen vs promp
          "checkpoints": "Across checkpoints (drift over training)"}
 UNTRAINED_LABEL = "Untrained cascade b32-4stage (current backbone, sidebar data)"
 
-runs = [r for r in list_runs(ctx.runs_dir) if r.checkpoints]
+runs = finished_first([r for r in list_runs(ctx.runs_dir) if r.checkpoints])   # the default: a finished run
 c1, c2, c3 = st.columns([2, 3, 1])
 mode = c1.radio("Mode", list(MODES), format_func=MODES.get)
 split = c3.radio("Split", ["val", "test", "train"], help="The images the features are computed on.")
@@ -32,12 +32,12 @@ zrange = "fixed" if c3.toggle("0–1 colours", value=False, key="cka_fixed",
                               help="Off (default): the colours span the matrix's own range, so values that all "
                                    "lie between 0.9 and 1 still show their structure. On: 0–1, comparable across "
                                    "heatmaps.") else "auto"
-run_labels = [r.name for r in runs] + ([UNTRAINED_LABEL] if ctx.data_config is not None else [])
+run_labels = [r.display_name for r in runs] + ([UNTRAINED_LABEL] if ctx.data_config is not None else [])
 if mode == "checkpoints":
     if not runs:
         st.info("Drift across checkpoints needs a run folder: train a run first.")
         st.stop()
-    picked = [c2.selectbox("Run", [r.name for r in runs])]
+    picked = [c2.selectbox("Run", [r.display_name for r in runs])]
 else:
     if not run_labels:
         st.info("No run with a checkpoint and no usable data set.")
@@ -51,8 +51,13 @@ if not picked:
 def source_of(label: str) -> str:
     if label == UNTRAINED_LABEL:
         return UNTRAINED
-    run = next(r for r in runs if r.name == label)
+    run = next(r for r in runs if r.display_name == label)
     return str(run.checkpoint("best") or checkpoint_path(run.path, run.checkpoints[0]))
+
+
+for label in picked:
+    if label != UNTRAINED_LABEL and mode != "checkpoints":
+        st.caption(f"{describe_checkpoint(source_of(label))}.")
 
 
 def show(build, key: str, stem: str, result) -> None:
@@ -74,7 +79,6 @@ def long_frame(curves: dict, x: str):
 
 def matrix_result(df, row: str, col: str, value: str):
     """A CKAResult-like object from a long DataFrame (for the checkpoint × block heatmap)."""
-    from analysis.drift import CKAResult
 
     table = df.pivot_table(index=row, columns=col, values=value, sort=False)
     return CKAResult(table.to_numpy(), [str(r) for r in table.index], [str(c) for c in table.columns])
@@ -115,7 +119,7 @@ try:
         chart(lambda paper: drift_curves(stage_curves, x="stage", paper=paper), "drift_stages",
               f"drift-per-stage-{split}", data=long_frame(stage_curves, "stage"), title="Drift per stage")
     else:
-        run = next(r for r in runs if r.name == picked[0])
+        run = next(r for r in runs if r.display_name == picked[0])
         logged = drift_from_logs(run.path)
         if not logged.empty:
             df, x = logged, "global_step"
@@ -130,7 +134,8 @@ try:
                        "`train.keep_epoch_checkpoints: true` keeps one per epoch.")
         st.subheader(f"{run.name}: stage drift over training")
         stages = df[df["kind"] == "stage"]
-        chart(lambda paper: drift_curves(stages, x=x, kind=None, paper=paper), "ck_stage",
+        point_labels = "checkpoint" if "checkpoint" in stages else None
+        chart(lambda paper: drift_curves(stages, x=x, kind=None, labels=point_labels, paper=paper), "ck_stage",
               f"drift-over-training-{run.name}", data=df, title=f"{run.name}: stage drift over training")
         blocks = df[df["kind"] == "block"]
         if not blocks.empty:

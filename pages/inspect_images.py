@@ -10,7 +10,7 @@ import streamlit as st
 from analysis.figures import stage_prediction_bars
 from cascade.dashboard.charts import distribution_bar, weights_figure
 from cascade.dashboard.inspect import ground_truth, predict, prediction_rows
-from cascade.dashboard.runs import checkpoint_choices, list_runs
+from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
 from cascade.dashboard.uploads import ALLOWED_EXTENSIONS, MAX_FILES, MAX_UPLOAD_MB, validate_uploads
 from cascade.data import EMOTION6_CLASSES
 from pages import _explain
@@ -25,7 +25,8 @@ st.caption("Upload JPEG, PNG or WebP images (at most "
 ZERO_SHOT, UNTRAINED = "Zero-shot CLIP (current backbone)", "Untrained cascade b32-4stage (current backbone)"
 choices = checkpoint_choices(list_runs(ctx.runs_dir))
 labels = [label for label, _ in choices] + [UNTRAINED, ZERO_SHOT]
-source = st.selectbox("Model", labels, help="A run's checkpoint (newest first), or the current backbone: an "
+source = st.selectbox("Model", labels, help="A run's checkpoint (finished runs first, newest first), or the current "
+                                            "backbone: an "
                                             "untrained 4-stage cascade, or zero-shot CLIP (one stage).")
 
 model = None
@@ -42,6 +43,8 @@ if model is not None:
     info = model.backbone_info
     st.caption(f"{info.name} · {'random weights' if info.random_weights else info.pretrained} · "
                f"stages {model.config.stages} · classes: {', '.join(model.classnames)}")
+    if source not in (ZERO_SHOT, UNTRAINED):
+        st.caption(f"Checkpoint: {describe_checkpoint(dict(choices)[source])}.")
 
 uploads = st.file_uploader("Images", accept_multiple_files=True, key="inspect_upload",
                            max_upload_size=MAX_UPLOAD_MB,

@@ -3,12 +3,14 @@ with the two limits (σ→0: last block only; σ→∞: plain mean)."""
 from __future__ import annotations
 
 import streamlit as st
+from pydantic import ValidationError
 
 from analysis.figures import nga_weight_figure
 from analysis.sigma import nga_limits, nga_weight_curves, parse_sigma_grid
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
-from cascade.dashboard.runs import checkpoint_choices, list_runs
+from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
+from cascade.run_config import format_validation_error
 from pages._exports import chart, table
 from pages._shared import context
 
@@ -17,13 +19,11 @@ ctx = context()
 
 def readable_error(exc: Exception) -> str:
     """One line naming the field, for a config error whether it comes from pydantic or from cascade."""
-    from pydantic import ValidationError
-
-    from cascade.run_config import format_validation_error
-
     if isinstance(exc, ValidationError):
         return format_validation_error(exc)
     return str(exc).split("\n    For further information")[0]
+
+
 st.title("NGA curves")
 st.latex(r"w_l = \frac{g_l}{\sum_k g_k},\qquad g_l = \exp\!\Big(-\frac{(d-l+1)^2}{2\sigma_s^2}\Big),"
          r"\qquad l = 1..d")
@@ -65,7 +65,8 @@ curves = nga_weight_curves(blocks, [learned] + values, mode=mode,
                            labels=[learned_name] + [f"σ={v:g}" for v in values])
 limits = nga_limits(blocks) if mode == "normalized" else None
 st.caption(f"Stages {cfg.stages} · NGA mode `{mode}`"
-           + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else ""))
+           + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else "")
+           + ("" if picked.startswith("preset: ") else f" · σ from {describe_checkpoint(dict(choices)[picked])}"))
 
 
 def figure(paper):

@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis.run_figures import value_bars
 from cascade.dashboard.datasets import sample_images, summarize
-from cascade.dashboard.runs import list_runs, runs_table
+from cascade.dashboard.runs import list_runs, paper_runs_table, runs_table
 from pages._exports import chart, table
 from pages._shared import context
 
@@ -81,5 +81,7 @@ runs = list_runs(ctx.runs_dir)
 if not runs:
     st.info("No runs yet. Start one on the **Train** page, or with `cascade train --config …`.")
 else:
-    table(pd.DataFrame(runs_table(runs)), "ov_runs", "runs",
-          caption="Runs (fused test metrics of the checkpoint selected on val)")
+    paper_rows, paper_notes = paper_runs_table(runs)
+    table(pd.DataFrame(runs_table(runs)), "ov_runs", "runs", caption="Runs: fused test metrics", notes=paper_notes,
+          paper=pd.DataFrame(paper_rows), partial=[r.partial for r in runs])
+    st.caption("“test checkpoint”: which checkpoint each run's test metrics are of, and how it was chosen.")

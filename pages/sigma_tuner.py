@@ -8,7 +8,7 @@ import streamlit as st
 
 from analysis.figures import PALETTE, nga_weight_figure, sigma_sweep_figure
 from analysis.sigma import nga_limits, nga_weight_curves
-from cascade.dashboard.runs import checkpoint_choices, list_runs
+from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
 from cascade.dashboard.sources import UNTRAINED, nearest, slider_values, source_id
 from pages._analysis import save_sigma_checkpoint
 from pages._exports import chart
@@ -26,8 +26,8 @@ options = {label: str(path) for label, path in choices}
 if ctx.data_config is not None:
     options[UNTRAINED_LABEL] = UNTRAINED
 c1, c2 = st.columns([3, 1])
-label = c1.selectbox("Model", list(options), help="A run's checkpoint (best, last, or one saved here), or an "
-                                                  "untrained model when no run exists yet.")
+label = c1.selectbox("Model", list(options), help="A run's checkpoint (best, last, or one saved here; finished runs "
+                                                  "first), or an untrained model when no run exists yet.")
 split = c2.radio("Split", ["val", "test"], horizontal=True, help="Tune on val; test only to report.")
 if label is None:
     st.info("No run and no usable data set: train a run or fix the data source in the sidebar.")
@@ -44,6 +44,8 @@ learned = bundle.learned
 n_stages = len(learned)
 st.caption(f"{bundle.label}: {bundle.num_samples:,} {split} images, features cached; "
            f"set-up {bundle.setup_seconds * 1000:.0f} ms.")
+if source != UNTRAINED:
+    st.caption(f"Checkpoint: {describe_checkpoint(source)}.")
 
 
 def reset() -> None:

@@ -13,13 +13,13 @@ import streamlit as st
 
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import STATE_LABELS, JobError
-from cascade.runfolder import read_progress
-from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
+from cascade.dashboard.runs import RunNameError, finished_first, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
                                         build_run_config, default_run_name, visible_fields)
+from cascade.runfolder import read_progress
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
-from pages._shared import context, job_registry
+from pages._shared import context, follow_job, job_registry
 
 ctx = context()
 reg = job_registry()
@@ -103,10 +103,16 @@ with st.form("train_form"):
         for col, (key, label) in zip(st.columns(5), groups):
             values[key] = col.number_input(label, 0.0, 1.0, getattr(defaults, key), step=1e-4, format="%.1e",
                                            help=HELP[key])
-    st.markdown("**Batches**")
-    b1, b2, _ = st.columns([1, 1, 3])
+    st.markdown("**Batches and what is kept**")
+    b1, b2, b3, b4 = st.columns([1, 1, 1, 2])
     batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size, help=HELP["batch_size"])
     seed = b2.number_input("Seed", 0, 2**31 - 1, defaults.seed, help=HELP["seed"])
+    if "drift_every_k_steps" in show:
+        values["drift_every_k_steps"] = b3.number_input("Drift every K steps", 0, 100000,
+                                                        defaults.drift_every_k_steps, help=HELP["drift_every_k_steps"])
+        values["keep_epoch_checkpoints"] = b4.checkbox("Keep a checkpoint per epoch",
+                                                       value=defaults.keep_epoch_checkpoints,
+                                                       help=HELP["keep_epoch_checkpoints"])
     start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if start:
@@ -131,7 +137,11 @@ if start:
 # ---- which run to follow -----------------------------------------------------------------
 st.subheader("Progress")
 candidates = [j.name for j in reg.active() if j.kind == "train"]
-candidates += [r.name for r in list_runs(ctx.runs_dir)[:20] if r.name not in candidates]
+labels = {name: f"{name} (training now)" for name in candidates}
+for r in finished_first(list_runs(ctx.runs_dir)[:20]):   # runs in the folder: finished first, partial ones say so
+    if r.name not in labels:
+        candidates.append(r.name)
+        labels[r.name] = r.display_name
 follow = ss.get("train_follow") or st.query_params.get("run")
 if follow and follow not in candidates:
     candidates.insert(0, follow)
@@ -139,7 +149,8 @@ if not candidates:
     st.info("No run yet: fill in the form and press **Start training**.")
     st.stop()
 index = candidates.index(follow) if follow in candidates else 0
-picked = st.selectbox("Run", candidates, index=index, key=f"train_pick_{follow}")
+picked = st.selectbox("Run", candidates, index=index, key=f"train_pick_{follow}",
+                      format_func=lambda n: labels.get(n, n))
 if picked != follow:
     ss["train_follow"] = picked
     st.query_params["run"] = picked
@@ -149,11 +160,13 @@ try:
 except RunNameError as exc:
     st.error(str(exc))
     st.stop()
-job = reg.get(run_dir.name)
-live = job is not None and job.alive
 
 
-@st.fragment(run_every=1.0 if live else None)
+def job_alive() -> bool:
+    job = reg.get(run_dir.name)
+    return job is not None and job.alive
+
+
 def monitor() -> None:
     job = reg.get(run_dir.name)
     p = read_progress(run_dir)
@@ -162,7 +175,8 @@ def monitor() -> None:
     if state == "running" and p.activity in ("validating", "testing"):
         label = "validating…" if p.activity == "validating" else "testing…"
     st.progress(p.fraction, text=f"`{run_dir.name}` — {label} — {p.fraction:.0%} of the planned steps")
-    st.markdown(f"Current: {p.describe()}")
+    stopping = job is not None and job.alive and bool(job.stop_requested)
+    st.markdown(f"Current: {p.describe(stopping)}")
     if job is not None and job.alive:
         c1, c2, _ = st.columns([1, 1, 4])
         if c1.button("Stop", icon=":material/stop:", key=f"stop_{run_dir.name}",
@@ -201,8 +215,6 @@ def monitor() -> None:
             col.metric(f"test {m}" + (" (partial)" if p.partial else ""),
                        f"{value:.4f}" if isinstance(value, (int, float)) else "n/a",
                        help="n/a: a distribution metric on data with labels only" if m == "kl" else None)
-    if live and (job is None or not job.alive):
-        st.rerun(scope="app")  # the worker ended: one full rerun switches to the static view
 
 
-monitor()
+follow_job(monitor, job_alive)

@@ -188,5 +188,5 @@ def test_mean_std_over_finite_numbers_only():
 
     mean, std = mean_std([0.5, 0.7, None, float("nan"), "n/a", True])
     assert mean == pytest.approx(0.6) and std == pytest.approx(0.1414213562)   # sample std
-    assert mean_std(["0.25"]) == (0.25, 0.0)          # numbers read from CSV text; one value: std 0
+    assert mean_std(["0.25"]) == (0.25, None)         # numbers read from CSV text; one value: std n/a
     assert mean_std([None, float("inf")]) == (None, None)

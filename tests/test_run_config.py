@@ -16,7 +16,7 @@ def test_defaults_follow_design():
     assert cfg.method == "cascade"
     assert (cfg.train.epochs.warmup, cfg.train.epochs.unfreeze, cfg.train.epochs.global_) == (2, 3, 3)
     assert cfg.train.lr.prompts == 1e-4 and cfg.train.recipe == "default"
-    # σ and λ: DESIGN §5's 1e-5 only in the seed recipe, which reproduces the reference numbers
+    # σ and λ: the reference 1e-5 only in the seed recipe, which reproduces the reference numbers
     assert cfg.train.learning_rates()["nga"] == cfg.train.learning_rates()["fusion"] == 1e-2
     seed = RunConfig.model_validate({"train": {"recipe": "seed"}}).train.learning_rates()
     assert seed["nga"] == seed["fusion"] == 1e-5

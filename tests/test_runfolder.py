@@ -8,7 +8,8 @@ from cascade.fileio import write_json
 from cascade.run_config import RunConfig
 from cascade.runfolder import (ENV, METRICS, MetricsLog, MissingCheckpointError, RunFolderError, checkpoint_names,
                                checkpoint_path, checkpoint_run_dir, is_sigma_checkpoint, iter_checkpoints, read_json,
-                               read_jsonl, read_metrics, resolve_checkpoint, run_frozen_dtype, sigma_tuned_on)
+                               read_jsonl, read_metrics, resolve_checkpoint, run_frozen_dtype, sigma_tuned_on,
+                               training_checkpoints)
 from cascade.runfolder.folder import evaluation_path
 
 
@@ -87,6 +88,25 @@ def test_one_name_or_path_resolution(tmp_path):
     with pytest.raises(MissingCheckpointError, match=r"no checkpoint 'last' \(the run has: \['best'\]\)") as info:
         resolve_checkpoint(run, "last")
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, RunFolderError)
+
+
+def test_training_checkpoints_one_labelled_point_per_step_without_sigma_tuned_copies(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    steps = {"epoch-1": 6, "epoch-2": 12, "best": 12, "epoch-3": 18, "last": 18}
+    for name, step in steps.items():
+        (folder / f"{name}.safetensors").write_bytes(b"")
+        (folder / f"{name}.json").write_text(json.dumps({"extra": {"global_step": step, "epoch": step // 6}}))
+    # the σ tuner's copy of best carries best's step; the resume state is no model checkpoint
+    (folder / "best-sigma.safetensors").write_bytes(b"")
+    (folder / "best-sigma.json").write_text(json.dumps({"extra": {"global_step": 12}, "sigma_tuned_on": "val"}))
+    # nor is a copy written by `cascade sigma-sweep --apply`
+    (folder / "last-applied.safetensors").write_bytes(b"")
+    (folder / "last-applied.json").write_text(json.dumps({"extra": {"global_step": 18, "sigma_applied": [1.0]}}))
+    (folder / "last.train.safetensors").write_bytes(b"")
+    got = [(p.name, label) for p, label in training_checkpoints(tmp_path)]
+    assert got == [("epoch-1.safetensors", "epoch-1"), ("epoch-2.safetensors", "epoch-2 = best"),
+                   ("epoch-3.safetensors", "epoch-3 = last")]
 
 
 def test_evaluation_file_is_named_by_split_and_checkpoint(tmp_path):

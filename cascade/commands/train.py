@@ -5,6 +5,10 @@ import argparse
 import os
 import sys
 
+from ..config import ConfigError
+from ..run_config import load_run_config
+from ..train import train
+from ..train.signals import EXIT_STOPPED, StopSignals
 from .guard import run_guarded
 
 EPILOG = """examples:
@@ -13,7 +17,8 @@ EPILOG = """examples:
   cascade train --resume runs/try1
   torchrun --nproc-per-node 2 -m cascade train --config configs/synthetic-tiny.yaml
 
-exit status: 0 done, 2 bad config/data/run folder, 3 non-finite loss (last good checkpoint kept)."""
+exit status: 0 done, 2 bad config/data/run folder, 3 non-finite loss (last good checkpoint kept),
+  75 stopped by SIGTERM or SIGUSR1 after the current step (checkpoints/last written; continue with --resume)."""
 
 
 def register(subparsers) -> None:
@@ -36,25 +41,22 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..run_config import load_run_config
-    from ..train import train
-
     overrides = list(args.overrides)
+    signals = StopSignals()
     if args.pretrained is not None:
         overrides.append(f"backbone.pretrained={args.pretrained}")
     if args.resume:
         if args.config or overrides or args.run_dir:
             raise ConfigError("--resume: continues the run exactly as configured; "
                               "--config, --set, --pretrained and --run-dir cannot be combined with it")
-        path = train(resume=args.resume, quiet=args.quiet)
+        path = train(resume=args.resume, quiet=args.quiet, stop_signals=signals)
     else:
         if not args.config and not overrides:
             raise ConfigError("config: give --config FILE (see configs/) or --resume DIR")
         cfg = load_run_config(args.config, overrides)
-        path = train(cfg, run_dir=args.run_dir, quiet=args.quiet)
+        path = train(cfg, run_dir=args.run_dir, quiet=args.quiet, stop_signals=signals)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns here
         print(path)
         sys.stdout.flush()
-    return 0
+    return EXIT_STOPPED if signals.stopped else 0
 

@@ -9,6 +9,7 @@ run folder; the pages follow it by reading ``metrics.jsonl`` there.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from ..runfolder import CONFIG, TRAIN_LOG
+from ..train.ablate import parse_methods
 from .runs import safe_run_dir
+from .worker import EXIT_STOPPED
 
 JobState = Literal["running", "stopping", "finished", "stopped", "failed"]
 ABLATION_LOG = "ablate.log"     # not train.log: an ablation folder is not a run folder
@@ -72,7 +75,6 @@ class Job:
             self.ended = time.time()
         if rc == 0:
             return "finished"
-        from .worker import EXIT_STOPPED
         if rc == EXIT_STOPPED or (self.stop_requested and rc in (-signal.SIGTERM, -signal.SIGKILL, 130)):
             return "stopped"
         return "failed"
@@ -131,10 +133,6 @@ class JobRegistry:
     def start_ablation(self, base_config, runs_dir: str | os.PathLike, name: str, methods: list[str], seeds: int,
                        owner: str | None = None) -> Job:
         """Start ``cascade ablate`` of ``base_config`` (methods × seeds) into ``runs_dir/name``."""
-        import json
-
-        from ..train.ablate import parse_methods
-
         methods = parse_methods(methods)
         if int(seeds) < 1:
             raise JobError("seeds: at least one")
@@ -177,6 +175,9 @@ class JobRegistry:
                 pass  # the worker died at once; its log says why
             job = Job(name=name, run_dir=run_dir, process=proc, owner=owner, kind=kind, plan=plan)
             self._jobs[name] = job
+        # Reap the worker the moment it exits, whether or not a page is polling it: no
+        # <defunct> process, and the job's state is final without anyone asking.
+        threading.Thread(target=_reap, args=(job,), name=f"reap-{name}", daemon=True).start()
         return job
 
     def stop(self, name: str, force: bool = False) -> bool:
@@ -215,6 +216,14 @@ class JobRegistry:
                 job.process.wait(max(0.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 job.process.kill()
+
+
+def _reap(job: Job) -> None:
+    try:
+        job.process.wait()
+    except OSError:
+        return
+    job.ended = job.ended or time.time()
 
 
 _REGISTRIES: "weakref.WeakSet[JobRegistry]" = weakref.WeakSet()

@@ -6,6 +6,7 @@ refuses anything that would leave the runs folder.
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 import time
@@ -17,8 +18,8 @@ import yaml
 
 from ..metrics import EVAL_METRICS, mean_std
 from ..run_config import RunNameError, sanitize_run_name
-from ..runfolder import (CONFIG, EVAL, MARKERS, METRICS, TRAINER_NAMES, checkpoint_names, checkpoint_path, read_json,
-                         read_metrics, read_run_state, sigma_tuned_on)
+from ..runfolder import (CONFIG, EVAL, MARKERS, METRICS, TRAINER_NAMES, RunState, checkpoint_names, checkpoint_path,
+                         read_json, read_metrics, read_run_state, sigma_tuned_on)
 
 SUMMARY_METRICS = EVAL_METRICS
 
@@ -72,16 +73,53 @@ class RunSummary:
     checkpoints: list[str] = field(default_factory=list)
     tuned_on_test: list[str] = field(default_factory=list)   # checkpoints whose σ was chosen on test
     modified: float = 0.0
+    run_state: RunState = field(default_factory=RunState)
+    test_checkpoint: str | None = None  # what eval.json's test metrics are of: "best" or "last"
+
+    @property
+    def partial_tag(self) -> str:
+        """How a picker or table names a run that did not finish, e.g. ``stopped at epoch 1: partial``
+        (empty for a finished run)."""
+        if not self.partial:
+            return ""
+        if self.status == "empty":
+            return "empty folder"
+        st, epoch = self.run_state, self.run_state.epoch
+        where = {"stopped": "stopped", "failed": "failed", "killed": "killed", "running": "running"}.get(st.state)
+        if where is None:
+            return "state unknown: partial"
+        return f"{where}{f' at epoch {epoch}' if epoch else ''}: partial"
+
+    @property
+    def display_name(self) -> str:
+        """The run's name, with its partial tag when it did not finish."""
+        return f"{self.name} ({self.partial_tag})" if self.partial_tag else self.name
+
+    @property
+    def test_selection(self) -> str:
+        """Which checkpoint the test metrics are of, and how it was chosen."""
+        if not self.test:
+            return "no test metrics"
+        if self.test_checkpoint == "last":
+            return "the model as it stopped (no epoch ended: none selected on val)"
+        where = f"epoch {self.best_epoch}" if self.best_epoch else "best"
+        return f"{where}, selected on val" + (f" {self.select_metric}" if self.select_metric else "") + \
+            (f" among the epochs done ({self.partial_tag})" if self.partial else "")
 
     def checkpoint(self, which: str = "best") -> Path | None:
         p = checkpoint_path(self.path, which)
         return p if p.is_file() else None
 
     def row(self) -> dict[str, Any]:
-        """One flat table row: the run, its metrics (fused test, fused val, per-stage test accuracy),
-        its state ("status": finished, stopped at …, partial metrics), then what it is (method,
-        stages, backbone, data, epochs)."""
-        r: dict[str, Any] = {"run": self.name}
+        """One flat table row: the run, its state ("status": finished, stopped at …, partial
+        metrics), data and backbone, then its metrics (fused test, fused val, per-stage test
+        accuracy) and which checkpoint they are of, then the rest (method, stages, epochs)."""
+        r: dict[str, Any] = {
+            "run": self.name,
+            "status": (self.state_label or self.status) + (" · partial metrics" if self.partial and self.status in
+                                                           ("stopped", "failed", "killed") else ""),
+            "data": self.data, "backbone": self.backbone,
+        }
         for k in ("accuracy", "macro_f1", "uar", "kl"):
             r[f"test {k}"] = self.test.get(k)
         for k in ("accuracy", "macro_f1", "uar", "kl"):
@@ -89,10 +127,9 @@ class RunSummary:
         for s, m in enumerate(self.test_stages):
             r[f"test stage{s + 1} accuracy"] = m.get("accuracy")
         r.update({
-            "status": (self.state_label or self.status) + (" · partial metrics" if self.partial and self.status in
-                                                           ("stopped", "failed", "killed") else ""),
+            "test checkpoint": self.test_selection,
             "flags": f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else "",
-            "method": self.method, "stages": self.stages, "backbone": self.backbone, "data": self.data,
+            "method": self.method, "stages": self.stages,
             "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
             "best epoch": self.best_epoch,
             "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else "",
@@ -140,8 +177,9 @@ def summarize_run(path: Path) -> RunSummary:
         s.val = _pick((best[-1].get("metrics") or {}).get("fused"))
     report = read_json(path / EVAL)
     state = read_run_state(path)
-    s.status, s.state_label, s.partial = state.state, state.label(), state.partial
+    s.status, s.state_label, s.partial, s.run_state = state.state, state.label(), state.partial, state
     if isinstance(report, dict):
+        s.test_checkpoint = report.get("checkpoint")
         s.best_epoch = report.get("best_epoch", s.best_epoch)
         s.select_metric = report.get("select_metric", s.select_metric)
         val, test = report.get("val") or {}, report.get("test") or {}
@@ -166,7 +204,10 @@ def summarize_run(path: Path) -> RunSummary:
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
-    """Run folders directly under ``runs_dir``, newest first (hidden folders skipped)."""
+    """Run folders directly under ``runs_dir``, newest first (hidden folders skipped).
+
+    Pickers that choose one run by default take :func:`finished_first` of this list.
+    """
     root = Path(runs_dir).expanduser()
     if not root.is_dir():
         return []
@@ -180,8 +221,40 @@ def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
     return sorted(out, key=lambda r: r.modified, reverse=True)
 
 
+def finished_first(runs: list[RunSummary]) -> list[RunSummary]:
+    """Finished runs before partial ones (each group keeps its order), so a picker's default,
+    its first option, is never a stopped run while a finished one exists."""
+    return [r for r in runs if not r.partial] + [r for r in runs if r.partial]
+
+
 def runs_table(runs: list[RunSummary]) -> list[dict[str, Any]]:
     return [r.row() for r in runs]
+
+
+PAPER_RUN_METRICS = ("accuracy", "macro_f1", "uar", "kl")
+
+
+def paper_runs_table(runs: list[RunSummary]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs table as a paper prints it: run, method, the fused test metrics, best epoch,
+    plus backbone and data only where they differ between runs (else one note says them).
+
+    Returns rows and notes; pair the rows with ``[r.partial for r in runs]`` so partial runs are
+    marked and never set in bold.
+    """
+    varying = [k for k in ("backbone", "data") if len({getattr(r, k) for r in runs}) > 1]
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"run": r.name, "method": r.method}
+        row.update({k: getattr(r, k) for k in varying})
+        row.update({f"test {m}": r.test.get(m) for m in PAPER_RUN_METRICS})
+        row["best epoch"] = r.best_epoch
+        rows.append(row)
+    notes = ["Fused test metrics of the checkpoint selected on val (best epoch); n/a: a distribution metric on "
+             "data with labels only."]
+    same = [f"{k} {getattr(runs[0], k)}" for k in ("backbone", "data") if k not in varying and runs]
+    if same:
+        notes.append("All runs: " + "; ".join(same) + ".")
+    return rows, notes
 
 
 def stage_table(run: RunSummary, split: str = "test") -> list[dict[str, Any]]:
@@ -197,15 +270,43 @@ def stage_table(run: RunSummary, split: str = "test") -> list[dict[str, Any]]:
 
 
 def checkpoint_choices(runs: list[RunSummary]) -> list[tuple[str, Path]]:
-    """(label, path) for every run's best and last checkpoints (plus any others saved)."""
+    """(label, path) for every run's best and last checkpoints (plus any others saved).
+
+    Finished runs come first, so the first choice (a picker's default) is a finished run's
+    best checkpoint whenever one exists; a partial run's labels say so
+    (``run · last — stopped at epoch 1: partial``).
+    """
     out = []
-    for r in runs:
+    for r in finished_first(runs):
         names = sorted(r.checkpoints, key=lambda n: (n != "best", n != "last", n))
         for n in names:
             p = checkpoint_path(r.path, n)
             if p.is_file():
-                out.append((f"{r.name} · {n}" + (" (σ tuned on TEST)" if n in r.tuned_on_test else ""), p))
+                out.append((f"{r.name} · {n}" + (" (σ tuned on TEST)" if n in r.tuned_on_test else "")
+                            + (f" — {r.partial_tag}" if r.partial_tag else ""), p))
     return out
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """How a checkpoint of a run folder was selected, in words, for the caption beside what it shows."""
+    path = Path(path)
+    run = summarize_run(path.parent.parent)
+    name = path.stem
+    tuned = sigma_tuned_on(path)
+    partial = f" — {run.partial_tag}" if run.partial_tag else ""
+    if tuned:
+        return f"`{run.name}` · {name}: a copy with σ tuned on the {tuned} split{partial}"
+    if name == "best":
+        metric = f" {run.select_metric}" if run.select_metric else ""
+        epoch = f"epoch {run.best_epoch}" if run.best_epoch else "the best epoch"
+        return f"`{run.name}` · best: the checkpoint of {epoch}, selected on the val split by{metric or ' its metric'}" \
+               + (f" among the epochs done{partial}" if partial else "")
+    if name == "last":
+        return f"`{run.name}` · last: the model as training " + \
+            ("ended (final epoch; not selected on val)" if not run.partial else f"left it{partial}")
+    if name.startswith("epoch-"):
+        return f"`{run.name}` · {name}: saved at the end of epoch {name.removeprefix('epoch-')}{partial}"
+    return f"`{run.name}` · {name}{partial}"
 
 
 # ---- ablations (``cascade ablate`` output: <runs_dir>/ablate-*/results.{json,csv}, runs/) ----------
@@ -220,8 +321,6 @@ class AblationSummary:
 
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
-    import csv
-
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import PRESETS, ConfigError
+from ..config import PRESETS, CascadeConfig, ConfigError
 from ..methods import METHODS
-from ..run_config import default_run_name, sanitize_run_name
+from ..run_config import default_run_name, sanitize_run_name, validate_run_config
 
 # The cascade model and its ablations: they keep the form's preset, stages and tokens.
 CASCADE_FAMILY = tuple(m for m, spec in METHODS.items() if spec.trains and spec.preset is None)
@@ -39,13 +39,13 @@ class TrainRequest:
     lr_classifier: float = 3e-3
     batch_size: int = 32
     seed: int = 0
+    drift_every_k_steps: int = 0          # 0: no drift measured while training
+    keep_epoch_checkpoints: bool = False
 
 
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
                      data_config, runs_dir: str, device: str = "auto"):
     """A validated RunConfig (raises :class:`cascade.config.ConfigError` naming the field)."""
-    from ..run_config import validate_run_config
-
     name = sanitize_run_name(req.name or default_run_name(req.method))
     model: dict[str, Any] = {"preset": req.preset, "prompt_tokens": int(req.prompt_tokens),
                              "sigma_init": float(req.sigma_init), "sigma_learnable": bool(req.sigma_learnable)}
@@ -67,6 +67,8 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
             "seed": int(req.seed),
             "device": device if device in ("cpu", "cuda") else "auto",
             "log_every_steps": 1,
+            "drift": {"every_k_steps": int(req.drift_every_k_steps)},
+            "keep_epoch_checkpoints": bool(req.keep_epoch_checkpoints),
         },
         "run": {"name": name, "runs_dir": str(runs_dir)},
     }
@@ -79,11 +81,11 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
 # ---- which fields apply, and what each does ------------------------------------------------
 ALWAYS = ("name", "method", "data_kind", "batch_size", "seed")
 TRAINING = ("epochs_warmup", "epochs_unfreeze", "epochs_global", "lambda_dist", "alpha", "lr_prompts", "lr_heads",
-            "lr_classifier")
+            "lr_classifier", "drift_every_k_steps", "keep_epoch_checkpoints")
 
-_DESIGN = "Defaults: train.recipe default's rates (σ and λ 1e-2, so they move within their phase); DESIGN §5's " \
-          "seed used 1e-4 for prompts and 1e-5 for σ and λ (train.recipe: seed), under which σ barely moves. " \
-          "The form's prompt rate is larger than 1e-4 so a few-epoch demo run visibly learns"
+_RATES = "Defaults: the default recipe's rates (σ and λ 1e-2, so they move within their phase). The reference " \
+         "recipe (train.recipe: seed) uses 1e-4 for prompts and 1e-5 for σ and λ, under which σ barely moves. " \
+         "The form's prompt rate is larger than 1e-4 so a few-epoch demo run visibly learns"
 FIELD_HELP: dict[str, str] = {
     "name": "Folder name under the runs folder. Letters, digits, '.', '_' and '-'; anything else becomes '-'.",
     "method": "cascade is the method; the others are the baselines and ablations, each through the same code "
@@ -96,31 +98,34 @@ FIELD_HELP: dict[str, str] = {
     "data_path": "Folder (Emotion6, ImageFolder) or CSV manifest. The sidebar's choice is the default.",
     "synthetic_size": "Number of procedurally drawn faces (split train/val/test with a fixed seed).",
     "prompt_tokens": "Learnable prompt tokens inserted after CLS at each stage's first block (default 4 here "
-                     "for speed; the b32-4stage preset of DESIGN §4 uses 16).",
+                     "for speed; the b32-4stage preset uses 16).",
     "sigma_init": "Starting σ of Neighbourhood Gaussian Aggregation: the width of the Gaussian over a stage's "
-                  "blocks. Small σ keeps the stage's last block only; large σ averages its blocks. 1 is the "
-                  "stable start of DESIGN §3.",
+                  "blocks. Small σ keeps the stage's last block only; large σ averages its blocks. 1 is a "
+                  "stable start: mostly the last block, with some weight on its neighbours.",
     "sigma_learnable": "Train σ (one per stage) with its own learning rate; off keeps σ at its starting value.",
     "lambda_dist": "λ_dist, the weight of the distribution term KL(p ‖ softmax(ℓ)) beside the class "
-                   "cross-entropy (default 1, DESIGN §5). 0 trains on labels only.",
+                   "cross-entropy (default 1). 0 trains on labels only.",
     "alpha": "α, the weight of the stage-consistency term: every stage is pulled towards the fused prediction "
-             "(default 0.1, DESIGN §5).",
-    "epochs_warmup": "Phase 1: only the deepest stage's prompts, its head and the classifier train (DESIGN §5: 2).",
-    "epochs_unfreeze": "Phase 2: the other stages join one at a time, deep to shallow (DESIGN §5: 3).",
-    "epochs_global": "Phase 3: everything trains — prompts, σ, λ, heads, classifier (DESIGN §5: 3).",
-    "lr_prompts": f"AdamW learning rate of the prompt tokens. {_DESIGN}.",
-    "lr_nga": f"Learning rate of the NGA σ (log-parameterised). {_DESIGN}.",
-    "lr_fusion": f"Learning rate of the fusion logits a (λ = softmax(a)). {_DESIGN}.",
+             "(default 0.1).",
+    "epochs_warmup": "Phase 1: only the deepest stage's prompts, its head and the classifier train (full runs: 2).",
+    "epochs_unfreeze": "Phase 2: the other stages join one at a time, deep to shallow (full runs: 3).",
+    "epochs_global": "Phase 3: everything trains — prompts, σ, λ, heads, classifier (full runs: 3).",
+    "lr_prompts": f"AdamW learning rate of the prompt tokens. {_RATES}.",
+    "lr_nga": f"Learning rate of the NGA σ (log-parameterised). {_RATES}.",
+    "lr_fusion": f"Learning rate of the fusion logits a (λ = softmax(a)). {_RATES}.",
     "lr_heads": "Learning rate of the stage heads W_s (initialised to CLIP's projection).",
     "lr_classifier": "Learning rate of the shared classifier (initialised from CLIP's text embeddings).",
     "batch_size": "Images per optimiser step (also 2× this per evaluation batch).",
     "seed": "Seeds prompt initialisation, data order and augmentation; the split has its own seed.",
+    "drift_every_k_steps": "Every K optimiser steps, measure each stage's drift (1 − CKA against frozen CLIP) on "
+                           "fixed val images, so the CKA page can draw drift over training. 0: off (it costs a "
+                           "forward pass over the probe images each time).",
+    "keep_epoch_checkpoints": "Keep checkpoints/epoch-<k> at every epoch's end (beside best and last), so drift "
+                              "can be measured across checkpoints afterwards.",
 }
 
 
 def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
-    from ..config import CascadeConfig
-
     try:
         cfg = CascadeConfig.from_preset(custom if preset == "custom" else preset)
     except Exception:  # noqa: BLE001 - an invalid custom string: shown when the form is submitted

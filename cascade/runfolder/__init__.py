@@ -16,12 +16,13 @@ What a run folder holds (the trainer writes it; everything else reads it through
 
 Modules: :mod:`.folder` (file names, :class:`RunFolder`, :class:`MetricsLog`, tolerant
 JSON/JSON-lines readers), :mod:`.checkpoints` (listing and name-or-path resolution),
-:mod:`.status` (``state.json``), :mod:`.progress` (curves and progress from the metrics log),
+:mod:`.status` (``state.json``), :mod:`.progress` (curves and progress from the metrics log;
+:mod:`.pace`: its speed and time left),
 :mod:`.load` (:func:`load_run`: the run's model as it was trained).
 """
 from .checkpoints import (PROBE_FILE, TRAINER_NAMES, MissingCheckpointError, checkpoint_names, checkpoint_path,
                           checkpoint_run_dir, is_model_checkpoint, is_sigma_checkpoint, iter_checkpoints,
-                          resolve_checkpoint, sigma_tuned_on)
+                          resolve_checkpoint, sigma_tuned_on, training_checkpoints)
 from .folder import (CHECKPOINTS, CONFIG, DATA_REPORT, DRIFT, ENV, EVAL, FEATURES, MARKERS, METRICS, SPLITS, STATE,
                      TRAIN_LOG, MetricsLog, RunFolder, RunFolderError, environment, git_commit, predictions_path,
                      read_json, read_jsonl, read_metrics)
@@ -37,4 +38,5 @@ __all__ = [
     "git_commit", "is_model_checkpoint", "is_sigma_checkpoint", "iter_checkpoints", "load_run", "predictions_path",
     "read_ablation_progress", "read_json", "read_jsonl", "read_metrics", "read_progress", "read_run_state",
     "resolve_checkpoint", "result_warnings", "run_backbone", "run_frozen_dtype", "sigma_tuned_on",
+    "training_checkpoints",
 ]

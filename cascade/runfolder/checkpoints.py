@@ -93,3 +93,26 @@ def resolve_checkpoint(run_or_checkpoint: str | os.PathLike, which: str = "best"
         if cand.is_file():
             return cand
     raise MissingCheckpointError(f"{p}: no checkpoint {which!r} (the run has: {checkpoint_names(p) or 'none'})")
+
+
+def training_checkpoints(run_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """The checkpoints training wrote (``best``, ``last``, ``epoch-<k>``), one per global step, in
+    training order, each with a label naming every checkpoint saved at that step
+    (e.g. ``epoch-2 = best``).
+
+    Checkpoints written with a chosen σ (:func:`is_sigma_checkpoint`) are left out: they carry
+    the step of the checkpoint they were derived from, not a step of their own.
+    """
+    by_step: dict[object, list[Path]] = {}
+    for path in iter_checkpoints(run_dir):
+        if is_sigma_checkpoint(path):
+            continue
+        meta = read_json(meta_path(path))
+        step = ((meta.get("extra") if isinstance(meta, dict) else None) or {}).get("global_step")
+        by_step.setdefault(step if isinstance(step, int) else path.stem, []).append(path)
+    rank = {"last": 1, "best": 2}   # a step's point is drawn from its epoch checkpoint, else last, else best
+    out = []
+    for paths in by_step.values():
+        paths = sorted(paths, key=lambda p: (rank.get(p.stem, 0), p.stem))
+        out.append((paths[0], " = ".join(p.stem for p in paths)))
+    return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .folder import EVAL, read_json, read_metrics
+from .pace import FINAL_PASSES, PaceMeter
 from .status import RunState, read_run_state
 
 
@@ -31,7 +32,7 @@ class RunProgress:
     fusion: list[dict[str, Any]] = field(default_factory=list)     # rows: step, stage (1-based), value (λ)
     phases: list[dict[str, Any]] = field(default_factory=list)     # rows: epoch, step, phase, stages
     activity: str = "starting"          # starting | training | validating | testing | done
-    smoothed_images_per_s: float | None = None
+    smoothed_images_per_s: float | None = None   # over a window of steps, evaluations included (:mod:`.pace`)
     eta_seconds: float | None = None
     test: dict[str, Any] | None = None
     best_epoch: int | None = None
@@ -53,7 +54,9 @@ class RunProgress:
             return 0.0
         return max(0.0, min(1.0, self.global_step / self.total_steps))
 
-    def describe(self) -> str:
+    def describe(self, stopping: bool = False) -> str:
+        """One line on where the run is; ``stopping``: a stop was asked for, so no time left is
+        promised (the run ends after its current step)."""
         if self.state.state == "finished":
             return f"finished — best epoch {self.best_epoch}" if self.best_epoch else "finished"
         if self.done:
@@ -68,13 +71,13 @@ class RunProgress:
         doing = f"validating epoch {self.epoch}… · " if self.activity == "validating" else ""
         speed = f", {self.smoothed_images_per_s:.1f} img/s" if self.smoothed_images_per_s else ""
         eta = f", about {format_duration(self.eta_seconds)} left" if self.eta_seconds is not None else ""
+        if stopping:
+            speed, eta = "", " — **stopping** after the current step…"
         return (f"{doing}phase **{self.phase or '?'}** (stages {stages or '?'}), epoch {self.epoch}, "
                 f"step {self.global_step}/{self.total_steps}{speed}{eta}")
 
 
 VAL_METRICS = ("accuracy", "macro_f1", "uar", "kl")
-SMOOTHING = 0.3          # weight of the newest img/s reading in the moving average
-ETA_WINDOW = 50          # step records the ETA's rate is measured over
 
 
 def format_duration(seconds: float) -> str:
@@ -94,21 +97,11 @@ def _numbers(values: Any) -> list[float | None]:
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
 
 
-def _eta(p: "RunProgress", clock: list[tuple[int, float]]) -> float | None:
-    """Seconds left at the recent rate (wall time per step, validations included)."""
-    recent = clock[-ETA_WINDOW:]
-    if p.done or len(recent) < 2 or p.total_steps <= 0:
-        return None
-    (s0, t0), (s1, t1) = recent[0], recent[-1]
-    if s1 <= s0 or t1 <= t0:
-        return None
-    return max(0.0, (p.total_steps - p.global_step) * (t1 - t0) / (s1 - s0))
-
-
 def read_progress(run_dir: str | Path) -> RunProgress:
     run_dir = Path(run_dir)
     p = RunProgress()
-    clock: list[tuple[int, float]] = []
+    meter = PaceMeter()
+    evals_done = 0
     last_kind, last_step_in_epoch = None, 0
     for rec in read_metrics(run_dir):
         kind = rec.get("kind")
@@ -120,6 +113,11 @@ def read_progress(run_dir: str | Path) -> RunProgress:
             p.steps_per_epoch = int(rec.get("steps_per_epoch") or 0)
             p.random_weights = rec.get("random_weights")
             p.sizes = rec.get("sizes") or {}
+            train_images = p.sizes.get("train")
+            meter.steps_per_epoch = p.steps_per_epoch
+            meter.images_per_step = train_images / p.steps_per_epoch \
+                if isinstance(train_images, (int, float)) and p.steps_per_epoch else None
+            meter.eval_images = p.sizes.get("val") if isinstance(p.sizes.get("val"), int) else None
         elif kind == "phase":
             p.phase = rec.get("phase")
             p.phase_stages = list(rec.get("stages") or [])
@@ -131,13 +129,9 @@ def read_progress(run_dir: str | Path) -> RunProgress:
             p.epoch = int(rec.get("epoch") or p.epoch)
             p.phase = rec.get("phase", p.phase)
             last_step_in_epoch = int(rec.get("step") or 0)
-            ips = rec.get("images_per_s")
-            p.images_per_s = ips
-            if isinstance(ips, (int, float)) and ips > 0:
-                prev = p.smoothed_images_per_s
-                p.smoothed_images_per_s = float(ips) if prev is None else SMOOTHING * ips + (1 - SMOOTHING) * prev
+            p.images_per_s = rec.get("images_per_s")
             if isinstance(rec.get("time"), (int, float)):
-                clock.append((p.global_step, float(rec["time"])))
+                meter.step(p.global_step, float(rec["time"]))
             for term, value in (rec.get("loss") or {}).items():
                 if isinstance(value, (int, float)):
                     p.loss.append({"step": p.global_step, "term": term, "value": float(value)})
@@ -148,6 +142,9 @@ def read_progress(run_dir: str | Path) -> RunProgress:
             _stage_rows(p.fusion, p.global_step, rec.get("fusion"))
         elif kind == "eval":
             epoch = int(rec.get("epoch") or 0)
+            evals_done += 1
+            if isinstance(rec.get("time"), (int, float)):
+                meter.evaluation(float(rec["time"]))
             step = int(rec.get("global_step") or 0)
             metrics = rec.get("metrics") or {}
             fused = metrics.get("fused") or {}
@@ -176,7 +173,11 @@ def read_progress(run_dir: str | Path) -> RunProgress:
         p.best_epoch = report.get("best_epoch", p.best_epoch)
         p.test = report.get("test") or p.test
     p.activity = _activity(p, last_kind, last_step_in_epoch)
-    p.eta_seconds = _eta(p, clock)
+    pace = meter.pace()
+    p.smoothed_images_per_s = pace.images_per_s
+    if not p.done and p.total_steps > 0:
+        epochs = -(-p.total_steps // p.steps_per_epoch) if p.steps_per_epoch else 0
+        p.eta_seconds = pace.eta(max(0, p.total_steps - p.global_step), max(0, epochs - evals_done) + FINAL_PASSES)
     return p
 
 
@@ -214,10 +215,10 @@ class AblationProgress:
         part = self.current_progress.fraction if self.current_progress is not None else 0.0
         return max(0.0, min(1.0, (len(self.finished) + part) / self.total))
 
-    def describe(self) -> str:
+    def describe(self, stopping: bool = False) -> str:
         text = f"{len(self.finished)}/{self.total} runs finished"
         if self.current and self.current_progress is not None:
-            text += f"; now `{self.current}`: {self.current_progress.describe()}"
+            text += f"; now `{self.current}`: {self.current_progress.describe(stopping)}"
         return text
 
 

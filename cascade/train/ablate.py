@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..backbone import resolve_quick_gelu
 from ..config import ConfigError
 from ..data import load_index
 from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
@@ -30,6 +31,7 @@ from ..methods import METHODS
 from ..metrics import EVAL_METRICS, METRIC_DIRECTIONS, mean_std
 from ..run_config import RunConfig, load_run_config
 from ..runfolder import CONFIG, EVAL, RANDOM_WEIGHTS_NOTE, read_json, read_run_state
+from .fastpath import resolve_run_frozen_dtype
 from .loop import train
 
 TABLE_METRICS = EVAL_METRICS
@@ -83,7 +85,7 @@ def markdown_table(rows: list[dict[str, Any]], methods: list[str], *, random_wei
         cells = [method, str(len(mine))]
         for m in TABLE_METRICS:
             mean, std = mean_std([r.get(m) for r in mine])
-            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std:.4f}")
+            cells.append("n/a" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -102,9 +104,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _comparable(cfg: RunConfig) -> dict[str, Any]:
     """A config as compared for reuse: dotted keys → values, with the MLP activation as the
     trainer records it (``config.yaml`` holds the resolved ``backbone.quick_gelu``)."""
-    from ..backbone import resolve_quick_gelu
-    from .fastpath import resolve_run_frozen_dtype
-
     flat = _flatten(cfg.model_dump(mode="json", by_alias=True))
     bb = cfg.backbone
     if bb.quick_gelu is None and not bb.model_name.endswith("-quickgelu"):

@@ -1,4 +1,4 @@
-"""Evaluation of a cascade model on one split: fused and per-stage metrics (DESIGN §6).
+"""Evaluation of a cascade model on one split: fused and per-stage metrics.
 
 Under DDP every rank evaluates a contiguous shard (every item exactly once, no padding
 duplicates) and the :class:`cascade.metrics.EmotionMetrics` states are summed, so the
@@ -16,6 +16,7 @@ from ..losses import LossWeights, cascade_loss
 from ..metrics import DISTRIBUTION_METRICS, EmotionMetrics, split_stage
 from ..progress import track
 from .batches import shard_positions
+from .data import frozen_embedding
 from .distributed import DistContext
 
 
@@ -81,7 +82,6 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
             if loss_weights is not None:
                 frozen = batch.get("frozen")
                 if loss_weights.distill > 0 and frozen is None:
-                    from .data import frozen_embedding
                     frozen = frozen_embedding(model, **({"images": batch["image"].to(device)} if "image" in batch
                                                         else {"prefix": batch["prefix"].to(device)}))
                 terms = cascade_loss(out, labels, dists, loss_weights,

@@ -20,10 +20,12 @@ from ..backbone import load_backbone
 from ..checkpoint import load_into, save_checkpoint
 from ..devices import device_kind, resolve_device
 from ..fileio import atomic_write_text, write_json
+from ..flops import cascade_flops
 from ..losses import LossWeights, cascade_loss
 from ..metrics import format_metrics, higher_is_better
 from ..methods import METHODS
 from ..model import build_model, compile_model
+from ..plugins import configured_callbacks
 from ..progress import Progress
 from ..run_config import RunConfig, load_run_config
 from ..runfolder import (DATA_REPORT, ENV, EVAL, METRICS, RANDOM_WEIGHTS_NOTE, SPLITS, MetricsLog, RunFolder,
@@ -41,6 +43,7 @@ from .predictions import PredictionCollector, write_predictions
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .shared_data import load_shared_data
 from .resume import capture_rng, load_train_state, restore_rng, save_train_state
+from .signals import StopSignals
 from .tensorboard import TensorBoardSink
 
 
@@ -101,10 +104,12 @@ def _seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, config: RunConfig, folder: RunFolder, *, callbacks: Iterable[Any] = (), quiet: bool = False,
-                 ctx: DistContext | None = None, resume: bool = False, restart: bool = False):
+                 ctx: DistContext | None = None, resume: bool = False, restart: bool = False,
+                 stop_signals: StopSignals | None = None):
         self.config = config
         self.folder = folder
         self.callbacks = list(callbacks)
+        self.stop_signals = stop_signals or StopSignals(())
         self.quiet = quiet
         self.ctx = ctx or DistContext()
         self.resume = resume
@@ -222,8 +227,6 @@ class Trainer:
         flops = None
         if tc.compile == "auto" and self.device.type == "cuda" and self.method.trains \
                 and not self.method.linear_probe:
-            from ..flops import cascade_flops
-
             full = len(self.data.splits["train"]) // tc.batch_size     # the short last batch runs eagerly
             for epoch in range(self.start_epoch, self.total_epochs):
                 phase = phase_for_epoch(epoch, tc.epochs, self.model.num_stages)
@@ -429,13 +432,28 @@ class Trainer:
                                     "best": True})
             return self._finish(val_best=val)
 
-        stopped = False
         for epoch in range(self.start_epoch, self.total_epochs):
             s.epoch = epoch
-            stopped = self._train_epoch(epoch, self.start_step if epoch == self.start_epoch else 0)
-            if stopped:
+            if self._train_epoch(epoch, self.start_step if epoch == self.start_epoch else 0):
                 break
+        if self.stop_signals.stopped:
+            return self._suspend()
         return self._finish()
+
+    def _suspend(self) -> Path:
+        """End a run stopped by a signal: ``last`` and its resume state are on disk already;
+        record the state and return at once (no test evaluation: a scheduler's grace period
+        is short, and ``--resume`` evaluates when the run has trained to its end)."""
+        s = self.state
+        self.ctx.barrier()
+        self.run_state.end("stopped", s.stop_reason, epoch=s.epoch + 1, step=s.step_in_epoch,
+                           global_step=s.global_step)
+        self.say(f"run {self.run_state.state.label()} ({s.stop_reason}); continue it with "
+                 f"`cascade train --resume {self.folder.path}`")
+        self.pipeline.close()
+        self._callbacks("on_train_end")
+        self.metrics_log.close()
+        return self.folder.path
 
     def _train_epoch(self, epoch: int, start_step: int) -> bool:
         s, tc = self.state, self.tc
@@ -492,7 +510,7 @@ class Trainer:
                     self._callbacks("on_step_end")
                 except StopTraining:
                     s.should_stop = True
-                if s.should_stop:
+                if self._agree_to_stop():
                     stop = True
                     break
         finally:
@@ -515,7 +533,7 @@ class Trainer:
                                 extra={**self._extra(), "val_metrics": val})
         self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
                                 "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
-                                "value": value, "best": improved, **nga_now(self.model)})
+                                "value": value, "best": improved, **nga_now(self.model), "time": time.time()})
         self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
         if tc.keep_epoch_checkpoints and self.ctx.is_main:
@@ -523,6 +541,25 @@ class Trainer:
         try:
             self._callbacks("on_epoch_end")
         except StopTraining:
+            s.should_stop = True
+        return self._agree_to_stop()
+
+    def _agree_to_stop(self) -> bool:
+        """Whether to stop now: a callback asked, or a stop signal arrived (on any rank).
+
+        Under DDP one all-reduce of the flags makes every rank stop after the same step,
+        however far apart the signal reached them.
+        """
+        s, signals = self.state, self.stop_signals
+        asked, signalled = s.should_stop, signals.received is not None
+        if self.ctx.enabled:
+            flags = torch.tensor([float(asked), float(signalled)], device=self.device)
+            asked, signalled = (bool(v > 0) for v in self.ctx.all_reduce_(flags).tolist())
+        if signalled and not signals.stopped:
+            signals.stopped = True
+            s.should_stop = True
+            s.stop_reason = signals.reason or "a stop signal reached another process of this run"
+        elif asked:
             s.should_stop = True
         return s.should_stop
 
@@ -632,7 +669,7 @@ class Trainer:
                                   *pred.arrays())
         s.test_metrics = test
         self.metrics_log.write({"kind": "test", "split": "test", "checkpoint": checkpoint, "best_epoch": s.best_epoch,
-                                "global_step": s.global_step, "metrics": test})
+                                "global_step": s.global_step, "metrics": test, "time": time.time()})
         final = self.run_state.closing("stopped" if s.should_stop else "finished",
                                        s.stop_reason if s.should_stop else None,
                                        epoch=s.epoch + 1 if self.total_epochs else None,
@@ -686,7 +723,7 @@ class Trainer:
 
 def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any] = (), *,
           run_dir: str | Path | None = None, resume: str | Path | None = None, quiet: bool = False,
-          overrides: list[str] | None = None) -> Path:
+          overrides: list[str] | None = None, stop_signals: StopSignals | None = None) -> Path:
     """Train (or, for zero-shot / linear probe, just evaluate) one run; returns its folder.
 
     ``config`` is a :class:`RunConfig` or a YAML path; ``resume`` is a run folder to
@@ -694,6 +731,10 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
     A run that was stopped or killed before it wrote any checkpoint restarts from its saved
     config and split. Under ``torchrun`` every process calls this; only rank 0 writes.
     ``state.json`` in the folder records how the run ended (:mod:`cascade.runfolder.status`).
+
+    While it trains, SIGTERM and SIGUSR1 stop the run after the current step, resumable
+    (:mod:`.signals`); pass your own ``stop_signals`` to learn afterwards whether one did
+    (``stop_signals.stopped``).
     """
     restart = False
     if resume is not None:
@@ -713,15 +754,15 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
     try:
         if ctx.enabled and resume is None:
             folder = RunFolder(ctx.broadcast_object(str(folder.path)))
-        from ..plugins import configured_callbacks
-
         callbacks = [*callbacks, *configured_callbacks(cfg)]
         if restart and not quiet and ctx.is_main:
             print(f"{folder.path} never wrote a checkpoint: restarting it from its saved config and split",
                   file=sys.stderr, flush=True)
-        trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx, resume=resume is not None and not restart,
-                          restart=restart)
-        return trainer.run()
+        signals = stop_signals or StopSignals()
+        with signals:
+            trainer = Trainer(cfg, folder, callbacks=callbacks, quiet=quiet, ctx=ctx,
+                              resume=resume is not None and not restart, restart=restart, stop_signals=signals)
+            return trainer.run()
     except BaseException as exc:
         if trainer is not None and trainer.run_state.state.state == "running":
             reason = "interrupted (KeyboardInterrupt)" if isinstance(exc, KeyboardInterrupt) \

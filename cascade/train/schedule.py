@@ -1,4 +1,4 @@
-"""The progressive schedule (DESIGN §5) and the learning-rate curve.
+"""The progressive schedule (warm-up, unfreeze, global) and the learning-rate curve.
 
 Phases, per epoch (0-based ``e``; user-facing text is 1-based):
 

@@ -214,7 +214,7 @@ def open_clip_map(backbone, class_weights, x, target, score):
 
     Hooks make each block's ``nn.MultiheadAttention`` return its per-head probabilities
     (the tensor its own ``bmm`` uses, a view of which it returns); the rollout is written
-    out here from DESIGN §12.
+    out here from the paper's definition.
     """
     visual = backbone.visual
     probs = []

@@ -62,6 +62,12 @@ def test_drift_curves():
     assert any(s.y0 == 0.3 and s.y1 == 0.3 for s in fig.layout.shapes)
     fig2 = drift_curves({"a": ([0, 1], [0.1, 0.2])})
     assert len(fig2.data) == 1
+    # each checkpoint's point is labelled: written above the first series, on hover for all
+    labelled = pd.DataFrame(rows).assign(checkpoint=lambda d: d["global_step"].map({0: "epoch-1", 10: "epoch-2",
+                                                                                     20: "last = best"}))
+    fig3 = drift_curves(labelled, labels="checkpoint")
+    assert list(fig3.data[0].text) == ["epoch-1", "epoch-2", "last = best"] and "text" in fig3.data[0].mode
+    assert fig3.data[1].text is None and list(fig3.data[1].hovertext) == ["epoch-1", "epoch-2", "last = best"]
 
 
 def test_nga_weight_figure():

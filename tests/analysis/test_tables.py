@@ -58,3 +58,37 @@ def test_number_formatting():
     assert format_number(0.5) == "0.500"
     assert format_number(None) == "n/a" and format_number(float("nan")) == "n/a"
     assert latex_escape("a_b ± c") == r"a\_b $\pm$ c"
+
+
+def test_runs_export_never_bolds_a_partial_run_marks_it_and_prints_integers():
+    import pandas as pd
+
+    from analysis.tables import PARTIAL_MARK, frame_table
+
+    # the stopped run has the lowest KL and the highest accuracy: neither may be set in bold
+    df = pd.DataFrame([{"run": "done", "test accuracy": 0.5, "test kl": 0.40, "best epoch": 2.0},
+                       {"run": "cut", "test accuracy": 0.9, "test kl": 0.10, "best epoch": None},
+                       {"run": "other", "test accuracy": 0.6, "test kl": 0.30, "best epoch": 3.0}])
+    t = frame_table(df, caption="Runs", partial=[False, True, False])
+    tex = t.to_latex()
+    check_latex(tex)
+    cut = next(line for line in tex.splitlines() if line.startswith("cut"))
+    assert "mathbf" not in cut and cut.startswith(r"cut$^{\dagger")
+    assert r"\mathbf{0.6000}" in tex and r"\mathbf{0.3000}" in tex      # best among the finished runs
+    done = next(line for line in tex.splitlines() if line.startswith("done"))
+    assert done.endswith(r"& 2 \\") and "2.0000" not in tex             # an epoch is an integer
+    assert "partial run" in tex
+    md = t.to_markdown()
+    assert f"| cut{PARTIAL_MARK} | 0.9000 | 0.1000 | n/a |" in md and "**0.9000**" not in md
+    assert "partial run" in md
+
+
+def test_one_seed_has_no_std():
+    from cascade.metrics import mean_std
+
+    t = Table(columns=["method", "accuracy"], rows=[{"method": "a", "accuracy": mean_std([0.5])},
+                                                    {"method": "b", "accuracy": mean_std([0.3, 0.5])}],
+              metric_columns={"accuracy": "accuracy"})
+    tex, md = t.to_latex(), t.to_markdown()
+    assert r"a & $\mathbf{0.500}$ \\" in tex and "0.000" not in tex
+    assert "| a | **0.500** |" in md and "| b | 0.400 ± 0.141 |" in md and "one seed" in md

@@ -48,6 +48,7 @@ def test_markdown_table_mean_and_std():
             {"method": "b", "accuracy": 0.9, "kl": None}]
     md = markdown_table(rows, ["a", "b"], random_weights=False, select_metric="accuracy", n_seeds=2)
     assert "| a | 2 | 0.6000 ± 0.1414 |" in md
+    assert "| b | 1 | 0.9000 | n/a |" in md                 # one seed: no ± 0.0000
     assert "RANDOM" not in md and "n/a" in md
     with pytest.raises(ValueError, match="unknown"):
         parse_methods("cascade,bogus")

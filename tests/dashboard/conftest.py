@@ -105,3 +105,33 @@ def write_ablation(folder: Path) -> Path:
                                                      "random_weights": True, "select_metric": "accuracy",
                                                      "rows": rows}))
     return folder
+
+
+class StopAt:
+    """Trainer callback: stop cleanly after a given optimiser step (as the dashboard's Stop does)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, state) -> None:
+        if state.global_step >= self.step:
+            state.should_stop, state.stop_reason = True, "stopped by the test"
+
+
+@pytest.fixture(scope="session")
+def mixed_runs(trained_runs, tmp_path_factory) -> Path:
+    """The finished run ``tiny`` plus a newer run ``cut`` stopped in its second epoch (trained once)."""
+    from cascade.train import train
+
+    runs = tmp_path_factory.mktemp("mixed-runs")
+    shutil.copytree(trained_runs, runs, dirs_exist_ok=True, ignore=shutil.ignore_patterns("features"))
+    train(tiny_run_config(runs, "cut"), callbacks=[StopAt(4)], quiet=True)   # 3 steps per epoch
+    return runs
+
+
+@pytest.fixture
+def mixed_runs_dir(mixed_runs, tmp_path, monkeypatch) -> Path:
+    target = tmp_path / "runs"
+    shutil.copytree(mixed_runs, target)
+    monkeypatch.setenv("CASCADE_RUNS_DIR", str(target))
+    return target

@@ -247,3 +247,65 @@ def test_inspect_explanation_maps(dashboard_env, runs_dir):
     at.toggle[0].set_value(False).run()
     assert_clean(at)
     assert not any("Where each stage looks" in m.value for m in at.markdown)
+
+
+def _options(widget) -> list[str]:
+    return [str(o) for o in widget.options]
+
+
+def test_no_page_defaults_to_a_stopped_run_and_every_option_naming_it_says_so(dashboard_env, mixed_runs_dir):
+    """The finished run ``tiny`` and the newer stopped run ``cut``: every picker opens on ``tiny``
+    and every option that names ``cut`` says it stopped (partial)."""
+    import json
+
+    state = json.loads((mixed_runs_dir / "cut" / "state.json").read_text())
+    assert state["state"] == "stopped"
+    pickers = {"pages/sigma_tuner.py": lambda at: [at.selectbox[0]],
+               "pages/nga_curves.py": lambda at: [at.selectbox[0]],
+               "pages/inspect_images.py": lambda at: [at.selectbox[0]],
+               "pages/cka.py": lambda at: [at.multiselect[0]],
+               "pages/compare.py": lambda at: [m for m in at.multiselect if m.label == "Runs"]
+               + [s for s in at.selectbox if s.label == "Base configuration"]}
+    for page, widgets in pickers.items():
+        at = open_page(page)
+        assert_clean(at)
+        found = widgets(at)
+        assert found, page
+        for w in found:
+            value = w.value if isinstance(w.value, list) else [w.value]
+            assert value and not any("cut" in str(v) for v in value), (page, w.label, value)
+            assert any("tiny" in str(v) for v in value), (page, w.label, value)
+            cut = [o for o in _options(w) if "cut" in o]
+            assert cut, (page, w.label, _options(w))
+            assert all("stopped" in o and "partial" in o for o in cut), (page, w.label, cut)
+    # the runs tables say it too, and the paper export marks it and never bolds it
+    at = open_page("pages/compare.py")
+    runs = at.dataframe[0].value
+    assert list(runs.columns[:4]) == ["run", "status", "data", "backbone"]
+    status = dict(zip(runs["run"], runs["status"]))
+    assert status["tiny"] == "finished" and "stopped at epoch 2" in status["cut"] and "partial" in status["cut"]
+    checkpoint = dict(zip(runs["run"], runs["test checkpoint"]))
+    assert "selected on val" in checkpoint["tiny"] and "partial" in checkpoint["cut"]
+    # the CKA page's checkpoints mode labels it as well
+    at = open_page("pages/cka.py")
+    at.radio[0].set_value("checkpoints").run()
+    assert_clean(at)
+    assert "cut" not in at.selectbox[0].value
+    assert all("partial" in o for o in _options(at.selectbox[0]) if "cut" in o)
+
+
+def test_the_sidebar_lives_in_the_address_so_a_reload_keeps_it(dashboard_env, runs_dir):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    size = next(n for n in at.sidebar.number_input if n.label == "Synthetic images")
+    size.set_value(48).run()
+    assert at.query_params.get("images") in ("48", ["48"])
+    # a reload is a new session opened on the same address
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    again.query_params["images"] = "48"
+    again.query_params["data"] = "not-a-source"          # refused: the default stays
+    again.run()
+    assert_clean(again)
+    assert next(n for n in again.sidebar.number_input if n.label == "Synthetic images").value == 48
+    assert next(s for s in again.sidebar.selectbox if s.label == "Source").value == "synthetic"

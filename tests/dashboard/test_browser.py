@@ -230,6 +230,9 @@ def _check_download(name: str, data: bytes, where: str) -> None:
         check_csv(data, label)
     elif ext == "tex":
         check_latex(data.decode("utf-8"), label)
+    elif ext == "md":
+        text = data.decode("utf-8")
+        assert text.count("|") >= 4 and "nan" not in text, f"{label}: not a Markdown table"
     elif ext == "json":
         assert json.loads(data), f"{label}: empty JSON"
     elif ext == "npz":
@@ -296,3 +299,47 @@ def test_every_download_on_every_page(server, browser, tmp_path):
             assert any(n.endswith(".pdf") for n in names), f"{where}: no figure download ({names})"
     assert any(n.endswith(".tex") for n in seen["compare"]) and any(n.endswith(".tex") for n in seen["overview"])
     assert not outside, f"requests left localhost: {sorted(set(outside))[:5]}"
+
+
+def test_an_ablation_started_from_compare_is_followed_to_its_table_without_a_reload(server, browser):
+    """Start a small ablation from the form and only watch: the page itself must turn it from
+    running to finished and show its table (the fragment follows the job; no reload)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    name = "ablate-browser"
+    try:
+        _open(page, server, "compare", "Compare")
+        expander = page.locator('[data-testid="stExpander"]').filter(has_text="Start an ablation").first
+        if expander.locator("details").get_attribute("open") is None:
+            expander.locator("summary").first.click()
+        seeds = page.get_by_label("Seeds", exact=True).and_(page.locator("input"))
+        seeds.fill("1")
+        seeds.press("Tab")
+        field = page.get_by_label("Ablation name", exact=True).and_(page.locator("input"))
+        field.fill(name)
+        field.press("Tab")
+        page.get_by_role("button", name="Start ablation").click()
+        navigations = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+        progress = page.locator('[data-testid="stProgress"]').filter(has_text=name)
+        progress.filter(has_text=f"{name} — running").first.wait_for(timeout=60_000)
+        progress.filter(has_text=f"{name} — finished").first.wait_for(timeout=300_000)
+        _settle(page)
+        assert not navigations, f"the page was reloaded: {navigations}"
+        _no_exception(page, "compare after the ablation")
+        assert progress.filter(has_text="3/3 runs finished").count() == 1, progress.first.inner_text()
+        picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="Ablation").first
+        assert name in (picker.text_content() or "") + (picker.locator("input").first.input_value() or ""), \
+            picker.text_content()
+        assert page.get_by_text("No finished ablation yet").count() == 0
+        ablations = page.get_by_role("heading", name="Ablations")
+        assert ablations.count() == 1
+        assert page.locator('[data-testid="stDataFrame"]').count() >= 2     # the runs table and the ablation's
+        page.screenshot(path=str(ARTIFACTS / "compare-ablation-finished.png"), full_page=True)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "compare-ablation-failed.png"), full_page=True)
+        raise
+    finally:
+        context.close()

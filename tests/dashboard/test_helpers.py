@@ -275,6 +275,29 @@ def test_registry_refuses_duplicates_and_stops(tmp_path, dashboard_env):
         reg.start(tiny_run_config(tmp_path, "dup"), tmp_path, "dup")
 
 
+def test_a_finished_worker_is_reaped_without_anyone_polling_it(tmp_path, dashboard_env):
+    """No <defunct> worker: the registry waits on each worker itself, whether a page polls or not."""
+    import os
+    import time
+
+    from cascade.dashboard.jobs import JobRegistry
+
+    from .conftest import tiny_run_config
+
+    reg = JobRegistry()
+    cfg = tiny_run_config(tmp_path, "quick", num_samples=24)
+    cfg.method = "zeroshot"                                        # evaluates only: done in seconds
+    job = reg.start(cfg, tmp_path, "quick")
+    pid = job.pid
+    deadline = time.time() + 120
+    while job.process.returncode is None and time.time() < deadline:   # returncode: set by a wait, not a poll
+        time.sleep(0.2)
+    assert job.process.returncode is not None and job.ended is not None
+    with pytest.raises(ProcessLookupError):                          # reaped: not even a zombie is left
+        os.kill(pid, 0)
+    assert job.state == "finished", job.log_tail(20)
+
+
 # ---- σ tuner latency -------------------------------------------------------------------------------
 def test_sigma_recompute_is_fast_for_2000_images():
     """A slider move recomputes val metrics exactly from cached features: < 300 ms for 2,000 images

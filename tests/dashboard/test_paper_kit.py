@@ -51,15 +51,17 @@ def _steps(start, n, t0, per_step=2.0, spe=4, images=10.0):
 
 
 def test_progress_says_validating_with_eta_and_smoothed_speed(tmp_path):
-    start = {"kind": "start", "total_steps": 12, "steps_per_epoch": 4}
+    start = {"kind": "start", "total_steps": 12, "steps_per_epoch": 4, "sizes": {"train": 40, "val": 10}}
     phase = {"kind": "phase", "phase": "warmup", "epoch": 1, "stages": [2], "global_step": 0}
     d = _log(tmp_path / "r", [start, phase, *_steps(1, 4, 1000.0)])
     p = read_progress(d)
     assert p.activity == "validating" and "validating epoch 1" in p.describe()
-    assert p.eta_seconds == pytest.approx((12 - 4) * 2.0)           # 2 s per step at the recent rate
-    assert "16 s left" in p.describe()
-    # a moving average of img/s (11, 12, 13, 14), not the last reading alone
-    assert 11 < p.smoothed_images_per_s < 14
+    # 2 s per step of 10 images; no validation timed yet: 10 val images at the training pace take 2 s,
+    # and 3 passes are to come (epoch 1's... 3's validations are 3, then test and val at the end: 5)
+    assert p.eta_seconds == pytest.approx((12 - 4) * 2.0 + 5 * 2.0)
+    assert "26 s left" in p.describe()
+    assert p.smoothed_images_per_s == pytest.approx(5.0)             # 10 images per 2 s, not the logged 11…14
+    assert "stopping" in p.describe(stopping=True) and "left" not in p.describe(stopping=True)
     assert [r["value"] for r in p.sigma if r["stage"] == 2] == pytest.approx([1.01, 1.02, 1.03, 1.04])
     assert p.phases == [{"epoch": 1, "step": 0, "phase": "warmup", "stages": [2]}]
     d = _log(tmp_path / "r", [start, phase, *_steps(1, 5, 1000.0)])
@@ -68,6 +70,28 @@ def test_progress_says_validating_with_eta_and_smoothed_speed(tmp_path):
     d = _log(tmp_path / "r", [start, phase, *_steps(1, 12, 1000.0), *evals])
     assert read_progress(d).activity == "testing"
     assert format_duration(3725) == "1 h 02 min" and format_duration(75) == "1 min 15 s"
+
+
+def test_eta_and_speed_count_the_validations_and_do_not_jump(tmp_path):
+    """A run whose validation takes as long as its 4 training steps: the pace over a window with a
+    validation in it gives the true time left, where a rate over training steps alone gave half."""
+    start = {"kind": "start", "total_steps": 16, "steps_per_epoch": 4, "sizes": {"train": 40, "val": 10}}
+    records, t = [start], 1000.0
+    for epoch in range(2):                                   # 2 of 4 epochs done, each 4 s train + 4 s val
+        for k in range(1, 5):
+            t += 1.0
+            s = epoch * 4 + k
+            records.append({"kind": "step", "epoch": epoch + 1, "step": k, "global_step": s,
+                            "images_per_s": 80.0 if k == 1 else 1115.0, "time": t})
+        t += 4.0
+        records.append({"kind": "eval", "split": "val", "epoch": epoch + 1, "global_step": s, "time": t,
+                        "metrics": {"fused": {"accuracy": 0.5}}})
+    p = read_progress(_log(tmp_path / "r", records))
+    # left: 8 steps at 1 s, 2 validations at 4 s, then the test and val passes (4 s each)
+    assert p.eta_seconds == pytest.approx(8 * 1.0 + 4 * 4.0)
+    assert p.smoothed_images_per_s == pytest.approx(7 * 10 / (7 + 4))   # 7 steps of 10 images in 11 wall s
+    from cascade.runfolder.pace import Pace
+    assert Pace().eta(10, 2) is None
 
 
 def test_older_logs_without_sigma_or_time(tmp_path):
@@ -91,7 +115,7 @@ def test_ablation_progress(tmp_path):
 
 
 # ---- run states and σ tuned on test ------------------------------------------------------------------
-def test_runs_table_leads_with_metrics_and_flags_test_tuning(tmp_path):
+def test_runs_table_leads_with_status_data_backbone_and_flags_test_tuning(tmp_path):
     d = tmp_path / "r"
     (d / "checkpoints").mkdir(parents=True)
     (d / "config.yaml").write_text("method: cascade\n")
@@ -105,7 +129,8 @@ def test_runs_table_leads_with_metrics_and_flags_test_tuning(tmp_path):
     assert run.tuned_on_test == ["sigma-x"]
     row = run.row()
     keys = list(row)
-    assert keys[0] == "run" and keys[1].startswith("test ") and keys.index("status") > keys.index("val kl")
+    assert keys[:5] == ["run", "status", "data", "backbone", "test accuracy"]
+    assert row["test checkpoint"].startswith("best, selected on val")
     assert row["status"].startswith("finished") and row["flags"] == "σ tuned on TEST: sigma-x"
     assert row["test kl"] is None                          # label-only data: shown as n/a, never 0
 

@@ -8,7 +8,7 @@ from .helpers import tiny_config
 
 
 def test_default_plan_for_four_stages():
-    plan = phase_plan(EpochsConfig(), 4)  # 2 / 3 / 3 (DESIGN §5)
+    plan = phase_plan(EpochsConfig(), 4)  # 2 / 3 / 3 (the default schedule)
     assert [p.name for p in plan] == ["warmup"] * 2 + ["unfreeze"] * 3 + ["global"] * 3
     assert [p.active_stages for p in plan[:5]] == [(3,), (3,), (3, 2), (3, 2, 1), (3, 2, 1, 0)]
     assert all(p.everything for p in plan[5:]) and not any(p.everything for p in plan[:5])
