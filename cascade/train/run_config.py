@@ -2,7 +2,8 @@
 
 Sections: ``method`` (a name from :data:`cascade.methods.METHODS`), ``backbone``,
 ``model`` (:class:`cascade.config.CascadeConfig`), ``data`` (:class:`cascade.data.config.DataConfig`),
-``train`` (:class:`TrainConfig`) and ``run`` (:class:`RunSection`).
+``train`` (:class:`TrainConfig`), ``classifier`` (:class:`ClassifierConfig`, stage 1) and
+``run`` (:class:`RunSection`).
 
 Loading (:func:`load_run_config`): YAML → relative paths resolved against the YAML's
 folder → ``--set key.sub=value`` overrides (paths in overrides resolve against the
@@ -239,6 +240,43 @@ class TrainConfig(_Strict):
         return self.eval_batch_size or 2 * self.batch_size
 
 
+class ClassifierConfig(_Strict):
+    """Stage 1: how the shared classifier is initialised before any prompted image is seen.
+
+    ``templates`` averages CLIP text embeddings of prompt templates around each class name.
+    ``descriptions`` trains the classifier on text embeddings of many sentences per class
+    (plus the templates), full batch, with Gaussian noise on the normalised embeddings and
+    label smoothing: the two-stage recipe of LaFTer, whose defaults these are. ``shots``
+    fits a linear probe on ``shots`` labelled training images per class (frozen CLIP image
+    embeddings) and starts the classifier from it.
+    """
+
+    init: Literal["templates", "descriptions", "shots"] = Field(
+        "templates", description="templates: class-name prompts only; descriptions: train on sentences per class "
+                                 "(classifier.descriptions); shots: a linear probe on classifier.shots labelled "
+                                 "training images per class")
+    descriptions: str | None = Field(
+        None, description="JSON {class: [sentence, ...]} or CSV/TSV with class and sentence columns; null: the "
+                          "sentences shipped for the run's classes")
+    noise_std: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the normalised text "
+                                                     "embeddings at every step")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the text-training loss")
+    lr: float = Field(5e-4, gt=0, description="AdamW learning rate of the text training")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of the text training")
+    steps: int = Field(500, ge=1, description="full-batch steps of the text training (or of the k-shot probe)")
+    shots: int = Field(4, ge=1, description="labelled training images per class for init: shots")
+    seed: int | None = Field(None, description="seed of the noise and of the shot selection; null: train.seed")
+
+    @field_validator("descriptions")
+    @classmethod
+    def _none_word(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("", "none", "null") else v
+
+    def resolved_seed(self, train_seed: int) -> int:
+        """The stage-1 seed: ``seed`` when set, else the run's ``train.seed``."""
+        return train_seed if self.seed is None else self.seed
+
+
 def metric_direction(name: str) -> bool:
     """True when a larger value of ``name`` is better; raises for unknown metrics."""
     base = name.split(".", 1)[1] if re.match(r"^stage\d+\.", name) else name
@@ -272,6 +310,7 @@ class RunConfig(_Strict):
     model: CascadeConfig = Field(default_factory=lambda: CascadeConfig.from_preset("b32-4stage"))
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     run: RunSection = Field(default_factory=RunSection)
 
     @field_validator("method")
@@ -327,7 +366,8 @@ class RunConfig(_Strict):
 
 
 # ---- loading ---------------------------------------------------------------------------
-_PATH_FIELDS = (("data", "root"), ("data", "splits_file"), ("backbone", "pretrained"))
+_PATH_FIELDS = (("data", "root"), ("data", "splits_file"), ("backbone", "pretrained"),
+                ("classifier", "descriptions"))
 
 
 def _looks_like_path(key: tuple[str, str], value: Any) -> bool:
