@@ -52,6 +52,8 @@ def resolve_run_frozen_dtype(cfg) -> str:
         return tc.frozen_dtype
     if METHODS[cfg.method].linear_probe:
         return "fp32"
+    if tc.supervision == "pseudo" and tc.pseudo.train_layernorms:
+        return "fp32"      # the visual LayerNorms train, in float32
     kind = tc.device if tc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     return resolve_frozen_dtype("auto", torch.device(kind))
 

@@ -142,6 +142,22 @@ class DriftConfig(_Strict):
     per_block: bool = Field(True, description="also log prompted-vs-frozen drift of every block")
 
 
+class PseudoConfig(_Strict):
+    """Label-free training (``train.supervision: pseudo``): a teacher, the frozen backbone with
+    a frozen copy of the stage-1 classifier, labels each training image from its unaugmented
+    view (resize, centre crop); the model learns those labels from a strongly augmented view."""
+
+    threshold: float = Field(0.0, ge=0, lt=1, description="drop pseudo-labels whose teacher confidence (top "
+                                                          "softmax probability) is below this; 0 keeps all")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the cross-entropy to the "
+                                                                "pseudo-labels")
+    train_layernorms: bool = Field(False, description="also train the LayerNorms of the visual tower (as LaFTer "
+                                                      "does); they are saved with the checkpoints")
+    strong_view: bool = Field(True, description="with train.augment: the student sees the strong view (random "
+                                                "resized crop 0.2-1, flip, colour jitter 0.4/0.4/0.4/0.1 with p "
+                                                "0.8, grayscale p 0.2, Gaussian blur); false: the usual augmentation")
+
+
 class TrainConfig(_Strict):
     recipe: Literal["default", "seed"] = Field(
         "default", description="default: σ and λ of a stage train from the phase its prompts train in, at their "
@@ -159,6 +175,11 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables clipping")
     loss: LossConfig = Field(default_factory=LossConfig)
     augment: bool = Field(True, description="random augmentation of training images")
+    supervision: Literal["labels", "pseudo"] = Field(
+        "labels", description="labels: train on the training labels (and vote distributions); pseudo: label-free, "
+                              "on the pseudo-labels a frozen teacher gives each training image (train.pseudo); "
+                              "training labels are then never read")
+    pseudo: PseudoConfig = Field(default_factory=PseudoConfig)
     input_pipeline: Literal["auto", "cpu", "device"] = Field(
         "auto", description="cpu: DataLoader workers decode and augment every image every epoch; device: decode "
                             "each image once into a uint8 store (num_workers threads; 0: one per CPU), augment "
@@ -226,6 +247,13 @@ class TrainConfig(_Strict):
         if self.cache_prefix and self.input_pipeline == "device":
             raise ValueError("input_pipeline: device decodes images once to augment them every epoch; with "
                              "cache_prefix the prefix tokens are computed once instead: use input_pipeline: auto")
+        return self
+
+    @model_validator(mode="after")
+    def _layernorms_in_fp32(self) -> "TrainConfig":
+        if self.supervision == "pseudo" and self.pseudo.train_layernorms and self.frozen_dtype in ("bf16", "fp16"):
+            raise ValueError(f"frozen_dtype: pseudo.train_layernorms trains the visual LayerNorms, which need "
+                             f"float32 weights; set frozen_dtype: fp32 or auto (got {self.frozen_dtype})")
         return self
 
     @property
