@@ -32,6 +32,7 @@ from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, opt
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, predictions_path, write_predictions
+from .pseudo import PseudoSupervision
 from .run_config import RunConfig, load_run_config, metric_direction
 from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
                         environment, write_json)
@@ -140,6 +141,11 @@ class Trainer:
         splits_file = folder / SPLITS if resume or (restart and (folder / SPLITS).is_file()) else None
         self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
+        unlabelled = self.data.index.unlabelled(self.data.splits["train"])
+        if unlabelled and tc.supervision == "labels" and self.method.trains:
+            raise ValueError(f"train.supervision: labels trains on labels, but {unlabelled} of "
+                             f"{len(self.data.splits['train'])} training items have none; set "
+                             "train.supervision: pseudo for label-free training")
 
         # ---- model (prompts are drawn from the global RNG: seed right before)
         bb = config.backbone
@@ -200,6 +206,12 @@ class Trainer:
             for src in self.sources.values():
                 src.to(self.cache_device)
             self.cache_bytes = nbytes
+
+        # ---- label-free training: the teacher labels every training image once
+        self.pseudo = PseudoSupervision(self) if tc.supervision == "pseudo" and self.method.trains \
+            and not self.method.linear_probe else None
+        if self.pseudo is not None and tc.pseudo.train_layernorms:
+            self.model.train_visual_layernorms()
 
         # ---- schedule and optimiser
         self.sets = TrainableSets.from_model(self.model, tc.recipe)
@@ -397,7 +409,9 @@ class Trainer:
             self.say(f"note: train.amp={self.tc.amp} applies to CUDA only; running in float32 on {self.device}")
         self.say(f"frozen backbone in {self.tc.frozen_dtype}; {self.compile_plan.summary()}")
         self.say(self.pipeline.describe())
-        if not self.has_dist:
+        if self.pseudo is not None:
+            self.say(self.pseudo.describe())
+        if not self.has_dist and self.pseudo is None:
             self.say(f"note: the data has labels only, so the distribution metrics (KL, Chebyshev, Clark, Canberra, "
                      f"cosine, intersection) are n/a, and with one-hot targets KL(p‖q) is the cross-entropy: the "
                      f"dual-task loss is (1 + λ_dist)·CE = {1 + self.loss_weights.lambda_dist:g}·CE"
@@ -418,6 +432,8 @@ class Trainer:
                                     "targets": "distributions" if self.has_dist else "labels only",
                                     "compile_plan": self.compile_plan.record(),
                                     "input_pipeline": self.pipeline.record(),
+                                    "supervision": self.tc.supervision,
+                                    **({"pseudo_labels": self.pseudo.summary} if self.pseudo is not None else {}),
                                     **{f"{k}_init": v for k, v in self.nga_init.items()}})
         self.run_state.start(epoch=self.start_epoch + 1, step=self.start_step, steps_per_epoch=self.steps_per_epoch,
                              global_step=s.global_step, total_steps=s.total_steps)
@@ -513,7 +529,7 @@ class Trainer:
         val = self._eval("val", desc=f"val epoch {epoch + 1}")
         s.val_metrics = val
         value = metric_value(val, self.metric_name) if val["num_samples"] else float("nan")
-        improved = self._better(value)
+        improved = True if self.pseudo is not None and self.pseudo.select_last else self._better(value)
         if improved:
             s.best_value, s.best_epoch = value, epoch + 1
             if self.ctx.is_main:
@@ -521,7 +537,9 @@ class Trainer:
                                 extra={**self._extra(), "val_metrics": val})
         self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
                                 "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
-                                "value": value, "best": improved, **nga_now(self.model)})
+                                "value": value, "best": improved, **nga_now(self.model),
+                                **({"pseudo": self.pseudo.epoch_record(self.ctx, self.device)}
+                                   if self.pseudo is not None else {})})
         self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
         if tc.keep_epoch_checkpoints and self.ctx.is_main:
@@ -536,15 +554,16 @@ class Trainer:
               epoch: int) -> dict[str, float]:
         s, tc = self.state, self.tc
         self.optimizer.zero_grad(set_to_none=True)
-        labels = batch["label"].to(self.device, non_blocking=True)
-        dists = batch["dist"].to(self.device, non_blocking=True)
+        if self.pseudo is None:
+            labels = batch["label"].to(self.device, non_blocking=True)
+            dists = batch["dist"].to(self.device, non_blocking=True)
         frozen = None
         if self.loss_weights.distill > 0:
             frozen = batch.get("frozen")
             if frozen is None:
                 frozen = frozen_embedding(self.model, images=batch["image"].to(self.device))
             frozen = frozen.to(self.device)
-        forward = self._forward_for(labels.shape[0])
+        forward = self._forward_for(len(batch["pos"]))
         compiling = forward is not self.model and self._compile_pending
         if forward is not self.model:
             # A new iteration for CUDA graph trees (mode reduce-overhead): last step's graph
@@ -556,7 +575,10 @@ class Trainer:
         try:
             with autocast_context(self.device, self.amp):
                 out = forward(**model_inputs(batch, self.device))
-            terms = cascade_loss(out, labels, dists, self.loss_weights, frozen_embedding=frozen)
+            if self.pseudo is not None:
+                terms = self.pseudo.loss(out, batch, self.loss_weights, self.device, weight, frozen)
+            else:
+                terms = cascade_loss(out, labels, dists, self.loss_weights, frozen_embedding=frozen)
             keys = list(terms)
             values = torch.stack([terms[k].detach().float() * weight for k in keys])
             self.ctx.all_reduce_(values)
@@ -673,7 +695,11 @@ class Trainer:
                "checkpoint": "best", "classnames": self.data.classnames, "sizes": self.data.sizes(),
                "targets": "distributions" if self.has_dist else "labels only",
                "state": state.to_dict(), "partial": state.partial,
-               "parameters": self.model.parameter_report(), "val": val, "test": test}
+               "parameters": self.model.parameter_report(), "val": val, "test": test,
+               "supervision": self.tc.supervision}
+        if self.pseudo is not None:
+            out["selection"] = self.pseudo.selection
+            out["pseudo_labels"] = self.pseudo.summary
         out.update(extra)
         warnings = []
         if self.random_weights:

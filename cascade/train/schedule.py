@@ -77,7 +77,8 @@ class TrainableSets:
         always = {n for n, _ in model.cascade_named_parameters() if n.startswith("classifier.")}
         if model.prompts is not None and model.prompts.sharing == "shared":
             always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("prompts.")}
-        always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("concat_head")}
+        # concat_head, and the backbone's LayerNorms when they train: no stage of their own.
+        always |= {n for n, _ in model.cascade_named_parameters() if n.startswith(("concat_head", "visual."))}
         return cls(capable=capable, always=always, recipe=recipe)
 
     def masks_for(self, model, phase: PhaseInfo) -> dict[str, torch.Tensor]:
