@@ -4,7 +4,8 @@ Every comparison runs in one process, interleaved (see :mod:`.timing`), and is
 reported as a ratio of medians. Modules: ``timing`` (rounds, medians, peak memory),
 ``flops`` (analytic FLOP counts), ``model_bench`` (figures 1-3), ``data_bench``
 (figure 4), ``cuda_bench`` (figure 6), ``report``; ``plugins`` runs the figures other
-packages add (``analysis``: σ-sweep and CKA timings, figure 5).
+packages add (``analysis``: σ-sweep and CKA timings, figure 5). ``lafter`` (label-free
+stage 2 against its teacher: three training runs) runs only when asked for.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda")
+BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda", "lafter")
+ON_REQUEST = ("lafter",)      # trains models: only with --figures
 
 
 def all_figures() -> tuple[str, ...]:
@@ -76,6 +78,10 @@ def targets(res: dict, opts: BenchOptions) -> list[dict]:
             add("b16-3stage cached epoch time saving (with decode)", pc["epoch_estimate"]["epoch_time_saving"],
                 ">=", 0.30, cpu)
         add("cached == uncached logits", float(bool(pc.get("identical_logits"))), "==", 1.0, True)
+    la = res.get("lafter", {}).get("mean")
+    if la:
+        add("label-free stage 2 test accuracy gain over its 4-shot teacher (mean of 3 seeds)", la["gain"], ">=",
+            la["target"], True)
     if "frozen_backbone" in tr:
         add("backbone params with .grad", float(tr["frozen_backbone"]["backbone_params_with_grad"]), "==", 0.0, True)
     lv = res.get("data", {}).get("loader_vs_step")
@@ -179,7 +185,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         }
     }
     ctx = BenchContext(backbone, device, opts.batch_size, precision=precision, warmup=warmup, repeats=repeats)
-    want = set(opts.figures or all_figures())
+    want = set(opts.figures or [f for f in all_figures() if f not in ON_REQUEST])
     models = build_variants(ctx) if want & {"inference", "training", "memory", "data"} else {}
     if "inference" in want:
         log("bench: inference ...")
@@ -212,6 +218,11 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
             info.image_size, batch_size=opts.batch_size, workers=workers, num_images=images, root=opts.data_root,
             model_images_per_second=model_ips, device=str(device), trainer=trainer), log)
     _epoch_estimate(res, opts.batch_size)
+    if "lafter" in want:
+        log("bench: label-free stage 2 against its 4-shot teacher (synthetic faces, 3 seeds) ...")
+        from .lafter import bench_lafter
+
+        _guard(res, "lafter", lambda: bench_lafter(quick=opts.quick), log)
     plugins = plugin_figures()
     context = dict(quick=opts.quick, device=str(device), model=opts.model, batch_size=opts.batch_size,
                    width=info.width, depth=info.depth, embed_dim=info.embed_dim, image_size=info.image_size,
