@@ -39,6 +39,8 @@ from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, Run
 from .runstate import StateWriter
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .shared_data import load_shared_data
+from .stage1 import KIND as STAGE1_KIND
+from .stage1 import Stage1, run_stage1
 from .state import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
@@ -206,6 +208,9 @@ class Trainer:
             for src in self.sources.values():
                 src.to(self.cache_device)
             self.cache_bytes = nbytes
+
+        # ---- stage 1: the shared classifier before any prompted image (classifier.init)
+        self.stage1 = None if self.method.linear_probe else self._stage1(resume)
 
         # ---- label-free training: the teacher labels every training image once
         self.pseudo = PseudoSupervision(self) if tc.supervision == "pseudo" and self.method.trains \
@@ -397,6 +402,21 @@ class Trainer:
         self.say(f"resuming {self.folder.path} at epoch {self.start_epoch + 1}, step {self.start_step} "
                  f"(global step {s.global_step})")
 
+    def _stage1(self, resume: bool) -> Stage1:
+        """Fit the classifier as ``classifier.init`` says, on every rank (rank 0's result is
+        kept by all). A resumed run fits again, since a frozen teacher copies the classifier
+        before the checkpoint is loaded, and reports the accuracies it logged the first time."""
+        logged = [r for r in self.metrics_log.records() if r.get("kind") == STAGE1_KIND] if resume else []
+        result = run_stage1(self, measure=self.ctx.is_main and not logged, note=self.say)
+        if self.ctx.enabled:
+            weight = self.ctx.broadcast_object(self.model.classifier.weight.detach().cpu())
+            with torch.no_grad():
+                self.model.classifier.weight.copy_(weight.to(self.device))
+        if logged:
+            result.accuracy = {split: (logged[0].get(split) or {}).get("accuracy") for split in ("val", "test")}
+        self.say(result.describe())
+        return result
+
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> Path:
         s = self.state
@@ -435,6 +455,8 @@ class Trainer:
                                     "supervision": self.tc.supervision,
                                     **({"pseudo_labels": self.pseudo.summary} if self.pseudo is not None else {}),
                                     **{f"{k}_init": v for k, v in self.nga_init.items()}})
+        if not self.resume and self.stage1 is not None:
+            self.metrics_log.write(self.stage1.record())
         self.run_state.start(epoch=self.start_epoch + 1, step=self.start_step, steps_per_epoch=self.steps_per_epoch,
                              global_step=s.global_step, total_steps=s.total_steps)
         self._callbacks("on_train_start")
@@ -695,7 +717,8 @@ class Trainer:
                "checkpoint": "best", "classnames": self.data.classnames, "sizes": self.data.sizes(),
                "targets": "distributions" if self.has_dist else "labels only",
                "state": state.to_dict(), "partial": state.partial,
-               "parameters": self.model.parameter_report(), "val": val, "test": test,
+               "parameters": self.model.parameter_report(),
+               "stage1": self.stage1.block() if self.stage1 is not None else None, "val": val, "test": test,
                "supervision": self.tc.supervision}
         if self.pseudo is not None:
             out["selection"] = self.pseudo.selection
