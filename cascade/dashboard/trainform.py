@@ -1,16 +1,23 @@
 """What the Train page's form asks for, and the :class:`RunConfig` it becomes."""
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..descriptions import parse_descriptions
+from ..fileio import atomic_write_bytes
 from .runs import sanitize_run_name
 
 TRAIN_PRESETS = ("b32-4stage", "b16-3stage", "shallow", "vpt-deep")
 TRAIN_METHODS = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion", "shallow", "vpt-deep",
                  "zeroshot", "linear-probe")
+CLASSIFIER_INITS = ("templates", "descriptions", "shots")
+DESCRIPTION_TYPES = ["json", "csv", "tsv"]
 
 
 @dataclass
@@ -35,6 +42,10 @@ class TrainRequest:
     lr_classifier: float = 3e-3
     batch_size: int = 32
     seed: int = 0
+    # stage 1 (the run config's classifier section)
+    classifier_init: str = "templates"
+    descriptions: str = ""               # a descriptions file; empty: the shipped sentences
+    shots: int = 4
 
 
 def default_run_name(method: str = "cascade") -> str:
@@ -69,11 +80,35 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
             "log_every_steps": 1,
         },
         "run": {"name": name, "runs_dir": str(runs_dir)},
+        "classifier": {"init": req.classifier_init, "descriptions": req.descriptions.strip() or None,
+                       "shots": int(req.shots)},
     }
     if req.epochs_warmup + req.epochs_unfreeze + req.epochs_global < 1 and req.method not in ("zeroshot",
                                                                                             "linear-probe"):
         raise ConfigError("train.epochs: at least one epoch in total")
-    return validate_run_config(raw)
+    cfg = validate_run_config(raw)
+    if cfg.classifier.init == "descriptions" and cfg.classifier.descriptions:
+        from ..descriptions import read_descriptions
+        read_descriptions(cfg.classifier.descriptions)   # a bad file is reported now, not by the worker
+    return cfg
+
+
+def save_descriptions_upload(name: str, data: bytes, folder: str | os.PathLike) -> Path:
+    """Check an uploaded descriptions file and store it under ``folder`` (named by its content,
+    so runs that used it keep finding it); raises :class:`cascade.descriptions.DescriptionsError`
+    naming the line of a malformed file."""
+    suffix = Path(name or "").suffix.lower()
+    if suffix.lstrip(".") not in DESCRIPTION_TYPES:
+        raise ValueError(f"descriptions: {name!r} is not a .json, .csv or .tsv file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"descriptions: {name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    found = parse_descriptions(text, name, suffix.lstrip("."))
+    if not found:
+        raise ValueError(f"descriptions: {name} holds no classes")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    return atomic_write_bytes(Path(folder) / f"{digest}-{sanitize_run_name(Path(name).stem)}{suffix}", data)
 
 
 # ---- which fields apply, and what each does ------------------------------------------------
@@ -116,6 +151,19 @@ FIELD_HELP: dict[str, str] = {
     "lr_classifier": "Learning rate of the shared classifier (initialised from CLIP's text embeddings).",
     "batch_size": "Images per optimiser step (also 2× this per evaluation batch).",
     "seed": "Seeds prompt initialisation, data order and augmentation; the split has its own seed.",
+    "classifier_init": "Stage 1, how the shared classifier starts before any image trains it. templates: CLIP text "
+                       "embeddings of prompts around each class name (zero-shot). descriptions: a classifier "
+                       "trained on text embeddings of many sentences per class plus those prompts (LaFTer's "
+                       "stage 1: 500 full-batch steps, noise 0.1, label smoothing 0.1). shots: a probe fitted on a "
+                       "few labelled training images per class. The run reports the result's accuracy on frozen "
+                       "CLIP image embeddings (eval.json stage1).",
+    "descriptions": "A descriptions file on the machine running the dashboard: JSON {\"class\": [\"sentence\", "
+                    "...]} (LaFTer's format) or CSV/TSV with the columns class and sentence. Empty: the sentences "
+                    "shipped with cascade for Emotion6, Mikels' eight emotions and FER+.",
+    "descriptions_upload": "Or upload the file (.json, .csv, .tsv); it is checked now and kept in the runs "
+                           "folder's .descriptions/. An upload wins over the path.",
+    "shots": "Labelled training images per class the probe is fitted on, drawn at random per class with the "
+             "run's seed (fewer when a class has fewer).",
 }
 
 
@@ -129,8 +177,9 @@ def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
     return [list(range(lo, hi + 1)) for lo, hi in cfg.stage_ranges()]
 
 
-def visible_fields(method: str, preset: str, data_kind: str, custom: str = "") -> set[str]:
-    """The form fields that mean something for this method, preset and data source.
+def visible_fields(method: str, preset: str, data_kind: str, custom: str = "",
+                   classifier_init: str = "templates") -> set[str]:
+    """The form fields that mean something for this method, preset, data source and stage-1 init.
 
     σ fields appear only when some stage has several blocks and NGA is on (``cascade-no-nga``
     takes each stage's last block; a one-block stage's weight is 1 whatever σ); λ's learning
@@ -138,6 +187,10 @@ def visible_fields(method: str, preset: str, data_kind: str, custom: str = "") -
     """
     out = set(ALWAYS)
     out.add("synthetic_size" if data_kind == "synthetic" else "data_path")
+    if method != "linear-probe":        # the probe has its own head: no shared classifier
+        out.add("classifier_init")
+        out.update({"descriptions": ("descriptions", "descriptions_upload"), "shots": ("shots",)}
+                   .get(classifier_init, ()))
     if method in ("zeroshot", "linear-probe"):
         return out
     out.update(TRAINING)

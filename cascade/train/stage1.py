@@ -78,6 +78,17 @@ class Stage1:
         return f"stage 1: classifier from {self.init}{src}{fit}; on frozen CLIP image embeddings: {acc}"
 
 
+def block_summary(block: dict[str, Any]) -> str:
+    """One sentence on an ``eval.json`` ``stage1`` block, for reports."""
+    accs = []
+    for split in ("val", "test"):
+        acc = (block.get(split) or {}).get("accuracy")
+        accs.append(f"{split} {acc:.3f}" if isinstance(acc, (int, float)) else f"{split} n/a (no labels)")
+    src = f" ({block['source']})" if block.get("source") else ""
+    return (f"Stage 1: classifier from {block.get('init', '?')}{src}; its accuracy on frozen CLIP image embeddings "
+            f"before stage 2: {', '.join(accs)}.")
+
+
 def recipe_of(config) -> FitRecipe:
     """The fit recipe of a run's ``classifier`` section."""
     c = config.classifier

@@ -109,3 +109,29 @@ def test_accuracy_counts_labelled_items_only():
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     assert classifier_accuracy(clf, feats, torch.tensor([0, 0, -1])) == 0.5
     assert classifier_accuracy(clf, feats, torch.tensor([-1, -1, -1])) is None
+
+
+class CrashAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.global_step == self.step:
+            raise RuntimeError("injected failure")
+
+
+def test_a_resumed_descriptions_run_matches_the_uninterrupted_one(tmp_path):
+    from .helpers import tiny_config
+
+    def config(name):
+        return tiny_config(tmp_path, "classifier.init=descriptions", "train.save_every_steps=2",
+                           f"run.name={name}")
+
+    reference = train(config("ref"), quiet=True)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train(config("crash"), callbacks=[CrashAt(9)], quiet=True)
+    resumed = train(resume=tmp_path / "crash", quiet=True)
+    a, b = read_json(reference / EVAL), read_json(resumed / EVAL)
+    assert a["stage1"] == b["stage1"] and a["stage1"]["source"] == "shipped:emotion6+neutral"
+    assert a["test"] == b["test"]
+    assert len(_records(resumed, KIND)) == 1
