@@ -171,7 +171,10 @@ def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[
 
 def _is_unlabelled(table: Table, split: str | None, num_tables: int, cfg: DataConfig) -> bool:
     """The train file of a per-split mapping may carry no labels at all (label-free training)."""
-    if split != "train" or num_tables < 2 or _label_column(table, cfg.manifest) is not None:
+    if split != "train" or num_tables < 2:
+        return False
+    label = cfg.manifest.label_column
+    if isinstance(label, int) or (label is not None and table.has(label)):
         return False
     named = cfg.manifest.distribution_columns or cfg.classes or []
     return not any(table.has(c) for c in named)

@@ -145,8 +145,10 @@ def apply_phase(model, names: set[str]) -> dict[str, int]:
         if on:
             g = model.group_of(n)
             counts[g] = counts.get(g, 0) + p.numel()
-    for p in model.visual.parameters():
-        p.requires_grad_(False)
+    trained = getattr(model, "trained_visual", set())     # the backbone's own that train (set above)
+    for n, p in model.visual.named_parameters():
+        if f"visual.{n}" not in trained:
+            p.requires_grad_(False)
     return counts
 
 
