@@ -20,6 +20,7 @@ from typing import Any, Callable
 from cascade.dashboard.runs import read_json
 from cascade.metrics import mean_std
 from cascade.train.predictions import predictions_path
+from cascade.train.pseudo import report_summary as pseudo_summary
 from cascade.train.stage1 import block_summary as stage1_summary
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "register", "report_ablation", "report_run"]
@@ -135,6 +136,8 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rep.notes.append(f"Partial run ({label}): its metrics describe a run that did not train to its end.")
     if isinstance(report.get("stage1"), dict):
         rep.notes.append(stage1_summary(report["stage1"]))
+    if report.get("supervision") == "pseudo":
+        rep.notes.append(pseudo_summary(report))
     paper = column
     p = read_progress(run_dir)
 

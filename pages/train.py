@@ -16,7 +16,7 @@ from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.progress import read_progress
 from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, CLASSIFIER_INITS, DESCRIPTION_TYPES, FIELD_HELP,
-                                        TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config,
+                                        SUPERVISIONS, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config,
                                         default_run_name, save_descriptions_upload, visible_fields)
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
@@ -53,11 +53,13 @@ preset = c2.selectbox("Preset", [*TRAIN_PRESETS, "custom"], index=0, key="train_
 kinds = list(SOURCE_LABELS)
 data_kind = c3.selectbox("Data source", kinds, index=kinds.index(ss.get("sb_data_kind", "synthetic")),
                          format_func=SOURCE_LABELS.get, key="train_data_kind", help=HELP["data_kind"])
-s1, _ = st.columns([1, 2])
+s1, s2, _ = st.columns(3)
 classifier_init = s1.selectbox("Stage 1: classifier from", CLASSIFIER_INITS, index=0, key="train_classifier_init",
                                help=HELP["classifier_init"], disabled=method == "linear-probe")
 custom = ss.setdefault("train_custom_stages", "1-4,5-8,9-11,12")
-show = visible_fields(method, preset, data_kind, custom, classifier_init=classifier_init)
+supervision = s2.selectbox("Stage 2: supervision", SUPERVISIONS, index=0, key="train_supervision",
+                           help=HELP["supervision"], disabled=method in ("zeroshot", "linear-probe"))
+show = visible_fields(method, preset, data_kind, custom, classifier_init=classifier_init, supervision=supervision)
 if method not in CASCADE_FAMILY:
     st.caption(f"`{method}` uses its own stages and prompt tokens; fields that do not apply to it are hidden.")
 
@@ -118,6 +120,11 @@ with st.form("train_form"):
         if "shots" in show:
             values["shots"] = d1.number_input("Labelled images per class", 1, 10000, defaults.shots,
                                               help=HELP["shots"])
+    if "pseudo_threshold" in show:
+        st.markdown("**Stage 2: label-free**")
+        values["pseudo_threshold"] = st.columns(3)[0].number_input(
+            "Pseudo-label confidence threshold", 0.0, 0.99, defaults.pseudo_threshold, format="%.2f",
+            help=HELP["pseudo_threshold"])
     st.markdown("**Batches**")
     b1, b2, _ = st.columns([1, 1, 3])
     batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size, help=HELP["batch_size"])
@@ -133,7 +140,8 @@ if start:
             fields["descriptions"] = str(save_descriptions_upload(upload.name, upload.getvalue(),
                                                                   ctx.runs_dir / ".descriptions"))
         req = TrainRequest(name=name, method=method, preset=custom if preset == "custom" else preset,
-                           batch_size=int(batch_size), seed=int(seed), classifier_init=classifier_init, **fields)
+                           batch_size=int(batch_size), seed=int(seed), classifier_init=classifier_init,
+                           supervision=supervision if "supervision" in show else "labels", **fields)
         cfg = build_run_config(req, model_name=choice.model_name, pretrained=choice.pretrained,
                                backbone_seed=choice.seed, data_config=data_config, runs_dir=str(ctx.runs_dir),
                                device=ctx.device)

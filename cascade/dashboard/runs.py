@@ -126,6 +126,7 @@ class RunSummary:
     test_stages: list[dict[str, float | None]] = field(default_factory=list)
     classifier_init: str = "templates"     # stage 1 (config classifier.init); runs before it had templates
     stage1_test: float | None = None       # stage 1's test accuracy on frozen CLIP embeddings
+    supervision: str = "labels"             # stage 2 (config train.supervision); runs before it had labels
     checkpoints: list[str] = field(default_factory=list)
     tuned_on_test: list[str] = field(default_factory=list)   # checkpoints whose σ was chosen on test
     modified: float = 0.0
@@ -151,6 +152,7 @@ class RunSummary:
             "flags": f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else "",
             "method": self.method, "stages": self.stages, "backbone": self.backbone, "data": self.data,
             "stage 1": self.classifier_init, "stage 1 test accuracy": self.stage1_test,
+            "supervision": self.supervision,
             "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
             "best epoch": self.best_epoch,
             "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else "",
@@ -189,6 +191,7 @@ def summarize_run(path: Path) -> RunSummary:
         except (TypeError, ValueError):
             s.epochs_total = None
         s.select_metric = (cfg.get("train") or {}).get("select_metric")
+        s.supervision = str((cfg.get("train") or {}).get("supervision") or "labels")
         s.classifier_init = str((cfg.get("classifier") or {}).get("init") or "templates")
     records = read_metrics(path / "metrics.jsonl")
     evals = [r for r in records if r.get("kind") == "eval" and r.get("split", "val") == "val"]

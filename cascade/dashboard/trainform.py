@@ -17,6 +17,7 @@ TRAIN_PRESETS = ("b32-4stage", "b16-3stage", "shallow", "vpt-deep")
 TRAIN_METHODS = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion", "shallow", "vpt-deep",
                  "zeroshot", "linear-probe")
 CLASSIFIER_INITS = ("templates", "descriptions", "shots")
+SUPERVISIONS = ("labels", "pseudo")
 DESCRIPTION_TYPES = ["json", "csv", "tsv"]
 
 
@@ -46,6 +47,9 @@ class TrainRequest:
     classifier_init: str = "templates"
     descriptions: str = ""               # a descriptions file; empty: the shipped sentences
     shots: int = 4
+    # stage 2 (train.supervision and train.pseudo)
+    supervision: str = "labels"
+    pseudo_threshold: float = 0.0
 
 
 def default_run_name(method: str = "cascade") -> str:
@@ -76,6 +80,8 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
                    "heads": float(req.lr_heads), "classifier": float(req.lr_classifier)},
             "loss": {"lambda_dist": float(req.lambda_dist), "alpha": float(req.alpha)},
             "seed": int(req.seed),
+            "supervision": req.supervision,
+            "pseudo": {"threshold": float(req.pseudo_threshold)},
             "device": device if device in ("cpu", "cuda") else "auto",
             "log_every_steps": 1,
         },
@@ -164,6 +170,13 @@ FIELD_HELP: dict[str, str] = {
                            "folder's .descriptions/. An upload wins over the path.",
     "shots": "Labelled training images per class the probe is fitted on, drawn at random per class with the "
              "run's seed (fewer when a class has fewer).",
+    "supervision": "Stage 2, what the images train on. labels: the training labels (and vote distributions). "
+                   "pseudo: label-free, as LaFTer: a teacher, frozen CLIP with a frozen copy of the stage-1 "
+                   "classifier, labels each training image from its plain view, and the model learns that label "
+                   "from a strongly augmented view; training labels are never read (the data may have none). "
+                   "LaFTer itself is the shallow method with pseudo.",
+    "pseudo_threshold": "Drop pseudo-labels whose teacher confidence (top softmax probability) is below this; "
+                        "0 keeps all, as LaFTer. The share kept is logged.",
 }
 
 
@@ -178,8 +191,9 @@ def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
 
 
 def visible_fields(method: str, preset: str, data_kind: str, custom: str = "",
-                   classifier_init: str = "templates") -> set[str]:
-    """The form fields that mean something for this method, preset, data source and stage-1 init.
+                   classifier_init: str = "templates", supervision: str = "labels") -> set[str]:
+    """The form fields that mean something for this method, preset, data source, stage-1 init
+    and stage-2 supervision.
 
     σ fields appear only when some stage has several blocks and NGA is on (``cascade-no-nga``
     takes each stage's last block; a one-block stage's weight is 1 whatever σ); λ's learning
@@ -194,6 +208,9 @@ def visible_fields(method: str, preset: str, data_kind: str, custom: str = "",
     if method in ("zeroshot", "linear-probe"):
         return out
     out.update(TRAINING)
+    out.add("supervision")
+    if supervision == "pseudo":
+        out.add("pseudo_threshold")
     if method not in CASCADE_FAMILY:
         return out        # shallow, vpt-deep: their preset fixes stages and tokens
     out.update({"preset", "prompt_tokens"})

@@ -194,3 +194,19 @@ class PseudoSupervision:
         if "accuracy" in self.summary:
             out["pseudo_accuracy"] = self.summary["accuracy"]
         return out
+
+
+def report_summary(report: dict[str, Any]) -> str:
+    """One sentence for a run report: a label-free run, its pseudo-labels and its selection."""
+    pl = report.get("pseudo_labels") or {}
+    kept = pl.get("kept")
+    acc = pl.get("accuracy")
+    parts = ["Label-free stage 2: trained on the pseudo-labels of a frozen teacher (the stage-1 classifier on "
+             "frozen CLIP), never on the training labels"]
+    if kept is not None:
+        parts.append(f"{kept:.1%} of {pl.get('items')} training images kept at confidence threshold "
+                     f"{pl.get('threshold', 0):g}")
+    if acc is not None:
+        parts.append(f"pseudo-labels {acc:.3f} accurate against the training labels (diagnosis only)")
+    parts.append(f"model selection: {report.get('selection') or SELECTED_ON_VAL}")
+    return "; ".join(parts) + "."
