@@ -144,7 +144,7 @@ class Trainer:
         self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
         unlabelled = self.data.index.unlabelled(self.data.splits["train"])
-        if unlabelled and tc.supervision == "labels" and self.method.trains:
+        if unlabelled and tc.supervision == "labels" and (self.method.trains or self.method.linear_probe):
             raise ValueError(f"train.supervision: labels trains on labels, but {unlabelled} of "
                              f"{len(self.data.splits['train'])} training items have none; set "
                              "train.supervision: pseudo for label-free training")

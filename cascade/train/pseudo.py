@@ -66,6 +66,16 @@ class PseudoLabels:
         return out
 
 
+@torch.no_grad()
+def label_features(teacher, features: np.ndarray, threshold: float) -> PseudoLabels:
+    """The teacher's pseudo-labels for frozen CLIP image embeddings ``[N, E]`` (the linear
+    probe's label-free fit)."""
+    w = teacher.weight
+    probs = teacher(torch.as_tensor(features, dtype=torch.float32, device=w.device)).float().softmax(-1).cpu()
+    top, arg = probs.max(-1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    return PseudoLabels(arg, top, threshold)
+
+
 def teacher_classifier(model) -> torch.nn.Module:
     """A frozen copy of the model's classifier as it is now (after stage 1)."""
     teacher = copy.deepcopy(model.classifier)

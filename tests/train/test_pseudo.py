@@ -138,3 +138,17 @@ def test_visual_layernorms_train_and_reload(photos, tmp_path):
     assert ev["parameters"]["backbone_trainable"] == sum(v.numel() for k, v in state.items() if k in ln)
     res = evaluate_run(run, "test", write=False)
     assert res["metrics"]["fused"]["accuracy"] == pytest.approx(ev["test"]["fused"]["accuracy"])
+
+
+def test_every_method_runs_label_free_in_an_ablation(photos, tmp_path):
+    # What `cascade ablate --set train.supervision=pseudo` runs: each method on a training file
+    # without labels; the probe fits on the teacher's pseudo-labels.
+    from cascade.train.ablate import run_ablation
+
+    base = _config(photos, tmp_path, "base", train_file="pool.csv", augment=True, input_pipeline="cpu")
+    result = run_ablation(base, "zeroshot,linear-probe,shallow", seeds=[0], out_dir=tmp_path / "abl", quiet=True)
+    assert {r["method"] for r in result.rows} == {"zeroshot", "linear-probe", "shallow"}
+    for method in ("linear-probe", "shallow"):
+        ev = _eval(tmp_path / "abl" / "runs" / f"{method}-seed0")
+        assert ev["supervision"] == "pseudo" and ev["selection"] == SELECTED_ON_VAL
+        assert ev["pseudo_labels"]["items"] == 18 and ev["test"]["num_samples"] == 9
