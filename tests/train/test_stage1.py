@@ -14,7 +14,7 @@ from cascade.train import load_run_config, train
 from cascade.train.runfolder import EVAL, METRICS, read_json
 from cascade.train.stage1 import KIND, classifier_accuracy, draw_shots
 
-from .helpers import REPO
+from .helpers import REPO, CrashAt, tiny_config
 
 TINY = REPO / "configs" / "synthetic-tiny.yaml"
 ONE_EPOCH = ["train.epochs.unfreeze=0", "train.epochs.global=0"]
@@ -111,18 +111,7 @@ def test_accuracy_counts_labelled_items_only():
     assert classifier_accuracy(clf, feats, torch.tensor([-1, -1, -1])) is None
 
 
-class CrashAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state):
-        if state.global_step == self.step:
-            raise RuntimeError("injected failure")
-
-
 def test_a_resumed_descriptions_run_matches_the_uninterrupted_one(tmp_path):
-    from .helpers import tiny_config
-
     def config(name):
         return tiny_config(tmp_path, "classifier.init=descriptions", "train.save_every_steps=2",
                            f"run.name={name}")
