@@ -11,6 +11,7 @@ from cascade.dashboard.datasets import make_data_config
 from cascade.dashboard.runs import list_runs
 from cascade.dashboard.trainform import TrainRequest, build_run_config, save_descriptions_upload, visible_fields
 from cascade.descriptions import DescriptionsError, read_descriptions
+from cascade.train.runfolder import CONFIG, EVAL
 
 
 def _build(tmp_path, **kw):
@@ -71,11 +72,11 @@ def test_runs_table_shows_the_stage1_init_and_transfer(tmp_path):
         cfg = {"method": "linear-probe" if name == "probe" else "cascade"}
         if init:
             cfg["classifier"] = {"init": init}
-        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (d / CONFIG).write_text(yaml.safe_dump(cfg))
         report = {"method": cfg["method"], "val": {}, "test": {}}
         if stage1 is not None:
             report["stage1"] = None if stage1 == "null" else stage1
-        (d / "eval.json").write_text(json.dumps(report))
+        (d / EVAL).write_text(json.dumps(report))
     rows = {r.name: r.row() for r in list_runs(tmp_path)}
     assert (rows["new"]["stage 1"], rows["new"]["stage 1 test accuracy"]) == ("shots", 0.375)
     assert (rows["old"]["stage 1"], rows["old"]["stage 1 test accuracy"]) == ("templates", None)
