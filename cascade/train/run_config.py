@@ -286,11 +286,11 @@ class ClassifierConfig(_Strict):
     descriptions: str | None = Field(
         None, description="JSON {class: [sentence, ...]} or CSV/TSV with class and sentence columns; null: the "
                           "sentences shipped for the run's classes")
-    noise_std: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the normalised text "
-                                                     "embeddings at every step")
-    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the text-training loss")
-    lr: float = Field(5e-4, gt=0, description="AdamW learning rate of the text training")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of the text training")
+    noise_std: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the normalised embeddings "
+                                                     "(texts, or the shots' images) at every step of stage 1")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of stage 1's loss")
+    lr: float = Field(5e-4, gt=0, description="AdamW learning rate of stage 1 (stage 2's is train.lr.classifier)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of stage 1")
     steps: int = Field(500, ge=1, description="full-batch steps of the text training (or of the k-shot probe)")
     shots: int = Field(4, ge=1, description="labelled training images per class for init: shots")
     seed: int | None = Field(None, description="seed of the noise and of the shot selection; null: train.seed")
