@@ -209,8 +209,9 @@ class Trainer:
                 src.to(self.cache_device)
             self.cache_bytes = nbytes
 
-        # ---- stage 1: the shared classifier before any prompted image (classifier.init)
-        self.stage1 = None if self.method.linear_probe else self._stage1(resume)
+        # ---- stage 1: the shared classifier before any prompted image (classifier.init); the
+        # linear probe has its own head and needs it only as the label-free teacher
+        self.stage1 = None if self.method.linear_probe and tc.supervision != "pseudo" else self._stage1(resume)
 
         # ---- label-free training: the teacher labels every training image once
         self.pseudo = PseudoSupervision(self) if tc.supervision == "pseudo" and self.method.trains \

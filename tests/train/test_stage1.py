@@ -124,3 +124,15 @@ def test_a_resumed_descriptions_run_matches_the_uninterrupted_one(tmp_path):
     assert a["stage1"] == b["stage1"] and a["stage1"]["source"] == "shipped:emotion6+neutral"
     assert a["test"] == b["test"]
     assert len(_records(resumed, KIND)) == 1
+
+
+def test_a_label_free_linear_probe_learns_from_the_stage1_teacher(tmp_path):
+    def probe(init):
+        cfg = load_run_config(TINY, ["method=linear-probe", "train.supervision=pseudo", f"classifier.init={init}",
+                                     f"run.runs_dir={tmp_path}", f"run.name={init}"])
+        return read_json(train(cfg, quiet=True) / EVAL)
+
+    shots, templates = probe("shots"), probe("templates")
+    assert shots["stage1"]["init"] == "shots" and templates["stage1"]["init"] == "templates"
+    # the teacher's pseudo-labels are the stage-1 classifier's, so its init changes what the probe learns
+    assert shots["pseudo_labels"]["accuracy"] > templates["pseudo_labels"]["accuracy"]
