@@ -61,7 +61,7 @@ def bench_lafter(*, quick: bool = False, seeds=SEEDS, overrides: dict[str, Any] 
                            f"selected on labelled val)"}
     mean = float(np.mean(gains))
     rows["mean"] = {"gain": mean, "target": GAIN_TARGET, "pass": mean >= GAIN_TARGET,
-                    "summary": f"mean gain {mean:+.3f} over seeds {', '.join(map(str, seeds))} (target ≥ "
+                    "summary": f"{mean:+.3f} averaged over seeds {', '.join(map(str, seeds))} (target ≥ "
                                f"+{GAIN_TARGET:.2f}: {'pass' if mean >= GAIN_TARGET else 'FAIL'}); synthetic faces, "
                                "cascade-tiny with RANDOM weights" + (", quick (shortened)" if quick else "")}
     return rows
