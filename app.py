@@ -1,8 +1,9 @@
 """The cascade dashboard: ``streamlit run app.py``.
 
-Navigation only; every page is a thin view in ``pages/`` over :mod:`cascade.dashboard`
-and :mod:`analysis`, and starts with ``pages._shared.context()`` (sidebar: model, data,
-runs folder; the demo-mode banner).
+Navigation, the sidebar (model, data, runs folder) and the demo-mode banner, drawn here
+once per run before the open page runs. Every page is a thin view in ``pages/`` over
+:mod:`cascade.dashboard` and (through ``pages/_analysis.py``) :mod:`analysis`, and reads
+the sidebar's choices with ``pages._shared.context()``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ if str(ROOT) not in sys.path:  # `pages._shared` and the packages, however the a
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+
+from pages._shared import demo_banner, render_sidebar  # noqa: E402
 
 # A local file: a ":material/..." icon would make the browser fetch the favicon from a font host.
 st.set_page_config(page_title="cascade · CLIP emotion prompts", page_icon=str(ROOT / "assets" / "favicon.png"),
@@ -32,4 +35,5 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES, position="sidebar", expanded=True)
+demo_banner(render_sidebar(), page.url_path)
 page.run()

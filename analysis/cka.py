@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, Union
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -486,8 +487,6 @@ class MinibatchCKA:
         summed totals again.  With the NCCL backend the packed buffer travels
         through the current CUDA device.
         """
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return self
         counts = torch.tensor([self.num_batches, self.num_samples], dtype=torch.float64, device=self._acc_device)

@@ -19,7 +19,6 @@ alignment lost), and its threshold applies to that.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -35,6 +34,7 @@ import torch
 from analysis.cka import DEFAULT_BATCH_SIZE, cka_matrix
 from cascade.fileio import to_json
 from cascade.model import stage_names
+from cascade.runfolder import DRIFT, METRICS, checkpoint_path, is_model_checkpoint, iter_checkpoints, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ __all__ = [
 REMEDIES = ("raise σ for this stage (NGA then averages more of its blocks, e.g. via the σ slider or "
             "`cascade sigma-sweep`), or turn on the distillation term (train.loss.distill > 0) that pulls "
             "e_s towards frozen CLIP's embedding")
-DRIFT_LOG = "drift.jsonl"
 
 
 # ---------------------------------------------------------------------------
@@ -449,7 +448,7 @@ class DriftMonitor:
             return
         path = self.log_path
         if path is None and state is not None and getattr(state, "run_dir", None) is not None:
-            path = Path(state.run_dir) / DRIFT_LOG
+            path = Path(state.run_dir) / DRIFT
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,13 +489,12 @@ class ConfiguredDriftMonitor(DriftMonitor):
         self._ready = False
 
     def on_train_start(self, state: Any) -> None:
-        from cascade.data import EmotionDataset, eval_transform
-        from cascade.train.data import backbone_normalisation
+        from cascade.data import EmotionDataset
+        from cascade.data.transforms import eval_transform_for
 
         bundle = state.data
         split = "val" if bundle.splits.get("val") else "train"
-        size, mean, std = backbone_normalisation(state.model)
-        dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform(size, mean, std),
+        dataset = EmotionDataset(bundle.index, bundle.splits[split], transform=eval_transform_for(state.model),
                                  max_pixels=bundle.config.max_image_pixels)
         super().__init__(probe_batch(dataset, n=self.cfg.probe_size, seed=state.config.train.seed),
                          every_k_steps=self.cfg.every_k_steps, threshold=self.cfg.threshold,
@@ -533,21 +531,6 @@ def _epoch1(state: Any) -> int | None:
 # ---------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a half-written last line
-    return out
-
-
 def drift_from_logs(run_dir: str | os.PathLike):
     """Drift records the monitor logged (metrics.jsonl and drift.jsonl), long format.
 
@@ -560,8 +543,8 @@ def drift_from_logs(run_dir: str | os.PathLike):
     run_dir = Path(run_dir)
     rows = []
     seen = set()
-    for path in (run_dir / "metrics.jsonl", run_dir / DRIFT_LOG):
-        for rec in _read_jsonl(path):
+    for path in (run_dir / METRICS, run_dir / DRIFT):
+        for rec in read_jsonl(path):
             if rec.get("kind") != "drift":
                 continue
             key = (rec.get("global_step"), rec.get("time"))
@@ -594,12 +577,11 @@ def drift_over_checkpoints(run_dir: str | os.PathLike, split: str = "val", *, ch
     """
     import pandas as pd
 
-    from analysis.features import LoadedRun, frozen_final_embedding, iter_checkpoints, load_run, run_features
+    from analysis.features import LoadedRun, frozen_final_embedding, load_run, run_features
     from cascade.checkpoint import load_into, read_meta
 
-    run = load_run(run_dir, checkpoint="last" if (Path(run_dir) / "checkpoints" / "last.safetensors").is_file()
-                   else "best", device=device)
-    paths = ([Path(p) for p in checkpoints if ".train" not in Path(p).name] if checkpoints is not None
+    run = load_run(run_dir, checkpoint="last" if checkpoint_path(run_dir, "last").is_file() else "best", device=device)
+    paths = ([Path(p) for p in checkpoints if is_model_checkpoint(p)] if checkpoints is not None
              else iter_checkpoints(run_dir))
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")

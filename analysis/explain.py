@@ -51,7 +51,6 @@ __all__ = [
     "Explained",
     "Relevance",
     "SCORES",
-    "explain_grid",
     "explained_score",
     "explain_images",
     "relevance_npz_bytes",
@@ -343,7 +342,7 @@ class Explained:
 
 def to_display(x: torch.Tensor, model) -> np.ndarray:
     """Preprocessed images [B, 3, H, W] back to uint8 RGB [B, H, W, 3] (the model's crop of each)."""
-    from cascade.train.data import backbone_normalisation
+    from cascade.data.transforms import backbone_normalisation
 
     _, mean, std = backbone_normalisation(model)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -359,9 +358,10 @@ def explain_images(model, images: Sequence[Any], target: TargetSpec = None, *, s
     Inputs that cannot be read are skipped and listed in ``failed``; if none can be
     read, ``ValueError`` lists why.
     """
-    from cascade.predict import prepare_images, preprocess_for
+    from cascade.data.transforms import eval_transform_for
+    from cascade.predict import prepare_images
 
-    ready, failed = prepare_images(images, preprocess_for(model))
+    ready, failed = prepare_images(images, eval_transform_for(model))
     messages = [r["error"] for _, r in failed]
     if not ready:
         raise ValueError("no image could be read: " + "; ".join(messages) if messages else "no images given")
@@ -425,20 +425,3 @@ def val_images(run, n: int = 4, split: str = "val") -> list[tuple[str, Any]]:
         depth += 1
     keys = run.index.keys
     return [(keys[i], run.index.load_image(i, max_pixels=run.config.data.max_image_pixels)) for i in chosen]
-
-
-def explain_grid(run, images: Sequence[Any] | int = 4, target: TargetSpec = None, *, checkpoint: str = "best",
-                 device: str = "cpu", split: str = "val", score: str = "centered", opacity: float = 0.5,
-                 paper: bool | str = "double"):
-    """The explanation grid of a run: ``(figure, explained)``.
-
-    ``run``: a run folder or an :class:`analysis.features.LoadedRun`; ``images``: inputs as
-    for :func:`explain_images`, or a number of ``split`` images (:func:`val_images`).
-    """
-    from analysis.explain_figure import explanation_grid
-    from analysis.features import LoadedRun, load_run
-
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device)
-    items = val_images(loaded, images, split) if isinstance(images, int) else images
-    explained = explain_images(loaded.model, items, target, score=score)
-    return explanation_grid(explained, opacity=opacity, paper=paper), explained

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
+from plotly.colors import sample_colorscale, unlabel_rgb
 
-from analysis.explain import upsample
+from analysis.explain import TargetSpec, explain_images, upsample, val_images
+from analysis.features import LoadedRun, load_run
+from analysis.style import (FONT_FAMILY, FONT_SIZE_PT, TICK_FONT_SIZE_PT, apply_paper_style, column_width_px,
+                            pt_to_px)
 
-__all__ = ["colour_lut", "explanation_grid", "map_caption", "overlay", "overlay_row"]
+__all__ = ["colour_lut", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
 
 DEFAULT_COLORSCALE = "Turbo"
 CELL_PX = 150          # on screen; a paper figure divides the column width among the cells
@@ -26,8 +32,6 @@ CELL_PX = 150          # on screen; a paper figure divides the column width amon
 @lru_cache(maxsize=8)
 def colour_lut(colorscale: str = DEFAULT_COLORSCALE) -> np.ndarray:
     """A plotly colour scale as a [256, 3] uint8 lookup table."""
-    from plotly.colors import sample_colorscale, unlabel_rgb
-
     colours = sample_colorscale(colorscale, list(np.linspace(0.0, 1.0, 256)), colortype="rgb")
     return np.array([unlabel_rgb(c) for c in colours], dtype=np.float64).round().clip(0, 255).astype(np.uint8)
 
@@ -89,9 +93,6 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
     the print style of :mod:`analysis.style`. ``note``: a footnote saying what the numbers
     are (and that the backbone has random weights, when it has).
     """
-    from analysis.style import (FONT_FAMILY, FONT_SIZE_PT, TICK_FONT_SIZE_PT, apply_paper_style, column_width_px,
-                                pt_to_px)
-
     rel = explained.relevance
     n_maps, n_img = rel.maps.shape[0], rel.num_images
     cols = n_maps + 1
@@ -159,3 +160,18 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
         fig.update_yaxes(visible=False)
     fig.update_layout(**layout)
     return fig
+
+
+def explain_grid(run, images: Sequence[Any] | int = 4, target: TargetSpec = None, *, checkpoint: str = "best",
+                 device: str = "cpu", split: str = "val", score: str = "centered", opacity: float = 0.5,
+                 paper: bool | str = "double"):
+    """The explanation grid of a run: ``(figure, explained)``.
+
+    ``run``: a run folder or an :class:`analysis.features.LoadedRun`; ``images``: inputs as
+    for :func:`analysis.explain.explain_images`, or a number of ``split`` images
+    (:func:`analysis.explain.val_images`).
+    """
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device)
+    items = val_images(loaded, images, split) if isinstance(images, int) else images
+    explained = explain_images(loaded.model, items, target, score=score)
+    return explanation_grid(explained, opacity=opacity, paper=paper), explained

@@ -29,6 +29,7 @@ import concurrent.futures
 import csv
 import io
 import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
 
 from cascade.fileio import atomic_write_bytes
 
@@ -294,15 +297,11 @@ def figure_title(fig: Any, default: str = "cascade figure") -> str:
     text = title.get("text") if isinstance(title, dict) else title
     if not text:
         return default
-    import re
-
     return re.sub(r"<[^>]+>", " ", str(text)).strip() or default
 
 
 def png_with_dpi(data: bytes, dpi: float) -> bytes:
     """The PNG re-saved with its resolution recorded (``pHYs``), pixels unchanged."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as im:
         im.load()
         out = io.BytesIO()
@@ -312,8 +311,6 @@ def png_with_dpi(data: bytes, dpi: float) -> bytes:
 
 def pdf_with_title(data: bytes, title: str) -> bytes:
     """The PDF with its document title (and creator) set; pages unchanged."""
-    from pypdf import PdfReader, PdfWriter
-
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
     writer.add_metadata({"/Title": title, "/Creator": PDF_CREATOR})
     out = io.BytesIO()

@@ -29,7 +29,8 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 LIMIT_COLOUR = "#7f7f7f"
 
 
-def _colour(i: int) -> str:
+def palette_colour(i: int) -> str:
+    """The ``i``-th series colour of the colour-blind-safe palette (cycling)."""
     return PALETTE[i % len(PALETTE)]
 
 
@@ -42,7 +43,8 @@ def sequential_colours(n: int, scale: str = "Plasma") -> list[str]:
     return sample_colorscale(scale, [0.85 * i / max(1, n - 1) for i in range(n)])
 
 
-def _style(fig: go.Figure, paper: bool | str, height: float | None = None) -> go.Figure:
+def paper_style(fig: go.Figure, paper: bool | str, height: float | None = None) -> go.Figure:
+    """``fig`` in the paper style for a column (``True``: single, or ``"single"``/``"double"``); unchanged if ``paper`` is false."""
     if not paper:
         return fig
     from analysis.style import apply_paper_style
@@ -135,7 +137,7 @@ def cka_heatmap(
     fig.update_yaxes(title_text=y_title, tickmode="array", tickvals=list(range(r)), ticktext=rows,
                      range=[r - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain",
                      showgrid=False, zeroline=False)
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 def cka_color_range(m: np.ndarray, zrange: str = "auto") -> tuple[float, float]:
@@ -201,7 +203,7 @@ def drift_curves(
             part = data[data[series] == name].sort_values(x, kind="stable")
             items.append((name, part[x].to_numpy(), part[y].to_numpy(dtype=np.float64)))
     for i, (name, xs, ys) in enumerate(items):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=str(name), line={"color": _colour(i)},
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=str(name), line={"color": palette_colour(i)},
                                  marker={"size": 5}))
     if threshold is not None:
         fig.add_hline(y=threshold, line={"dash": "dash", "color": "#d62728", "width": 1},
@@ -210,7 +212,7 @@ def drift_curves(
     fig.update_xaxes(title_text="step" if x == "global_step" else x)
     fig.update_yaxes(title_text="1 − CKA (drift)" if y == "drift" else y)
     integer_axis(fig, [v for _, xs, _ in items for v in np.asarray(xs).tolist()])
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 # ---------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def nga_weight_figure(
         fig.update_xaxes(tickmode="array", tickvals=blocks, title_text="block", row=1, col=col)
     fig.update_yaxes(title_text="weight w_l", range=[-0.03, 1.03], row=1, col=1)
     fig.update_layout(title={"text": title} if title else None)
-    fig = _style(fig, paper)
+    fig = paper_style(fig, paper)
     if paper:
         # the panel titles sit above the plot area: keep room for them
         fig.update_layout(margin={"t": max(fig.layout.margin.t or 0, 44 if title else 24)})
@@ -306,13 +308,13 @@ def sigma_sweep_figure(
         if g == "joint":
             name, colour, dash = "all stages (joint)", "black", "dash"
         else:
-            name, colour, dash = f"stage {int(g)} varied", _colour(int(g) - 1), "solid"
+            name, colour, dash = f"stage {int(g)} varied", palette_colour(int(g) - 1), "solid"
         fig.add_trace(go.Scatter(x=part["sigma"], y=part[metric], mode="lines", name=name,
                                  line={"color": colour, "dash": dash}))
     if learned_sigma is not None:
         values = [float(learned_sigma)] if np.isscalar(learned_sigma) else [float(v) for v in learned_sigma]
         for s, v in enumerate(values):
-            colour = _colour(s) if len(values) > 1 else "black"
+            colour = palette_colour(s) if len(values) > 1 else "black"
             label = f"learned σ{s + 1}" if len(values) > 1 else "learned σ"
             # One legend entry for all marks; hovering a mark names its stage.
             fig.add_trace(go.Scatter(x=[v, v], y=[0, 1], xaxis="x", yaxis="y2", mode="lines",
@@ -323,7 +325,7 @@ def sigma_sweep_figure(
     fig.update_xaxes(type="log", title_text="σ")
     fig.update_yaxes(title_text=metric.replace("_", " "))
     fig.update_layout(title={"text": title} if title else None)
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def stage_prediction_bars(
     labels = list(names) if names is not None else [f"stage {s + 1}" for s in range(p.shape[0])]
     fig = go.Figure()
     for s in range(p.shape[0]):
-        fig.add_trace(go.Bar(x=list(classnames), y=p[s], name=labels[s], marker={"color": _colour(s)},
+        fig.add_trace(go.Bar(x=list(classnames), y=p[s], name=labels[s], marker={"color": palette_colour(s)},
                              hovertemplate="%{x}: %{y:.3f}<extra>" + labels[s] + "</extra>"))
     if fused is not None:
         f = _as_array(fused).reshape(-1)
@@ -363,7 +365,7 @@ def stage_prediction_bars(
     fig.update_layout(barmode="group", title={"text": title} if title else None, bargap=0.2)
     fig.update_yaxes(title_text="probability", range=[0, 1])
     fig.update_xaxes(title_text="class")
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 # ---------------------------------------------------------------------------
@@ -412,4 +414,4 @@ def confusion_matrix_figure(
                      range=[c - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain",
                      showgrid=False, zeroline=False)
     fig.update_layout(title={"text": title} if title else None)
-    return _style(fig, paper)
+    return paper_style(fig, paper)

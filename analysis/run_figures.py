@@ -1,7 +1,7 @@
 """Figures of training and of results tables: curves with the phases marked, σ and λ
 trajectories, per-stage bars, ablation bars and the significance plot.
 
-Inputs are the long-format rows of :func:`cascade.dashboard.progress.read_progress`
+Inputs are the long-format rows of :func:`cascade.runfolder.read_progress`
 (loss rows ``step, term, value``; val rows ``step, epoch, metric, value, stage``; σ/λ
 rows ``step, stage, value``; phase rows ``epoch, step, phase, stages``) or tables
 (lists of dicts / DataFrames). Every function returns a ``go.Figure``; ``paper=True``
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.figures import PALETTE, _colour, _style
+from analysis.figures import PALETTE, palette_colour, paper_style
 
 __all__ = [
     "METRIC_LABELS",
@@ -77,13 +77,13 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
         for i, term in enumerate(dict.fromkeys(lo["term"].tolist())):
             part = lo[lo["term"] == term].sort_values("step")
             fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines", name=str(term),
-                                     line={"color": "black" if term == "total" else _colour(i),
+                                     line={"color": "black" if term == "total" else palette_colour(i),
                                                                "width": 2 if term == "total" else 1}),
                           row=1, col=1)
     for j, m in enumerate(shown, start=2):
         part = va[va["metric"] == m].sort_values("step")
         fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines+markers", name=f"val {m}",
-                                 showlegend=False, line={"color": _colour(j - 2)}, marker={"size": 5},
+                                 showlegend=False, line={"color": palette_colour(j - 2)}, marker={"size": 5},
                                  customdata=part["epoch"] if "epoch" in part else None,
                                  hovertemplate="step %{x} (epoch %{customdata})<br>%{y:.4f}<extra></extra>"),
                       row=j, col=1)
@@ -92,7 +92,7 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     mark_phases(fig, phases, rows=list(range(1, len(panels) + 1)))
     fig.update_layout(title={"text": title} if title else None, height=180 + 150 * len(panels))
-    fig = _style(fig, paper, height=None if not paper else 100 + 80 * len(panels))
+    fig = paper_style(fig, paper, height=None if not paper else 100 + 80 * len(panels))
     fig.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.35 / len(panels),
                               "yanchor": "top"})
     return fig
@@ -117,13 +117,13 @@ def sigma_lambda_figure(sigma: Any, fusion: Any, phases: Any = None, *, stage_la
             name = stage_labels[int(k) - 1] if stage_labels and int(k) <= len(stage_labels) else f"stage {int(k)}"
             fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines" if len(part) > 30 else "lines+markers",
                                      name=name, legendgroup=name, showlegend=row == 1,
-                                     line={"color": _colour(int(k) - 1)}, marker={"size": 4}), row=row, col=1)
+                                     line={"color": palette_colour(int(k) - 1)}, marker={"size": 4}), row=row, col=1)
     fig.update_yaxes(title_text="σ", type="log", row=1, col=1)
     fig.update_yaxes(title_text="λ", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     mark_phases(fig, phases, rows=[1, 2])
     fig.update_layout(title={"text": title} if title else None, height=520)
-    return _style(fig, paper, height=None if not paper else 300)
+    return paper_style(fig, paper, height=None if not paper else 300)
 
 
 def _fmt(v: Any) -> str:
@@ -148,13 +148,13 @@ def stage_bars(rows: Any, *, metric: str = "accuracy", group: str = "run", error
         if error and error in part.columns:
             err = {"type": "data", "array": pd.to_numeric(part[error], errors="coerce").fillna(0).tolist(),
                    "thickness": 1, "width": 3}
-        fig.add_trace(go.Bar(x=order, y=values.tolist(), name=str(name), marker={"color": _colour(i)}, error_y=err,
+        fig.add_trace(go.Bar(x=order, y=values.tolist(), name=str(name), marker={"color": palette_colour(i)}, error_y=err,
                              text=[_fmt(v) for v in values], textposition="none",
                              hovertemplate="%{x}: %{text}<extra>" + str(name) + "</extra>"))
     fig.update_layout(barmode="group", bargap=0.2, title={"text": title} if title else None,
                       showlegend=df[group].nunique() > 1 or bool(df[group].iloc[0]))
     fig.update_yaxes(title_text=METRIC_LABELS.get(metric, metric), rangemode="tozero")
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 def ablation_bars(table: Any, metric: str = "accuracy", *, title: str | None = None,
@@ -174,7 +174,7 @@ def ablation_bars(table: Any, metric: str = "accuracy", *, title: str | None = N
     fig.update_layout(title={"text": title} if title else None, showlegend=False)
     fig.update_yaxes(title_text=METRIC_LABELS.get(metric, metric) + " (mean ± std)", rangemode="tozero")
     fig.update_xaxes(tickangle=-30)
-    return _style(fig, paper)
+    return paper_style(fig, paper)
 
 
 def significance_figure(sig: Any, *, baseline: str | None = None, alpha: float = 0.05, title: str | None = None,
@@ -200,7 +200,7 @@ def significance_figure(sig: Any, *, baseline: str | None = None, alpha: float =
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title={"text": title} if title else None, height=max(240, 26 * len(labels) + 120),
                       showlegend=False)
-    return _style(fig, paper, height=None if not paper else max(160, 16 * len(labels) + 80))
+    return paper_style(fig, paper, height=None if not paper else max(160, 16 * len(labels) + 80))
 
 
 
@@ -220,4 +220,4 @@ def value_bars(values: dict[str, Any], *, value_title: str, category_title: str 
     value_axis(title_text=value_title, rangemode="tozero")
     category_axis(title_text=category_title, **({"autorange": "reversed"} if horizontal else {}))
     fig.update_layout(title={"text": title} if title else None, showlegend=False)
-    return _style(fig, paper)
+    return paper_style(fig, paper)

@@ -1,6 +1,6 @@
 """Exact σ sweeps from cached per-block features, NGA weight curves, and writing chosen σ.
 
-σ acts only after the blocks (DESIGN §8), so with a run's per-block features f_k
+σ acts only after the blocks (NGA weighs their outputs), so with a run's per-block features f_k
 cached, the outputs for any σ follow from the (fixed) heads and classifier alone.
 Everything here is linear in the NGA weights, which makes the sweep vectorisable:
 
@@ -31,14 +31,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cascade.checkpoint import read_meta, write_checkpoint
 from cascade.metrics import (
     CLASSIFICATION_METRICS,
     DEFAULT_EPS,
     DISTRIBUTION_METRICS,
     confusion_matrix,
+    higher_is_better,
     metrics_from_confusion,
 )
 from cascade.nga import nga_weights
+from cascade.runfolder import resolve_checkpoint
 
 __all__ = [
     "HeadSpec",
@@ -235,7 +238,7 @@ def _argmax_dim1(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _threads(n: int | None):
+def torch_threads(n: int | None):
     """Temporarily set torch's intra-op threads (process-wide; restored on exit)."""
     if n is None or n == torch.get_num_threads():
         yield
@@ -249,10 +252,10 @@ def _threads(n: int | None):
 
 
 class SigmaSweeper:
-    """Metrics for any σ from cached per-block features, exactly (DESIGN §8).
+    """Metrics for any σ from cached per-block features, exactly (σ acts after the blocks).
 
     Args:
-        features: a :class:`analysis.features.FeatureSet` (labels and distributions
+        features: a :class:`analysis.feature_cache.FeatureSet` (labels and distributions
             come with it), a ``BlockFeatures``, or a tensor [K, N, D] of the model's
             feature blocks in order.
         model: the CascadeCLIP whose heads and classifier score the features, or a
@@ -342,7 +345,7 @@ class SigmaSweeper:
             k0 += len(bl)
         self.num_blocks = k0
         c = t_hat.shape[0]
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             # P_k = f_k W_{s(k)} (once); then Q = P T̂ᵀ and the per-sample Gram matrix of the P's.
             # Layouts are sample-major so that every per-σ product is one plain GEMM.
             proj = torch.empty((n, k0, t_hat.shape[1]), dtype=dt, device=dev)   # [N, K, E]
@@ -430,7 +433,7 @@ class SigmaSweeper:
         (a single configuration gives G = 1)."""
         sig = self.sigma_matrix(sigmas)
         fused, stages = [], []
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             for start in range(0, sig.shape[0], self.chunk):
                 fz, st = self._logits_chunk(sig[start:start + self.chunk])
                 g = fz.shape[-1]
@@ -560,7 +563,7 @@ class SigmaSweeper:
         per-class recall (from :func:`cascade.metrics.metrics_from_confusion`).
         """
         sig = self.sigma_matrix(self.spec.sigma if sigmas is None else sigmas)
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             fused, stages = self._logits_chunk(sig)
             row = self._rows(fused, stages)[0]
             if details:
@@ -576,7 +579,7 @@ class SigmaSweeper:
         """:meth:`evaluate` (without details) for each configuration of a [G, S] array."""
         sig = self.sigma_matrix(sigmas)
         rows = []
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             for start in range(0, sig.shape[0], self.chunk):
                 part = sig[start:start + self.chunk]
                 rows.extend(self._rows(*self._logits_chunk(part)))
@@ -622,12 +625,8 @@ class SigmaSweeper:
         return pd.concat(parts, ignore_index=True)
 
     def best(self, df: "pd.DataFrame", metric: str = "accuracy") -> dict[str, Any]:  # noqa: F821
-        """The row of ``df`` with the best ``metric`` (direction from cascade.metrics)."""
-        from cascade.metrics import METRIC_DIRECTIONS
-
-        base = metric.split(".", 1)[1] if metric.startswith("stage") else metric
-        hib = METRIC_DIRECTIONS.get(base, "max") == "max"
-        i = df[metric].idxmax() if hib else df[metric].idxmin()
+        """The row of ``df`` with the best ``metric`` (direction from :func:`cascade.metrics.higher_is_better`)."""
+        i = df[metric].idxmax() if higher_is_better(metric) else df[metric].idxmin()
         return df.loc[i].to_dict()
 
 
@@ -650,14 +649,10 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     ``sigma_tuned_on``: the split σ was chosen on (None: not said). A σ chosen on ``test``
     is a model selected on test data: it is refused unless ``allow_test``.
     """
-    import json
-
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from analysis.features import file_sha256, find_checkpoint
-    from cascade.checkpoint import meta_path, read_meta
-    from cascade.fileio import atomic_write_text
+    from analysis.feature_cache import file_sha256
 
     if tuned_on is not None and tuned_on not in TUNING_SPLITS:
         raise ValueError(f"tuned_on: expected one of {TUNING_SPLITS} or None, got {tuned_on!r}")
@@ -665,7 +660,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
         raise ValueError("σ was chosen on the test split: a checkpoint saved with it is a model selected on test "
                          "data, and its test metrics would be optimistic. Tune on val, or confirm explicitly "
                          "(allow_test=True) to save it marked sigma_tuned_on: test")
-    src = find_checkpoint(run_or_checkpoint, checkpoint)
+    src = resolve_checkpoint(run_or_checkpoint, checkpoint)
     out = Path(out_path)
     if out.suffix != ".safetensors":
         raise ValueError(f"{out}: checkpoints are written as .safetensors")
@@ -694,12 +689,7 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     meta["extra"] = extra
     meta["sigma_tuned_on"] = tuned_on
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=st_meta)
-    atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
-    os.replace(tmp, out)
-    return out
+    return write_checkpoint(out, state, meta, metadata=st_meta)
 
 
 # ---------------------------------------------------------------------------

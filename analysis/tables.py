@@ -1,9 +1,9 @@
 """Results tables for papers: LaTeX (booktabs), Markdown and CSV.
 
 A :class:`Table` holds cells that are numbers, ``(mean, std)`` pairs or text, plus
-which columns are metrics (their best value is set in bold, direction by metric:
-KL, Chebyshev, Clark and Canberra are better low) and per-cell markers (e.g. a
-significance mark explained in a footnote). Missing values (``None``, NaN: a
+which columns are metrics (their best value is set in bold, in the metric's direction from
+:data:`cascade.metrics.METRIC_DIRECTIONS`: KL, Chebyshev, Clark and Canberra are better low)
+and per-cell markers (e.g. a significance mark explained in a footnote). Missing values (``None``, NaN: a
 distribution metric on label-only data) print as "n/a" everywhere, never as 0.
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cascade.metrics import EVAL_METRICS, METRIC_DIRECTIONS
+
 __all__ = ["Table", "format_number", "frame_table", "latex_escape"]
 
-LOWER_IS_BETTER = {"kl", "chebyshev", "clark", "canberra", "loss"}
 NA = "n/a"
 ABSENT = "—"          # the method has no such column (e.g. a stage it does not have)
 
@@ -81,7 +82,7 @@ class Table:
         values = {i: round(v, self.digits) for i, v in values.items() if v is not None}
         if len(values) < 2:
             return set()
-        best = (min if metric in LOWER_IS_BETTER else max)(values.values())
+        best = (min if METRIC_DIRECTIONS.get(metric) == "min" else max)(values.values())
         return {i for i, v in values.items() if v == best}
 
     # ---- cells ------------------------------------------------------------------------
@@ -191,11 +192,8 @@ def _csv_value(v: Any) -> str:
 
 
 def _base_metric(column: str) -> str | None:
-    from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
-
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
     last = str(column).split(" ")[-1].split(".")[-1]
-    return last if last in known and not str(column).endswith(" std") else None
+    return last if last in EVAL_METRICS and not str(column).endswith(" std") else None
 
 
 def _cell(v: Any) -> Any:

@@ -54,7 +54,8 @@ def variant_overrides(name: str, device: str, compile_mode: str, backend: str) -
 
 
 def run_variant(name: str, args, runs_dir: Path) -> dict:
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     steps_per_epoch = max(1, args.images // args.batch_size)
     settings = variant_overrides(name, args.device, args.compile, args.compile_backend)
@@ -107,7 +108,7 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("trainer_throughput: --device cuda, but torch.cuda.is_available() is False")
     from cascade import CascadeConfig, build_model, load_backbone
-    from cascade.bench.flops import cascade_flops, peak_tflops
+    from cascade.flops import cascade_flops, peak_tflops
 
     backbone = load_backbone(args.model, None)
     args.image_size = args.image_size or backbone.info.image_size

@@ -91,7 +91,7 @@ def weights_cache_dir(cache_dir: str | None = None) -> str:
     return hub
 
 
-def _cached_weights(tag_cfg: dict, cache_dir: str | None) -> str | None:
+def cached_weights_path(tag_cfg: dict, cache_dir: str | None) -> str | None:
     """Path of already-downloaded weights for a pretrained tag, or None."""
     hub_id = tag_cfg.get("hf_hub", "")
     if hub_id:
@@ -116,7 +116,7 @@ def _cached_weights(tag_cfg: dict, cache_dir: str | None) -> str | None:
     return None
 
 
-def _reachable(tag_cfg: dict, timeout: float) -> tuple[bool, str]:
+def download_host_reachable(tag_cfg: dict, timeout: float) -> tuple[bool, str]:
     """Time-boxed TCP probe of the host a tag downloads from, so offline fails fast."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") and tag_cfg.get("hf_hub"):
         return False, "HF_HUB_OFFLINE is set"
@@ -261,9 +261,9 @@ def load_backbone(
         tag_cfg = oc_pretrained.get_pretrained_cfg(model_name, p)
         if tag_cfg:
             tag = p
-            weights_path = _cached_weights(tag_cfg, cache_dir)
+            weights_path = cached_weights_path(tag_cfg, cache_dir)
             if weights_path is None:
-                ok, why = _reachable(tag_cfg, network_timeout)
+                ok, why = download_host_reachable(tag_cfg, network_timeout)
                 if not ok:
                     raise _unavailable(model_name, p, why, cache_dir)
                 try:

@@ -38,10 +38,6 @@ def meta_path(path: str | os.PathLike) -> Path:
 
 def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON beside it, each atomically."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: checkpoints are written as .safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
     meta = {
         "format_version": FORMAT_VERSION,
@@ -54,10 +50,24 @@ def save_checkpoint(model, path: str | os.PathLike, extra: dict[str, Any] | None
     }
     if extra:
         meta["extra"] = extra
+    return write_checkpoint(path, state, meta)
+
+
+def write_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], meta: dict[str, Any],
+                     metadata: dict[str, str] | None = None) -> Path:
+    """Write the tensors ``state`` to ``path`` (.safetensors) and ``meta`` as its JSON, each atomically.
+
+    ``metadata`` goes into the safetensors header (default: cascade's format and version).
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: checkpoints are written as .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
     # JSON first, then the tensors: a reader that finds the .safetensors always finds its JSON.
     atomic_write_text(meta_path(path), json.dumps(meta, indent=2))
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "cascade", "format_version": str(FORMAT_VERSION)})
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
+                  metadata=metadata or {"format": "cascade", "format_version": str(FORMAT_VERSION)})
     return path
 
 

@@ -50,6 +50,9 @@ def format_stages(ranges: list[tuple[int, int]]) -> str:
     return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
+# The trainable parameter groups: each has its own learning rate and weight decay.
+PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Four stages with 16 prompt tokens each; the last block is its own stage.
     "b32-4stage": dict(stages="1-4,5-8,9-11,12", prompt_tokens=16),
@@ -63,6 +66,34 @@ PRESETS: dict[str, dict[str, Any]] = {
     "zeroshot": dict(stages="12", prompt_tokens=0, classifier_trainable=False, heads_trainable=False,
                      sigma_learnable=False, fusion="uniform"),
 }
+
+
+def is_stage_string(text: str) -> bool:
+    """Whether ``text`` is written like a stage string (digits, '-', ',' and spaces) rather than a preset name."""
+    return bool(text) and all(ch.isdigit() or ch in "-, " for ch in text)
+
+
+def unknown_preset(name: Any) -> ConfigError:
+    return ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)} "
+                       "or a stage string like '1-4,5-8,9-11,12'")
+
+
+def expand_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """Model config values with their ``preset`` expanded; the one reading of ``preset``.
+
+    A preset name gives the preset's values under the explicit ones. A stage string such
+    as ``"1-4,5-8,9-11,12"`` gives ``stages`` (an explicit ``stages`` wins) and preset
+    ``custom``. No preset, or ``custom``, leaves the values as they are; anything else is a
+    :class:`ConfigError` listing the presets.
+    """
+    name = values.get("preset")
+    if name is None or name == "custom":
+        return dict(values)
+    if name in PRESETS:
+        return {**PRESETS[name], **values}
+    if isinstance(name, str) and is_stage_string(name):
+        return {"stages": name, **values, "preset": "custom"}
+    raise unknown_preset(name)
 
 
 class CascadeConfig(BaseModel):
@@ -144,15 +175,10 @@ class CascadeConfig(BaseModel):
     # ---- construction -------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "CascadeConfig":
-        """A preset by name, or a custom stage string such as ``"1-4,5-8,9-11,12"``."""
-        if name in PRESETS:
-            values = dict(PRESETS[name], preset=name)
-        elif name and all(ch.isdigit() or ch in "-, " for ch in name):
-            values = dict(stages=name, preset="custom")
-        else:
-            raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)} or a stage string like '1-4,5-8,9-11,12'")
-        values.update(overrides)
-        return cls.model_validate(values)
+        """A preset by name, or a custom stage string such as ``"1-4,5-8,9-11,12"`` (:func:`expand_preset`)."""
+        if name in (None, "", "custom"):
+            raise unknown_preset(name)
+        return cls.model_validate(expand_preset({**overrides, "preset": name}))
 
     # ---- derived views ------------------------------------------------------------
     def stage_ranges(self) -> list[tuple[int, int]]:

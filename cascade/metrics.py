@@ -16,6 +16,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,11 @@ import torch
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "uar")
 DISTRIBUTION_METRICS = ("kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
+EVAL_METRICS = CLASSIFICATION_METRICS + DISTRIBUTION_METRICS   # what an evaluation reports per prediction
 
+# The metric registry: every metric name and which way is better ("max": larger). It covers the
+# evaluation metrics and the loss (checkpoint selection may use either). "stage<k>.<name>"
+# (1-based k) names one stage's value; a name without the prefix is the fused prediction's.
 METRIC_DIRECTIONS: dict[str, Literal["max", "min"]] = {
     "accuracy": "max",
     "macro_f1": "max",
@@ -34,7 +39,9 @@ METRIC_DIRECTIONS: dict[str, Literal["max", "min"]] = {
     "canberra": "min",
     "cosine": "max",
     "intersection": "max",
+    "loss": "min",
 }
+STAGE_PREFIX = re.compile(r"^stage(\d+)\.")
 
 DEFAULT_EPS = 1e-12
 
@@ -72,11 +79,27 @@ def mean_std(values: Any) -> tuple[float | None, float | None]:
     return mean, std
 
 
+def split_stage(name: str) -> tuple[int | None, str]:
+    """``"stage2.kl"`` → ``(2, "kl")``; a name without a stage prefix → ``(None, name)``."""
+    m = STAGE_PREFIX.match(name)
+    return (int(m.group(1)), name[m.end():]) if m else (None, name)
+
+
+def is_known_metric(name: str, known: tuple[str, ...] = EVAL_METRICS, *, stages: bool = True) -> bool:
+    """Whether ``name`` is one of ``known`` (with ``stages``, also as ``stage<k>.<name>``)."""
+    return (split_stage(name)[1] if stages else name) in known
+
+
 def higher_is_better(name: str) -> bool:
-    try:
-        return METRIC_DIRECTIONS[name] == "max"
-    except KeyError:
-        raise KeyError(f"unknown metric {name!r}; known: {sorted(METRIC_DIRECTIONS)}") from None
+    """True when a larger value of ``name`` (a registry name, optionally ``stage<k>.``-prefixed) is better.
+
+    ``ValueError`` naming the known metrics for anything else.
+    """
+    base = split_stage(name)[1]
+    if base not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRIC_DIRECTIONS)} "
+                         "(optionally prefixed stage<k>. for one stage)")
+    return METRIC_DIRECTIONS[base] == "max"
 
 
 def _as_numpy(x: Any, dtype: Any) -> np.ndarray:

@@ -19,11 +19,10 @@ from torch import nn
 from .backbone import Backbone, BackboneInfo
 from .blocks import RowSelection, block_forward, has_hooks, needed_rows, patch_embed, patchify_supported, supports_fast_block
 from .classifier import TextClassifier, build_classifier
-from .config import CascadeConfig
+from .config import PARAM_GROUPS, CascadeConfig
 from .nga import SigmaBank, aggregate_stages, nga_weights
 from .prompts import PromptBank, insert_prompts
 
-PARAM_GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
 # Parts of the frozen ViT that stay float32 when the rest is stored in bf16/fp16: the
 # final LayerNorm and projection are tiny, and keeping them (and everything after them)
 # in float32 keeps logits and losses at full precision.
@@ -136,8 +135,7 @@ class CascadeCLIP(nn.Module):
     @property
     def frozen_prefix(self) -> int:
         """Leading blocks with no prompts and no features: their output can be cached."""
-        first_prompt = min(self.prompt_points) if self.prompt_points else self.first_stage_block
-        return min(first_prompt, self.first_stage_block) - 1
+        return self.config.frozen_prefix()
 
     def stage_of_block(self, block: int) -> int:
         for s, (lo, hi) in enumerate(self.stage_ranges):

@@ -8,8 +8,9 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
-from .data import eval_transform, load_rgb
-from .train.data import backbone_normalisation
+from .data import load_rgb
+from .data.transforms import eval_transform_for
+from .runfolder import load_run
 
 @dataclass
 class Predictor:
@@ -22,11 +23,6 @@ class Predictor:
         return predict_images(self.model, self.preprocess, images, **kw)
 
 
-def preprocess_for(model) -> Callable[[Image.Image], torch.Tensor]:
-    size, mean, std = backbone_normalisation(model)
-    return eval_transform(size, mean, std)
-
-
 def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "best", model_name: str | None = None,
                    pretrained: str | None = "openai", classes: Sequence[str] | None = None,
                    preset: str = "zeroshot", device: str | torch.device = "cpu", seed: int = 0,
@@ -34,9 +30,9 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
     """A run's checkpoint, or zero-shot CLIP (``model_name``/``pretrained``, ``quick_gelu`` as
     :func:`cascade.backbone.load_backbone` takes it) for ``classes``."""
     if run is not None:
-        from .evaluate import load_run_model
-        model, cfg = load_run_model(run, checkpoint, device)
-        source = f"{run} ({'linear_probe' if cfg.method == 'linear-probe' else checkpoint})"
+        loaded = load_run(run, checkpoint, device)
+        model = loaded.model
+        source = f"{run} ({'linear_probe' if loaded.linear_probe else checkpoint})"
     else:
         from .backbone import load_backbone
         from .config import CascadeConfig
@@ -49,7 +45,7 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
         source = (f"{backbone.info.name} / {backbone.info.pretrained or 'random'} ({preset}, {gelu}"
                   f"{', assumed' if backbone.info.quick_gelu_source == 'assumed' else ''})")
     model.eval()
-    return Predictor(model, preprocess_for(model), source, bool(model.backbone_info.random_weights))
+    return Predictor(model, eval_transform_for(model), source, bool(model.backbone_info.random_weights))
 
 
 def _name_of(item: Any, i: int) -> str:

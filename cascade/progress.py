@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from tqdm.auto import tqdm
+
 
 def interactive(stream: TextIO | None = None) -> bool:
     """True on a terminal, or in a Jupyter kernel (where tqdm draws a widget)."""
@@ -49,8 +51,6 @@ class Progress:
         if not enabled or self.total <= 0:
             return
         if interactive(self.stream):
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(total=self.total, initial=self.n, desc=desc, unit=unit, leave=False,
                              dynamic_ncols=True, file=self.stream)
         elif plain:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -34,8 +35,6 @@ def default_cache_dir() -> Path:
 
 def model_identity(backbone) -> dict[str, Any]:
     """What the text embeddings of ``backbone`` depend on, as plain JSON values."""
-    import open_clip
-
     info = backbone.info
     out: dict[str, Any] = {"model": info.name, "pretrained": info.pretrained, "quick_gelu": info.quick_gelu,
                            "open_clip": open_clip.__version__}

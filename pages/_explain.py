@@ -1,7 +1,7 @@
 """The Inspect page's explanation maps: controls, one row of overlays per image, downloads.
 
-A view only: the maps come from :mod:`analysis.explain`, the overlays and the grid figure
-from :mod:`analysis.explain_figure`. The maps are computed once per model, class choice
+A view only: the maps, the overlays and the files come from :mod:`pages._analysis`
+(over :mod:`analysis.explain` and :mod:`analysis.explain_figure`). The maps are computed once per model, class choice
 and set of uploads (kept in the session), so moving the opacity slider only re-blends.
 """
 from __future__ import annotations
@@ -12,9 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from analysis.explain import explain_images, relevance_npz_bytes
-from analysis.explain_figure import explanation_grid, overlay_row
-from analysis.export import figure_bytes
+from pages._analysis import explain_images, explanation_files, overlay_row
 from pages._exports import download
 
 TITLE = "Where each stage looks: explanation maps per stage and fused"
@@ -68,6 +66,5 @@ def downloads(state: Explanations | None) -> None:
     st.markdown("**Explanation maps of all images**: the grid figure (double column) and the maps (NPZ)")
     ex, opacity = state.explained, state.opacity
     for col, fmt in zip(st.columns(4), ("pdf", "svg", "png", "npz")):
-        data = (lambda: relevance_npz_bytes(ex)) if fmt == "npz" else (
-            lambda fmt=fmt: figure_bytes(explanation_grid(ex, opacity=opacity, paper="double"), fmt, title=TITLE))
+        data = lambda fmt=fmt: explanation_files(ex, fmt, opacity=opacity, title=TITLE)  # noqa: E731
         download(fmt.upper(), data, f"explanations.{fmt}", "explanations", col)

@@ -4,7 +4,8 @@
 serif, one column, 300 dpi PNG with its dpi recorded, PDF with a real title) plus its
 data as CSV. :func:`table` shows a DataFrame and offers it as LaTeX (booktabs, best in
 bold, n/a for missing values) and CSV. Files are rendered only when a button is
-clicked (the analysis export drives a local Chromium through kaleido).
+clicked (the analysis export drives a local Chromium through kaleido). Streamlit views
+only: the files come from :mod:`pages._analysis`.
 """
 from __future__ import annotations
 
@@ -12,29 +13,11 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from analysis.export import figure_bytes
-from analysis.style import apply_paper_style
-from analysis.tables import frame_table
-from cascade.dashboard.runs import SUMMARY_METRICS
+from pages._analysis import display_frame, figure_file, latex_table
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
         "tex": "application/x-tex", "json": "application/json", "npz": "application/octet-stream"}
 ICON = ":material/download:"
-METRIC_LIKE = (*SUMMARY_METRICS, "std", "weight", "value", "probability")
-
-
-def _print_figure(build: Callable[[Any], Any] | Any, title: str | None):
-    """The print version of a figure: ``build("single")`` or, for a ready figure, a restyled copy."""
-    import plotly.graph_objects as go
-
-    if callable(build):
-        fig = build("single")
-    else:
-        fig = apply_paper_style(go.Figure(build), column="single")
-    if title and not fig.layout.title.text:
-        fig.update_layout(title={"text": title})
-        apply_paper_style(fig, column="single", height=fig.layout.height)
-    return fig
 
 
 def download(label: str, data: Any, file_name: str, key: str, col=None) -> None:
@@ -58,7 +41,7 @@ def chart(fig_or_build: Callable[[Any], Any] | Any, key: str, stem: str, *, data
         fig.update_layout(height=height)
     st.plotly_chart(fig, key=key, width="stretch")
     files: list[tuple[str, Any]] = [
-        (fmt, (lambda fmt=fmt: figure_bytes(_print_figure(fig_or_build, title), fmt, title=title or None)))
+        (fmt, (lambda fmt=fmt: figure_file(fig_or_build, fmt, title)))
         for fmt in ("pdf", "svg", "png")]
     if data is not None:
         files.append(("csv", data if isinstance(data, (str, bytes)) else data.to_csv(index=False, na_rep="n/a")))
@@ -66,29 +49,6 @@ def chart(fig_or_build: Callable[[Any], Any] | Any, key: str, stem: str, *, data
     cols = st.columns(len(files))   # as many as buttons: in a narrow column each keeps its label
     for col, (ext, payload) in zip(cols, files):
         download(ext.upper(), payload, f"{stem}.{ext}", key, col)
-
-
-def display_frame(df, digits: int = 4):
-    """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0)."""
-    from analysis.tables import format_number
-
-    def numeric_or_missing(values) -> bool:
-        return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
-
-    def text(v, whole: bool) -> str:
-        if v is None or v != v:
-            return "n/a"
-        return str(int(v)) if whole else format_number(v, digits)
-
-    out = df.copy()
-    for c in out.columns:
-        col = out[c]
-        if col.dtype.kind == "f" or (col.dtype == object and col.isna().any() and numeric_or_missing(col.tolist())):
-            finite = [float(v) for v in col.tolist() if v is not None and v == v]
-            whole = bool(finite) and all(v.is_integer() for v in finite) and c not in METRIC_LIKE and \
-                not str(c).endswith(METRIC_LIKE)
-            out[c] = [text(v, whole) for v in col.tolist()]
-    return out
 
 
 def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None = None,
@@ -99,7 +59,7 @@ def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None
         st.dataframe(display_frame(df, digits), hide_index=True, width="stretch", column_config=column_config,
                      key=key, **kwargs)
     cols = st.columns(6)
-    tex = lambda: frame_table(df, caption=caption, notes=notes, digits=digits).to_latex()  # noqa: E731
+    tex = lambda: latex_table(df, caption=caption, notes=notes, digits=digits)  # noqa: E731
     download("LaTeX", tex, f"{stem}.tex", key, cols[0])
     download("CSV", df.to_csv(index=False, na_rep="n/a"), f"{stem}.csv", key, cols[1])
 

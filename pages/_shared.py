@@ -1,8 +1,10 @@
 """Streamlit glue shared by ``app.py`` and the pages: cached resources, sidebar, context.
 
-Every piece of logic lives in :mod:`cascade.dashboard` and :mod:`analysis`; this module
-only holds things with ``st.cache_resource`` (process-wide: models, data, the job
-registry) and the sidebar that chooses model, data and runs folder.
+Every piece of logic lives in :mod:`cascade.dashboard` and (through :mod:`pages._analysis`)
+:mod:`analysis`; this module only holds things with ``st.cache_resource`` (process-wide:
+models, data, the job registry), the sidebar that chooses model, data and runs folder and
+the demo banner (both drawn once per run by ``app.py``), and :func:`context`, where every
+page reads the session's choices.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from cascade.dashboard.datasets import (SOURCE_LABELS, LoadedData, default_emoti
                                         make_data_config)
 from cascade.dashboard.jobs import JobRegistry
 from cascade.dashboard.settings import DEMO_MODELS, DashboardSettings, configure_torch_threads
+from cascade.dashboard.sources import UNTRAINED
 from cascade.dashboard.weights import Downloader, ModelChoice, WeightsStatus, check_weights, choose_model
+from cascade.runfolder import iter_checkpoints
+from pages._analysis import checkpoint_drift, checkpoint_features, sigma_bundle, untrained_features, zero_prompt_model
 
 CTX_KEY = "_cascade_ctx"
 configure_torch_threads()  # once per server process (this module is imported once)
@@ -40,7 +45,10 @@ def downloader(model_name: str, pretrained: str) -> Downloader:
 
 
 @st.cache_resource(show_spinner="Loading the backbone…", max_entries=4)
-def get_backbone(name: str, pretrained: str | None, seed: int, device: str, quick_gelu: bool | None = None):
+def get_backbone(name: str, pretrained: str | None, seed: int, device: str, quick_gelu: bool | None = None,
+                 frozen_dtype: str = "fp32"):  # noqa: ARG001 - frozen_dtype: one backbone per blocks' dtype
+    """A loaded backbone, shared by the models built on it. A run trained with bf16 blocks
+    converts its backbone's blocks when loaded, so it gets its own (``frozen_dtype`` keys it)."""
     import logging
 
     from cascade import load_backbone
@@ -58,12 +66,16 @@ def get_fresh_model(name: str, pretrained: str | None, seed: int, device: str, c
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
-def get_checkpoint_model(path: str, mtime: float, device: str):  # noqa: ARG001 - mtime: reload on change
-    from cascade.checkpoint import read_meta
-    from cascade.dashboard.models import BackboneSpec, load_run_checkpoint
-    spec = BackboneSpec.from_meta(read_meta(path))
-    backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device, spec.quick_gelu)
+def get_checkpoint_run(path: str, mtime: float, device: str):  # noqa: ARG001 - mtime: reload on change
+    """A run's checkpoint as :func:`cascade.runfolder.load_run` loads it (the run's frozen dtype applied)."""
+    from cascade.dashboard.models import checkpoint_backbone, load_run_checkpoint
+    spec, frozen_dtype = checkpoint_backbone(path)
+    backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device, spec.quick_gelu, frozen_dtype)
     return load_run_checkpoint(path, backbone)
+
+
+def get_checkpoint_model(path: str, mtime: float, device: str):
+    return get_checkpoint_run(path, mtime, device).model
 
 
 @st.cache_resource(show_spinner="Scanning the data…", max_entries=6)
@@ -84,18 +96,12 @@ FEATURES_SPINNER = "Extracting per-block features once (then cached on disk)…"
 @st.cache_resource(show_spinner=FEATURES_SPINNER, max_entries=12)
 def get_checkpoint_features(path: str, mtime: float, split: str, which: str, device: str):
     """All-block features of a checkpoint's model (``which="run"``) or of frozen CLIP (``"frozen"``)."""
-    from analysis.features import run_features
-    from pages._sources import load_run_from_model
-    model = get_checkpoint_model(path, mtime, device)
-    run = load_run_from_model(Path(path), model)
-    return run_features(run, split, which=which, progress=False, device=device)
+    return checkpoint_features(get_checkpoint_run(path, mtime, device), split, which, device)
 
 
 @st.cache_resource(show_spinner=FEATURES_SPINNER, max_entries=12)
 def get_untrained_features(name: str, pretrained: str | None, seed: int, device: str, data_json: str, split: str,
                            which: str):
-    from analysis.features import zero_prompt_model
-    from pages._sources import untrained_features
     data = get_data(data_json)
     model = get_fresh_model(name, pretrained, seed, device, tuple(data.classnames), "b32-4stage")
     return untrained_features(model if which == "run" else zero_prompt_model(model), data, split, all_blocks=True)
@@ -103,8 +109,7 @@ def get_untrained_features(name: str, pretrained: str | None, seed: int, device:
 
 @st.cache_resource(show_spinner="Preparing the σ sweep…", max_entries=6)
 def get_sigma_bundle(source: str, mtime: float, split: str, model_key: tuple, data_json: str, device: str):
-    from pages._sources import sigma_bundle
-    if source == "untrained":
+    if source == UNTRAINED:
         name, pretrained, seed = model_key
         data = get_data(data_json)
         model = get_fresh_model(name, pretrained, seed, device, tuple(data.classnames), "b32-4stage")
@@ -119,8 +124,7 @@ def get_sigma_bundle(source: str, mtime: float, split: str, model_key: tuple, da
 @st.cache_resource(show_spinner="Computing drift over the run's checkpoints (features are cached on disk)…",
                    max_entries=4)
 def get_checkpoint_drift(run_dir: str, stamp: tuple, split: str, device: str):  # noqa: ARG001 - stamp: reload
-    from analysis.drift import drift_over_checkpoints
-    return drift_over_checkpoints(run_dir, split, device=device)
+    return checkpoint_drift(run_dir, split, device)
 
 
 # ---- the per-session context (chosen in the sidebar) ---------------------------------------
@@ -165,14 +169,14 @@ class Context:
 
     def sigma_bundle(self, source: str | os.PathLike, split: str):
         """A σ-tuner bundle for a checkpoint path, or for ``"untrained"`` (sidebar data)."""
-        if str(source) == "untrained":
-            return get_sigma_bundle("untrained", 0.0, split, self._model_key(), self._data_json(), self.device)
+        if str(source) == UNTRAINED:
+            return get_sigma_bundle(UNTRAINED, 0.0, split, self._model_key(), self._data_json(), self.device)
         p = Path(source)
         return get_sigma_bundle(str(p), p.stat().st_mtime, split, (), "", self.device)
 
     def features(self, source: str | os.PathLike, split: str, which: str = "run"):
         """All-block features of a source (checkpoint path or ``"untrained"``) or of its frozen CLIP."""
-        if str(source) == "untrained":
+        if str(source) == UNTRAINED:
             name, pretrained, seed = self._model_key()
             return get_untrained_features(name, pretrained, seed, self.device, self._data_json(), split, which)
         p = Path(source)
@@ -180,14 +184,13 @@ class Context:
 
     def source_model(self, source: str | os.PathLike):
         """The model of a source: a checkpoint's, or the untrained b32-4stage cascade on the sidebar data."""
-        if str(source) == "untrained":
+        if str(source) == UNTRAINED:
             data = get_data(self._data_json())
             return self.zero_shot_model(data.classnames, "b32-4stage")
         return self.checkpoint_model(source)
 
     def checkpoint_drift(self, run_dir: str | os.PathLike, split: str):
-        from pages._sources import checkpoint_paths
-        stamp = tuple((p.name, p.stat().st_mtime) for p in checkpoint_paths(Path(run_dir)))
+        stamp = tuple((p.name, p.stat().st_mtime) for p in iter_checkpoints(run_dir))
         return get_checkpoint_drift(str(run_dir), stamp, split, self.device)
 
     def checkpoint_model(self, path: str | os.PathLike):
@@ -198,11 +201,15 @@ class Context:
 def _leave_legacy_pages_mode() -> None:
     """Make sure ``app.py``'s ``st.navigation`` is in charge.
 
-    Streamlit treats an app with a ``pages/`` folder as a legacy (v1) multipage app until
-    ``st.navigation`` is first called in the process. So the very first request a fresh
-    server gets for a deep link such as ``/overview`` would run ``pages/overview.py`` on
-    its own, with a sidebar listing every file in ``pages/``. Detect that once per
-    session, switch the legacy mode off and rerun: the rerun starts from ``app.py``.
+    Streamlit (still in 1.67: ``PagesManager.uses_pages_directory``, read by the script
+    runner) treats an app with a ``pages/`` folder beside it as a legacy multipage app until
+    ``st.navigation`` is first called in the server process. So the very first request a
+    fresh server gets for a deep link such as ``/overview`` runs ``pages/overview.py`` on its
+    own, without ``app.py`` (no sidebar, no context), with a navigation listing every file in
+    ``pages/``. Streamlit offers no setting for this and the folder keeps its name (the
+    layout the users asked for), so the flag is switched off here, once, and the run
+    restarts: the rerun starts from ``app.py``. The flag is an internal; if it is gone,
+    there is nothing to switch off.
     """
     try:
         from streamlit.runtime.pages_manager import PagesManager
@@ -215,20 +222,23 @@ def _leave_legacy_pages_mode() -> None:
 
 
 def context() -> Context:
-    """Every page starts here: the sidebar (model, data, runs folder) and the demo banner.
+    """The session's context (model, data, runs folder), chosen in the sidebar ``app.py`` draws.
 
-    The pages render these themselves rather than ``app.py``, so a page shows the same
-    whether it runs under ``st.navigation`` or on its own (as ``AppTest`` runs files in
-    ``pages/``).
+    Every page starts here. ``app.py`` draws the sidebar and the demo banner once per run,
+    before the page runs, and stores the context; a page never draws them itself.
     """
     _leave_legacy_pages_mode()
-    ctx = render_sidebar(show=True)
-    demo_banner(ctx)
+    ctx = st.session_state.get(CTX_KEY)
+    if ctx is None:  # a page file run on its own, not through app.py
+        st.error("Start the dashboard with `streamlit run app.py`: the pages run inside it.")
+        st.stop()
     return ctx
 
 
-def render_sidebar(show: bool = True) -> Context:
-    """Model status, data source and runs folder; returns (and stores) the session's context."""
+def render_sidebar() -> Context:
+    """Model status, data source and runs folder; returns (and stores) the session's context.
+
+    Drawn by ``app.py`` on every run, whichever page is open."""
     settings = DashboardSettings.from_env()
     status = weights_status(settings.model_name, settings.pretrained, settings.weights_timeout)
     dl = None
@@ -242,8 +252,8 @@ def render_sidebar(show: bool = True) -> Context:
     demo_default = settings.demo_model if settings.demo_model in DEMO_MODELS else DEMO_MODELS[0]
     ss = st.session_state
     # The chosen values live under "sb_*"; the widgets use "w_sb_*" keys that are re-seeded
-    # from them on every run and copy back only when the user changes them. Widget state
-    # alone would not survive a page switch (each page renders its own sidebar).
+    # from them on every run and copy back only when the user changes them, so the choices
+    # live in the session, whatever happens to the widgets' own state.
     ss.setdefault("sb_demo_model", demo_default)
     ss.setdefault("sb_data_kind", "synthetic")
     ss.setdefault("sb_data_path", "")
@@ -255,33 +265,32 @@ def render_sidebar(show: bool = True) -> Context:
         ss[widget_key] = ss[name]
         return kind(label, *args, key=widget_key, on_change=_store, args=(widget_key, name), **kwargs)
 
-    if show:
-        sb = st.sidebar
-        sb.subheader("Model")
-        if status.usable:
-            sb.success(f"{settings.model_name} · `{settings.pretrained}` weights", icon=":material/check_circle:")
-        else:
-            sb.warning("Demo mode: random weights", icon=":material/science:")
-            bound(sb.selectbox, "Demo backbone", "sb_demo_model", DEMO_MODELS,
-                  help="ViT-B-32: real size (slower on CPU). cascade-tiny: 12 blocks of width 64, "
-                       "64-px images — fast. Default from CASCADE_DEMO_MODEL.")
-        sb.caption(f"Weights check: {status.state} ({status.seconds * 1000:.0f} ms)")
-        sb.subheader("Data")
-        bound(sb.selectbox, "Source", "sb_data_kind", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get)
-        kind = ss["sb_data_kind"]
-        if kind == "synthetic":
-            bound(sb.number_input, "Synthetic images", "sb_synthetic_size", min_value=24, max_value=20000, step=100)
-        else:
-            if kind == "emotion6" and not ss["sb_data_path"]:
-                ss["sb_data_path"] = default_emotion6_root()
-            placeholder = {"manifest": "path/to/manifest.csv",
-                           "webdataset": "path/to/train-{000000..000009}.tar"}.get(kind, "path/to/folder")
-            bound(sb.text_input, "Path", "sb_data_path", placeholder=placeholder)
-        sb.subheader("Runs")
-        bound(sb.text_input, "Runs folder", "sb_runs_dir", help="Folder of run folders (CASCADE_RUNS_DIR)")
-        active = job_registry().active()
-        if active:
-            sb.caption("Training now: " + ", ".join(f"`{j.name}`" for j in active))
+    sb = st.sidebar
+    sb.subheader("Model")
+    if status.usable:
+        sb.success(f"{settings.model_name} · `{settings.pretrained}` weights", icon=":material/check_circle:")
+    else:
+        sb.warning("Demo mode: random weights", icon=":material/science:")
+        bound(sb.selectbox, "Demo backbone", "sb_demo_model", DEMO_MODELS,
+              help="ViT-B-32: real size (slower on CPU). cascade-tiny: 12 blocks of width 64, "
+                   "64-px images — fast. Default from CASCADE_DEMO_MODEL.")
+    sb.caption(f"Weights check: {status.state} ({status.seconds * 1000:.0f} ms)")
+    sb.subheader("Data")
+    bound(sb.selectbox, "Source", "sb_data_kind", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get)
+    kind = ss["sb_data_kind"]
+    if kind == "synthetic":
+        bound(sb.number_input, "Synthetic images", "sb_synthetic_size", min_value=24, max_value=20000, step=100)
+    else:
+        if kind == "emotion6" and not ss["sb_data_path"]:
+            ss["sb_data_path"] = default_emotion6_root()
+        placeholder = {"manifest": "path/to/manifest.csv",
+                       "webdataset": "path/to/train-{000000..000009}.tar"}.get(kind, "path/to/folder")
+        bound(sb.text_input, "Path", "sb_data_path", placeholder=placeholder)
+    sb.subheader("Runs")
+    bound(sb.text_input, "Runs folder", "sb_runs_dir", help="Folder of run folders (CASCADE_RUNS_DIR)")
+    active = job_registry().active()
+    if active:
+        sb.caption("Training now: " + ", ".join(f"`{j.name}`" for j in active))
 
     demo_model = ss["sb_demo_model"] if ss["sb_demo_model"] in DEMO_MODELS else demo_default
     choice = choose_model(settings, status, demo_model=demo_model, downloader=dl)
@@ -305,13 +314,13 @@ def _store(widget_key: str, name: str) -> None:
 DEMO_SHORT = "Demo mode: random weights — predictions and metrics say nothing about CLIP"
 
 
-def demo_banner(ctx: Context) -> None:
-    """The demo-mode notice: in full on the first page a session shows, until "Got it" is
-    pressed or another page is opened; collapsed to one line after that."""
+def demo_banner(ctx: Context, page: str) -> None:
+    """The demo-mode notice: in full on the first page a session shows (``page``: the open
+    page's id), until "Got it" is pressed or another page is opened; collapsed to one line
+    after that."""
     if not ctx.choice.demo:
         return
     ss = st.session_state
-    page = _page_name()
     first = ss.setdefault("demo_banner_page", page)
     if not ss.get("demo_banner_read") and first == page:
         box = st.warning(ctx.choice.banner, icon=":material/science:")
@@ -323,13 +332,3 @@ def demo_banner(ctx: Context) -> None:
     ss["demo_banner_read"] = True
     with st.expander(DEMO_SHORT, icon=":material/science:"):
         st.markdown(ctx.choice.banner)
-
-
-def _page_name() -> str:
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        run = get_script_run_ctx()
-        return str(getattr(run, "page_script_hash", "") or "")
-    except Exception:  # noqa: BLE001 - without a run context every call is the same page
-        return ""

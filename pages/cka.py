@@ -9,9 +9,11 @@ from analysis.drift import drift_from_logs
 from analysis.features import frozen_final_embedding
 from analysis.figures import cka_heatmap, drift_curves
 from cascade.dashboard.runs import list_runs
+from cascade.dashboard.sources import UNTRAINED
+from cascade.runfolder import checkpoint_path
+from pages._analysis import matrix_file_bytes
 from pages._exports import chart
 from pages._shared import context
-from pages._sources import UNTRAINED, matrix_file_bytes
 
 ctx = context()
 st.title("CKA")
@@ -50,7 +52,7 @@ def source_of(label: str) -> str:
     if label == UNTRAINED_LABEL:
         return UNTRAINED
     run = next(r for r in runs if r.name == label)
-    return str(run.checkpoint("best") or run.path / "checkpoints" / f"{run.checkpoints[0]}.safetensors")
+    return str(run.checkpoint("best") or checkpoint_path(run.path, run.checkpoints[0]))
 
 
 def show(build, key: str, stem: str, result) -> None:

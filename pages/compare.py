@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.run_figures import stage_bars
 from cascade.dashboard.jobs import STATE_LABELS, JobError
-from cascade.dashboard.progress import read_ablation_progress
+from cascade.runfolder import CONFIG, read_ablation_progress
 from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs, runs_table,
                                     stage_table)
 from cascade.train.ablate import parse_methods
@@ -76,7 +76,7 @@ def ablation_jobs() -> None:
 
 
 with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not ablations):
-    bases = [r for r in runs if (r.path / "config.yaml").is_file()]
+    bases = [r for r in runs if (r.path / CONFIG).is_file()]
     if not bases:
         st.caption("An ablation starts from a run's configuration: train a run first (Train page).")
     else:
@@ -95,10 +95,10 @@ with st.expander("Start an ablation", icon=":material/play_arrow:", expanded=not
             go = st.form_submit_button("Start ablation", type="primary", icon=":material/play_arrow:")
         if go:
             try:
-                from cascade.train.run_config import load_run_config
+                from cascade.run_config import load_run_config
 
                 base = next(r for r in bases if r.name == base_name)
-                cfg = load_run_config(base.path / "config.yaml")
+                cfg = load_run_config(base.path / CONFIG)
                 job = reg.start_ablation(cfg, ctx.runs_dir, ab_name_in, parse_methods(methods), int(n_seeds),
                                          owner=ss["compare_session"])
             except (JobError, RunNameError, ValueError) as exc:

@@ -19,7 +19,7 @@ def readable_error(exc: Exception) -> str:
     """One line naming the field, for a config error whether it comes from pydantic or from cascade."""
     from pydantic import ValidationError
 
-    from cascade.train.run_config import format_validation_error
+    from cascade.run_config import format_validation_error
 
     if isinstance(exc, ValidationError):
         return format_validation_error(exc)

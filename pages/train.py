@@ -13,7 +13,7 @@ import streamlit as st
 
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import STATE_LABELS, JobError
-from cascade.dashboard.progress import read_progress
+from cascade.runfolder import read_progress
 from cascade.dashboard.runs import RunNameError, list_runs, safe_run_dir
 from cascade.dashboard.trainform import (CASCADE_FAMILY, CLASSIFIER_INITS, DESCRIPTION_TYPES, FIELD_HELP,
                                         SUPERVISIONS, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config,

@@ -67,6 +67,6 @@ def test_openai_tag_selects_quick_gelu(tmp_path, monkeypatch):
 
     src = load_backbone("ViT-B-32", None, quick_gelu=True)
     path = save_backbone_weights(src, tmp_path / "vitb32.safetensors")
-    monkeypatch.setattr(bb, "_cached_weights", lambda cfg, cache_dir: str(path))
+    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: str(path))
     loaded = load_backbone("ViT-B-32", "openai")
     assert loaded.info.quick_gelu and loaded.info.pretrained == "openai" and not loaded.info.random_weights

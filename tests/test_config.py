@@ -2,7 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from cascade import CascadeConfig, ConfigError
-from cascade.config import parse_stages
+from cascade.config import expand_preset, parse_stages
+from cascade.run_config import validate_run_config
 
 
 def test_presets_resolve_on_12_blocks():
@@ -28,6 +29,27 @@ def test_custom_stage_string_and_overrides():
     assert cfg.stage_ranges() == [(1, 6), (7, 11), (12, 12)]
     assert cfg.tokens_per_point() == [4, 8, 2]
     assert cfg.preset == "custom"
+
+
+@pytest.mark.parametrize("preset", ["b32-4stag", "b33-4stage", "vpt-deep2"])
+def test_misspelt_preset_is_unknown_everywhere(preset):
+    # a name with digits once read as a stage string in the run config but as an unknown
+    # preset in CascadeConfig.from_preset: both now say it is an unknown preset
+    with pytest.raises(ConfigError, match="unknown preset"):
+        CascadeConfig.from_preset(preset)
+    with pytest.raises(ConfigError, match="model.preset: unknown preset"):
+        validate_run_config({"model": {"preset": preset}})
+
+
+def test_preset_reads_the_same_in_the_run_config():
+    for preset in ["b16-3stage", "1-6, 7-11, 12"]:
+        direct = CascadeConfig.from_preset(preset, prompt_tokens=8)
+        via_run = validate_run_config({"model": {"preset": preset, "prompt_tokens": 8}}).model
+        assert via_run == direct
+    assert via_run.stages == "1-6,7-11,12" and via_run.preset == "custom"
+    # an explicit stages wins over a stage string given as preset
+    assert expand_preset({"preset": "1-4,5-12", "stages": "1-6,7-12"}) == {"preset": "custom", "stages": "1-6,7-12"}
+    assert expand_preset({"preset": "custom", "stages": "1-12"}) == {"preset": "custom", "stages": "1-12"}
 
 
 @pytest.mark.parametrize("spec,needle", [

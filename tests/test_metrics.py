@@ -10,11 +10,14 @@ from sklearn.metrics import f1_score, recall_score
 
 from cascade.metrics import (
     DISTRIBUTION_METRICS,
+    EVAL_METRICS,
     METRIC_DIRECTIONS,
     EmotionMetrics,
     classification_metrics,
     distribution_metrics,
     higher_is_better,
+    is_known_metric,
+    split_stage,
 )
 
 
@@ -112,7 +115,7 @@ def test_accumulator_over_batches_equals_one_shot():
     for k, v in expected.items():
         assert got[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
     assert got["num_samples"] == 90
-    assert set(METRIC_DIRECTIONS) <= set(got)
+    assert set(EVAL_METRICS) <= set(got)
     assert acc.confusion() == classification_metrics(labels.numpy(), logits.numpy())["confusion"]
     acc.reset()
     assert acc.num_samples == 0 and math.isnan(acc.compute()["accuracy"])
@@ -164,8 +167,20 @@ def test_probability_inputs():
 def test_directions():
     assert higher_is_better("accuracy") and higher_is_better("cosine") and higher_is_better("intersection")
     assert not higher_is_better("kl") and not higher_is_better("canberra")
-    with pytest.raises(KeyError):
-        higher_is_better("loss")
+    assert not higher_is_better("loss")          # checkpoint selection may use the loss
+    assert not higher_is_better("stage2.kl") and higher_is_better("stage1.accuracy")
+    with pytest.raises(ValueError, match="unknown metric 'acuracy'"):
+        higher_is_better("acuracy")
+
+
+def test_stage_prefix_and_known_names():
+    assert split_stage("stage12.macro_f1") == (12, "macro_f1")
+    assert split_stage("accuracy") == (None, "accuracy")
+    assert split_stage("stages.kl") == (None, "stages.kl")
+    assert is_known_metric("stage3.uar") and is_known_metric("intersection")
+    assert not is_known_metric("stage3.uar", stages=False)
+    assert not is_known_metric("loss")       # evaluations report no loss column
+    assert set(EVAL_METRICS) | {"loss"} == set(METRIC_DIRECTIONS)
 
 
 def test_mean_std_over_finite_numbers_only():

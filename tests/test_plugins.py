@@ -36,7 +36,7 @@ def test_analysis_plugs_into_cli_bench_and_trainer():
 
 
 def test_configured_callbacks_follow_the_config():
-    from cascade.train.run_config import validate_run_config
+    from cascade.run_config import validate_run_config
 
     off = validate_run_config({})
     on = validate_run_config({"train": {"drift": {"every_k_steps": 5}}})

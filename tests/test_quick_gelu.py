@@ -75,14 +75,20 @@ def test_checkpoint_reload_keeps_quick_gelu(weights, tmp_path):
 def test_dashboard_backbone_spec_carries_quick_gelu(weights, tmp_path):
     from cascade.checkpoint import read_meta
     from cascade.dashboard.models import BackboneSpec, load_run_checkpoint, load_spec_backbone
+    from cascade.run_config import RunConfig
+    from cascade.runfolder import RunFolder, checkpoint_path
 
     bb = load_backbone("cascade-tiny", str(weights["bare"]), quick_gelu=True)
-    path = save_checkpoint(_trained_like(bb), tmp_path / "ck.safetensors")
+    folder = RunFolder(tmp_path / "run")      # the dashboard loads the checkpoints of run folders
+    folder.create()
+    folder.config.write_text(RunConfig.model_validate(
+        {"backbone": {"model_name": "cascade-tiny", "pretrained": str(weights["bare"]), "quick_gelu": True}}).to_yaml())
+    path = save_checkpoint(_trained_like(bb), checkpoint_path(folder.path, "best"))
     spec = BackboneSpec.from_meta(read_meta(path))
     assert spec.quick_gelu is True
     rebuilt = load_spec_backbone(spec)
     assert rebuilt.info.quick_gelu
-    assert load_run_checkpoint(path, rebuilt).backbone_info.quick_gelu
+    assert load_run_checkpoint(path, rebuilt).model.backbone_info.quick_gelu
 
 
 def test_zero_shot_predict_honours_the_weights_file(weights, tmp_path, capsys):
@@ -109,7 +115,7 @@ def test_run_records_quick_gelu_and_every_reload_uses_it(weights, tmp_path):
     import yaml
 
     from analysis.features import load_run
-    from cascade.evaluate import load_run_model
+    from cascade import runfolder
     from cascade.train import train
     from train.helpers import tiny_config
 
@@ -123,8 +129,7 @@ def test_run_records_quick_gelu_and_every_reload_uses_it(weights, tmp_path):
     # the sidecar is gone (the weights file was moved without it): the run still knows
     (weights["hub"].parent / QUICK_GELU_SIDECAR).rename(tmp_path / "moved.json")
     try:
-        model, _ = load_run_model(run)
-        assert model.backbone_info.quick_gelu
+        assert runfolder.load_run(run).model.backbone_info.quick_gelu
         assert load_run(run).model.backbone_info.quick_gelu
     finally:
         (tmp_path / "moved.json").rename(weights["hub"].parent / QUICK_GELU_SIDECAR)

@@ -1,9 +1,9 @@
 """``cascade bench``: throughput, memory and data-pipeline figures, measured side by side.
 
 Every comparison runs in one process, interleaved (see :mod:`.timing`), and is
-reported as a ratio of medians. Modules: ``timing`` (rounds, medians, peak memory),
-``flops`` (analytic FLOP counts), ``model_bench`` (figures 1-3), ``data_bench``
-(figure 4), ``cuda_bench`` (figure 6), ``report``; ``plugins`` runs the figures other
+reported as a ratio of medians (FLOP counts come from :mod:`cascade.flops`). Modules:
+``timing`` (rounds, medians, peak memory), ``model_bench`` (figures 1-3), ``data_bench``
+(figure 4), ``cuda_bench`` (figure 6), ``results``; ``plugins`` runs the figures other
 packages add (``analysis``: σ-sweep and CKA timings, figure 5). ``lafter`` (label-free
 stage 2 against its teacher: three training runs) runs only when asked for.
 """
@@ -27,6 +27,11 @@ def all_figures() -> tuple[str, ...]:
     return BUILTIN_FIGURES + tuple(n for n in plugin_figures() if n not in BUILTIN_FIGURES)
 
 
+def default_figures() -> tuple[str, ...]:
+    """The figures a bench without ``--figures`` measures: all but those that train models."""
+    return tuple(f for f in all_figures() if f not in ON_REQUEST)
+
+
 @dataclass
 class BenchOptions:
     device: str = "cpu"
@@ -36,7 +41,7 @@ class BenchOptions:
     repeats: int | None = None
     warmup: int | None = None
     precision: str | None = None          # fp32 | bf16; default fp32 on CPU, bf16 on CUDA
-    figures: tuple[str, ...] | None = None   # None: all_figures()
+    figures: tuple[str, ...] | None = None   # None: default_figures()
     reference: bool = True                # also time the model through open_clip's block modules
     mfu_batch_size: int = 256
     peak_tflops: float | None = None
@@ -185,7 +190,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         }
     }
     ctx = BenchContext(backbone, device, opts.batch_size, precision=precision, warmup=warmup, repeats=repeats)
-    want = set(opts.figures or [f for f in all_figures() if f not in ON_REQUEST])
+    want = set(opts.figures or default_figures())
     models = build_variants(ctx) if want & {"inference", "training", "memory", "data"} else {}
     if "inference" in want:
         log("bench: inference ...")
@@ -252,4 +257,5 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     return res
 
 
-__all__ = ["BUILTIN_FIGURES", "BenchOptions", "all_figures", "run_bench", "targets"]
+__all__ = ["BUILTIN_FIGURES", "ON_REQUEST", "BenchOptions", "all_figures", "default_figures", "run_bench",
+           "targets"]

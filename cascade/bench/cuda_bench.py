@@ -7,9 +7,10 @@ import os
 import re
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+from ..flops import cascade_flops, counted_flops, peak_tflops, plain_flops
 from ..model import compile_model
-from .flops import cascade_flops, counted_flops, peak_tflops, plain_flops
 from .model_bench import (BenchContext, build_variants, frozen_bf16_variant, image_row, inference, plain_forward,
                           train_step)
 from .timing import compare
@@ -38,8 +39,6 @@ def sdpa_flags() -> dict:
 
 def kernel_trace(fn, device: torch.device, top: int = 12) -> dict:
     """Names and GPU time of the kernels one call of ``fn`` launches (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-
     on_cuda = device.type == "cuda"
     fn()
     if on_cuda:

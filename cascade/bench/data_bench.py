@@ -13,7 +13,6 @@ Images: Emotion6 when it has enough, else a generated folder of 640×480 JPEGs
 from __future__ import annotations
 
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -21,7 +20,21 @@ import time
 from pathlib import Path
 
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
+
+from ..data import EmotionDataset, eval_transform, load_rgb, train_transform
+from ..data.decoded import CacheGeometry, build_store, crop_cache_side
+from ..data.records import DatasetIndex, Record
+from ..data.scan_report import DataReport
+from ..data.tar_members import iter_samples, read_member
+from ..data.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig
+from ..run_config import load_run_config
+from ..runfolder import read_metrics
+from ..train import train
+from ..train.data import cache_placement
+from ..train.store_source import StoreSource
+from .jpeg_folder import folder_files, jpeg_folder
 
 DEFAULT_EMOTION6 = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "Emotion6"
 
@@ -34,8 +47,6 @@ def emotion6_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def _pipeline(image_size: int, augment: bool):
-    from ..data import eval_transform, load_rgb, train_transform
-
     tf = train_transform(image_size) if augment else eval_transform(image_size)
     return load_rgb, tf, "cascade.data (load_rgb + eval/train_transform)"
 
@@ -87,17 +98,11 @@ class _Members(Dataset):
         return len(self.members)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from ..data.tar_members import read_member
-
         return self.transform(self.load(io.BytesIO(read_member(self.members[i]))))
 
 
 def write_shard(files: list[Path], folder: str | os.PathLike) -> tuple[Path, list]:
     """``files`` (their bytes, unchanged) as one tar shard in ``folder``; its members in file order."""
-    import webdataset as wds
-
-    from ..data.tar_members import iter_samples
-
     path = Path(folder) / "bench-000000.tar"
     with open(path, "wb") as fh:
         writer = wds.TarWriter(fh, encoder=False, mtime=0)
@@ -125,8 +130,6 @@ def time_loader(files: list[Path] | Dataset, load, transform, workers: int, batc
 
 def image_files(root: str | os.PathLike | None, num_images: int) -> tuple[list[Path], str]:
     """Emotion6 (or ``root``) when it holds ``num_images`` JPEGs, else a generated folder."""
-    from .jpeg_folder import folder_files, jpeg_folder
-
     base = emotion6_root(root)
     for folder in (base / "images", base):
         files = sorted(folder.glob("*/*.jpg")) if folder.is_dir() else []
@@ -138,9 +141,6 @@ def image_files(root: str | os.PathLike | None, num_images: int) -> tuple[list[P
 
 def _index_of(files: list[Path]):
     """A DatasetIndex over ``files`` labelled by their folder, without the scan's decode."""
-    from ..data.records import DatasetIndex, Record
-    from ..data.report import DataReport
-
     classes = sorted({f.parent.name for f in files})
     records = [Record(key=str(f), label=classes.index(f.parent.name)) for f in files]
     return DatasetIndex(classes, records, DataReport(source="bench", format="files"), False, "bench")
@@ -148,12 +148,6 @@ def _index_of(files: list[Path]):
 
 def bench_device_pipeline(files: list[Path], image_size: int, batch_size: int, device: str, epochs: int = 2) -> dict:
     """Decode once into the stores, then time epochs of augmented and of eval batches."""
-    from ..data import EmotionDataset
-    from ..data.decoded import CacheGeometry, build_store, crop_cache_side
-    from ..data.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig
-    from ..train.data import cache_placement
-    from ..train.store_source import StoreSource
-
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     index = _index_of(files)
@@ -192,9 +186,6 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
     """``cascade train`` with augmentation on a generated folder of ``images`` 640×480 JPEGs,
     once per input pipeline: steady images/s and the share of step time the loop waited
     for its next batch."""
-    from ..train import load_run_config, train
-    from .jpeg_folder import jpeg_folder
-
     root = jpeg_folder(images)
     n = images
     steps = max(1, int(n * 0.7) // batch_size)
@@ -218,7 +209,7 @@ def bench_trainer_on_folder(images: int, *, model: str, device: str, batch_size:
             except Exception as exc:  # noqa: BLE001 - one pipeline's failure keeps the other row
                 out[pipeline] = {"error": f"{exc.__class__.__name__}: {exc}"}
                 continue
-            records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            records = read_metrics(path)
             stepr = [r for r in records if r["kind"] == "step"]
             later = stepr[1:] or stepr
             start = records[0]

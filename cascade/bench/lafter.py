@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ..run_config import load_run_config
+from ..runfolder import EVAL, read_json
+from ..train import train
+
 SYNTHETIC_TINY = Path(__file__).resolve().parents[2] / "configs" / "synthetic-tiny.yaml"
 GAIN_TARGET = 0.02
 SEEDS = (0, 1, 2)
@@ -38,10 +42,6 @@ def lafter_overrides(seed: int, runs_dir: str, *, quick: bool = False) -> dict[s
 
 def bench_lafter(*, quick: bool = False, seeds=SEEDS, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Teacher vs final test accuracy per seed and the mean gain (see the module doc)."""
-    from ..train import train
-    from ..train.run_config import load_run_config
-    from ..train.runfolder import EVAL, read_json
-
     rows: dict[str, Any] = {}
     gains = []
     with tempfile.TemporaryDirectory(prefix="cascade-lafter-") as tmp:

@@ -11,7 +11,7 @@ import torch
 from ..config import CascadeConfig
 from ..losses import cascade_loss
 from ..model import CascadeCLIP, build_model, compile_model
-from .flops import cascade_flops, plain_flops
+from ..flops import cascade_flops, plain_flops
 from .timing import compare, measure_peak, synchronizer
 
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]

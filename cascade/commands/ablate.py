@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import run_guarded
+from ..config import ConfigError
+from ..run_config import load_run_config
+from ..train.ablate import parse_methods, run_ablation
+from .guard import run_guarded
 
 ALL = "zeroshot,linear-probe,shallow,vpt-deep,cascade,cascade-no-nga,nga-no-cascade,concat-fusion"
 
@@ -34,10 +37,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..train import load_run_config
-    from ..train.ablate import parse_methods, run_ablation
-
     if args.seeds < 1:
         raise ConfigError("--seeds: must be >= 1")
     try:

@@ -63,7 +63,7 @@ def handler(args) -> int:
     import sys
 
     from ..bench import BenchOptions, run_bench
-    from ..bench.report import format_report, write_json
+    from ..bench.results import format_report, write_json
 
     opts = BenchOptions(
         device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,

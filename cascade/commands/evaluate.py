@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import run_guarded
+from ..evaluate import evaluate_run
+from ..fileio import to_json
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:
@@ -29,9 +31,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_run
-    from ..train.runfolder import to_json
-
     result = evaluate_run(args.run, args.split, args.checkpoint, device=args.device, batch_size=args.batch_size,
                           quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank gets the same metrics

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 
 def register(subparsers) -> None:
@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ..predict import format_table, load_predictor, predict_images
-    from ..train.loop import RANDOM_WEIGHTS_NOTE
+    from ..runfolder import RANDOM_WEIGHTS_NOTE
 
     if args.run:
         predictor = load_predictor(args.run, checkpoint=args.checkpoint, device=args.device)

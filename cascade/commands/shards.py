@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import run_guarded
+import yaml
+
+from ..data import load_index, resolve_splits
+from ..data.shard_writer import write_shards
+from ..run_config import load_run_config
+from .guard import run_guarded
 
 EPILOG = """examples:
   cascade shards --config configs/emotion6-b32.yaml --out shards/emotion6
@@ -34,12 +39,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _shards(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ..data import load_index, resolve_splits
-    from ..data.shard_writer import write_shards
-    from ..train.run_config import load_run_config
-
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

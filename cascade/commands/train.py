@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ._common import run_guarded
+from .guard import run_guarded
 
 EPILOG = """examples:
   cascade train --config configs/synthetic-tiny.yaml
@@ -37,7 +37,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..train import load_run_config, train
+    from ..run_config import load_run_config
+    from ..train import train
 
     overrides = list(args.overrides)
     if args.pretrained is not None:

@@ -43,10 +43,11 @@ def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) 
     The probabilities come from the library's :func:`cascade.predict.predict_images` (the
     CLI ``predict`` path); the weights are the model's own (learned σ, λ).
     """
-    from ..predict import predict_images, preprocess_for
+    from ..data.transforms import eval_transform_for
+    from ..predict import predict_images
 
     start = time.perf_counter()
-    results = predict_images(model, preprocess_for(model), images, batch_size=batch_size)
+    results = predict_images(model, eval_transform_for(model), images, batch_size=batch_size)
     per_image = (time.perf_counter() - start) / max(1, len(images))
     classes = list(model.classnames)
     nga = [w.detach().float().cpu().numpy() for w in model.current_nga_weights()]

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..runfolder import CONFIG, TRAIN_LOG
 from .runs import safe_run_dir
 
 JobState = Literal["running", "stopping", "finished", "stopped", "failed"]
-LOG_NAME = "train.log"
 ABLATION_LOG = "ablate.log"     # not train.log: an ablation folder is not a run folder
 # How the dashboard names a job's state.
 STATE_LABELS = {"running": "running", "stopping": "stopping…", "finished": "finished", "stopped": "stopped",
@@ -32,7 +32,7 @@ STATE_LABELS = {"running": "running", "stopping": "stopping…", "finished": "fi
 
 def log_name(kind: str) -> str:
     """The log file of a job of ``kind`` in its folder."""
-    return ABLATION_LOG if kind == "ablation" else LOG_NAME
+    return ABLATION_LOG if kind == "ablation" else TRAIN_LOG
 
 
 class JobError(ValueError):
@@ -126,7 +126,7 @@ class JobRegistry:
         cfg.run.name = run_dir.name
         cfg.run.runs_dir = str(run_dir.parent)
         return self._spawn(run_dir, cfg.to_yaml(), [], owner, "train", None,
-                           taken=("config.yaml", LOG_NAME))
+                           taken=(CONFIG, TRAIN_LOG))
 
     def start_ablation(self, base_config, runs_dir: str | os.PathLike, name: str, methods: list[str], seeds: int,
                        owner: str | None = None) -> Job:
@@ -142,7 +142,7 @@ class JobRegistry:
         plan = {"methods": methods, "seeds": int(seeds)}
         payload = json.dumps({"config": base_config.to_yaml(), **plan})
         return self._spawn(run_dir, payload, ["--ablate"], owner, "ablation", plan,
-                           taken=("results.json", ABLATION_LOG, "config.yaml"))
+                           taken=("results.json", ABLATION_LOG, CONFIG))
 
     def _spawn(self, run_dir: Path, stdin_text: str, flags: list[str], owner: str | None, kind: str,
                plan: dict | None, taken: tuple[str, ...]) -> Job:

@@ -3,8 +3,9 @@
 Encoding the class texts is the slow part of building a model on CPU (ViT-B-32's text
 tower over every template × synonym: tens of seconds on two cores), so the class
 embeddings are cached on disk as safetensors, keyed by backbone, weights and class
-names. Checkpoints are loaded into a model whose classifier starts from a placeholder
-(the checkpoint overwrites it), so loading a run never encodes text at all.
+names. Checkpoints are loaded (through :func:`cascade.runfolder.load_run`, as every other
+reader loads them) into a model whose classifier starts from a placeholder (the
+checkpoint overwrites it), so loading a run never encodes text at all.
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..backbone import Backbone, load_backbone
-from ..checkpoint import CheckpointError, load_checkpoint, quick_gelu_setting, read_meta
+from ..checkpoint import CheckpointError, quick_gelu_setting, read_meta
 from ..classifier import TextClassifier, text_class_embeddings
 from ..config import CascadeConfig
 from ..fileio import atomic_path
 from ..model import CascadeCLIP, build_model
+from ..run_config import load_run_config
+from ..runfolder import LoadedModel, RunFolder, checkpoint_run_dir, load_run, run_frozen_dtype
 from ..vocab import TEMPLATES, vocabulary
 
 CACHE_ENV = "CASCADE_CACHE_DIR"
@@ -47,8 +51,6 @@ def _text_key(backbone: Backbone, classnames: list[str]) -> str:
 
 def class_text_embeddings(backbone: Backbone, classnames: list[str], use_disk: bool = True) -> torch.Tensor:
     """[C, E] text-initialised class vectors, from the disk cache when possible."""
-    from safetensors.torch import load_file, save_file
-
     path = cache_dir() / "text" / f"{_text_key(backbone, classnames)}.safetensors"
     if use_disk and path.is_file():
         try:
@@ -111,13 +113,21 @@ def load_spec_backbone(spec: BackboneSpec, device: str = "cpu", network_timeout:
                          quick_gelu=spec.quick_gelu)
 
 
-def load_run_checkpoint(path: str | os.PathLike, backbone: Backbone) -> CascadeCLIP:
-    """A checkpoint loaded into ``backbone`` (which must match it), without encoding any text.
+def checkpoint_backbone(path: str | os.PathLike) -> tuple[BackboneSpec, str]:
+    """The backbone a run's checkpoint needs, and the dtype the run's frozen blocks take in it
+    (fp32, bf16, fp16): models may share a backbone only when their blocks have one dtype."""
+    run_dir = checkpoint_run_dir(path)
+    frozen = run_frozen_dtype(load_run_config(RunFolder(run_dir).config), run_dir)
+    return BackboneSpec.from_meta(read_meta(path)), frozen
+
+
+def load_run_checkpoint(path: str | os.PathLike, backbone: Backbone) -> LoadedModel:
+    """A run's checkpoint loaded into ``backbone`` (which must match it) with the run's frozen
+    dtype applied to the backbone's blocks, without encoding any text.
 
     Raises :class:`cascade.checkpoint.CheckpointError` (refuses pickle files, mismatches).
     """
     meta = read_meta(path)
     if BackboneSpec.from_meta(meta) != BackboneSpec.of(backbone):
         raise CheckpointError(f"{path}: trained on {BackboneSpec.from_meta(meta)}, not on {BackboneSpec.of(backbone)}")
-    model = load_checkpoint(path, backbone=backbone)
-    return model.eval()
+    return load_run(checkpoint_run_dir(path), str(path), backbone=backbone)

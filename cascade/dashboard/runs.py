@@ -6,10 +6,8 @@ refuses anything that would leave the runs folder.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,36 +15,12 @@ from typing import Any
 
 import yaml
 
-from ..metrics import mean_std
-from ..train.runstate import read_run_state
+from ..metrics import EVAL_METRICS, mean_std
+from ..run_config import RunNameError, sanitize_run_name
+from ..runfolder import (CONFIG, EVAL, MARKERS, METRICS, TRAINER_NAMES, checkpoint_names, checkpoint_path, read_json,
+                         read_metrics, read_run_state, sigma_tuned_on)
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
-SUMMARY_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
-
-
-class RunNameError(ValueError):
-    """A run name that cannot be used safely."""
-
-
-def sanitize_run_name(name: str) -> str:
-    """Letters, digits, '.', '_' and '-' only; no leading dots; at most 120 characters.
-
-    Same rule as the trainer's (:func:`cascade.train.run_config.sanitize_run_name`), so a
-    name accepted here is the folder the CLI would write.
-    """
-    try:
-        from ..train.run_config import sanitize_run_name as trainer_rule
-    except ImportError:  # pragma: no cover - the trainer ships with the package
-        trainer_rule = None
-    if trainer_rule is not None:
-        try:
-            return trainer_rule(str(name))
-        except ValueError as exc:
-            raise RunNameError(str(exc)) from None
-    cleaned = _NAME_OK.sub("-", str(name).strip()).lstrip(".-").rstrip("-")
-    if not cleaned or set(cleaned) <= {".", "-"}:
-        raise RunNameError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
-    return cleaned[:120]
+SUMMARY_METRICS = EVAL_METRICS
 
 
 def safe_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
@@ -67,35 +41,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-
-
-def read_metrics(path: Path, start: int = 0) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` from byte offset ``start``; a half-written last line is skipped."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
-        return []
-    out = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 def _num(value: Any) -> float | None:
     try:
         v = float(value)
@@ -114,7 +59,7 @@ class RunSummary:
     backbone: str = "?"
     random_weights: bool | None = None
     data: str = "?"
-    status: str = "unknown"         # a run state (cascade.train.runstate) or "empty"
+    status: str = "unknown"         # a run state (cascade.runfolder.status) or "empty"
     state_label: str = ""           # e.g. "stopped at epoch 1, step 33/44"
     partial: bool = True            # metrics of anything but a finished run describe a partial run
     epochs_done: int = 0
@@ -132,7 +77,7 @@ class RunSummary:
     modified: float = 0.0
 
     def checkpoint(self, which: str = "best") -> Path | None:
-        p = self.path / "checkpoints" / f"{which}.safetensors"
+        p = checkpoint_path(self.path, which)
         return p if p.is_file() else None
 
     def row(self) -> dict[str, Any]:
@@ -169,7 +114,7 @@ def _pick(metrics: dict[str, Any] | None) -> dict[str, float | None]:
 def summarize_run(path: Path) -> RunSummary:
     path = Path(path)
     s = RunSummary(name=path.name, path=path)
-    cfg = _read_yaml(path / "config.yaml")
+    cfg = _read_yaml(path / CONFIG)
     if cfg:
         s.method = str(cfg.get("method", "?"))
         model = cfg.get("model") or {}
@@ -193,14 +138,14 @@ def summarize_run(path: Path) -> RunSummary:
         s.select_metric = (cfg.get("train") or {}).get("select_metric")
         s.supervision = str((cfg.get("train") or {}).get("supervision") or "labels")
         s.classifier_init = str((cfg.get("classifier") or {}).get("init") or "templates")
-    records = read_metrics(path / "metrics.jsonl")
+    records = read_metrics(path)
     evals = [r for r in records if r.get("kind") == "eval" and r.get("split", "val") == "val"]
     s.epochs_done = max((int(r.get("epoch") or 0) for r in evals), default=0)
     best = [r for r in evals if r.get("best")]
     if best:
         s.best_epoch = int(best[-1].get("epoch") or 0)
         s.val = _pick((best[-1].get("metrics") or {}).get("fused"))
-    report = read_json(path / "eval.json")
+    report = read_json(path / EVAL)
     state = read_run_state(path)
     s.status, s.state_label, s.partial = state.state, state.label(), state.partial
     if isinstance(report, dict):
@@ -222,22 +167,15 @@ def summarize_run(path: Path) -> RunSummary:
             s.classifier_init = "n/a (own head)"
     elif not cfg and not records:
         s.status = "empty"
-    ck = path / "checkpoints"
-    if ck.is_dir():
-        s.checkpoints = sorted(p.stem for p in ck.glob("*.safetensors") if not p.name.endswith(".train.safetensors"))
-        s.tuned_on_test = [n for n in s.checkpoints if n not in ("best", "last") and sigma_tuned_on(ck / n) == "test"]
+    s.checkpoints = checkpoint_names(path)
+    s.tuned_on_test = [n for n in s.checkpoints
+                       if n not in TRAINER_NAMES and sigma_tuned_on(checkpoint_path(path, n)) == "test"]
     try:
-        s.modified = max((p.stat().st_mtime for p in (path / "metrics.jsonl", path / "eval.json", path / "config.yaml")
+        s.modified = max((p.stat().st_mtime for p in (path / METRICS, path / EVAL, path / CONFIG)
                           if p.exists()), default=path.stat().st_mtime)
     except OSError:
         s.modified = 0.0
     return s
-
-
-def sigma_tuned_on(checkpoint: Path) -> str | None:
-    """The split a checkpoint's σ was chosen on (σ tuner / ``apply_sigma``), from its JSON."""
-    meta = read_json(Path(checkpoint).with_suffix(".json"))
-    return meta.get("sigma_tuned_on") if isinstance(meta, dict) else None
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
@@ -249,7 +187,7 @@ def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
     for child in root.iterdir():
         if child.name.startswith(".") or not child.is_dir() or child.is_symlink():
             continue
-        if not any((child / f).exists() for f in ("config.yaml", "metrics.jsonl", "eval.json", "train.log")):
+        if not any((child / f).exists() for f in MARKERS):
             continue
         out.append(summarize_run(child))
     return sorted(out, key=lambda r: r.modified, reverse=True)
@@ -261,7 +199,7 @@ def runs_table(runs: list[RunSummary]) -> list[dict[str, Any]]:
 
 def stage_table(run: RunSummary, split: str = "test") -> list[dict[str, Any]]:
     """Per-stage metrics of one run (from eval.json), fused last."""
-    report = read_json(run.path / "eval.json")
+    report = read_json(run.path / EVAL)
     if not isinstance(report, dict) or not isinstance(report.get(split), dict):
         return []
     rows = []
@@ -277,7 +215,7 @@ def checkpoint_choices(runs: list[RunSummary]) -> list[tuple[str, Path]]:
     for r in runs:
         names = sorted(r.checkpoints, key=lambda n: (n != "best", n != "last", n))
         for n in names:
-            p = r.path / "checkpoints" / f"{n}.safetensors"
+            p = checkpoint_path(r.path, n)
             if p.is_file():
                 out.append((f"{r.name} · {n}" + (" (σ tuned on TEST)" if n in r.tuned_on_test else ""), p))
     return out

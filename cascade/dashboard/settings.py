@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..devices import device_kind
+
 DEMO_MODELS = ("ViT-B-32", "cascade-tiny")
 
 
@@ -47,7 +49,7 @@ class DashboardSettings:
         demo = os.environ.get("CASCADE_DEMO_MODEL", "ViT-B-32").strip() or "ViT-B-32"
         device = os.environ.get("CASCADE_DEVICE", "auto").strip().lower()
         if device not in ("cpu", "cuda"):
-            device = "cuda" if _cuda_available() else "cpu"
+            device = device_kind("auto")
         return cls(
             runs_dir=Path(os.path.expanduser(os.environ.get("CASCADE_RUNS_DIR", "runs"))),
             model_name=os.environ.get("CASCADE_MODEL", "ViT-B-32").strip() or "ViT-B-32",
@@ -60,14 +62,6 @@ class DashboardSettings:
 
     def with_runs_dir(self, path: str | os.PathLike) -> "DashboardSettings":
         return replace(self, runs_dir=Path(os.path.expanduser(str(path))))
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001 - a broken CUDA install means CPU
-        return False
 
 
 def configure_torch_threads() -> int:

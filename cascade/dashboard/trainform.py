@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
-from ..descriptions import parse_descriptions
+from ..config import PRESETS, ConfigError
+from ..descriptions import parse_descriptions, read_descriptions
 from ..fileio import atomic_write_bytes
-from .runs import sanitize_run_name
+from ..methods import METHODS
+from ..run_config import default_run_name, sanitize_run_name
 
-TRAIN_PRESETS = ("b32-4stage", "b16-3stage", "shallow", "vpt-deep")
-TRAIN_METHODS = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion", "shallow", "vpt-deep",
-                 "zeroshot", "linear-probe")
+# The cascade model and its ablations: they keep the form's preset, stages and tokens.
+CASCADE_FAMILY = tuple(m for m, spec in METHODS.items() if spec.trains and spec.preset is None)
+# Every method: the cascade family first, then the baselines that train, then those evaluated as built.
+TRAIN_METHODS = (*CASCADE_FAMILY,
+                 *sorted((m for m in METHODS if m not in CASCADE_FAMILY), key=lambda m: not METHODS[m].trains))
+# The presets of models that train (not those of methods evaluated as built, such as zeroshot).
+TRAIN_PRESETS = tuple(p for p in PRESETS if p not in {spec.preset for spec in METHODS.values() if not spec.trains})
 CLASSIFIER_INITS = ("templates", "descriptions", "shots")
 SUPERVISIONS = ("labels", "pseudo")
 DESCRIPTION_TYPES = ["json", "csv", "tsv"]
@@ -52,14 +56,10 @@ class TrainRequest:
     pseudo_threshold: float = 0.0
 
 
-def default_run_name(method: str = "cascade") -> str:
-    return sanitize_run_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{method}")
-
-
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
                      data_config, runs_dir: str, device: str = "auto"):
     """A validated RunConfig (raises :class:`cascade.config.ConfigError` naming the field)."""
-    from ..train.run_config import validate_run_config
+    from ..run_config import validate_run_config
 
     name = sanitize_run_name(req.name or default_run_name(req.method))
     model: dict[str, Any] = {"preset": req.preset, "prompt_tokens": int(req.prompt_tokens),
@@ -94,7 +94,6 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
         raise ConfigError("train.epochs: at least one epoch in total")
     cfg = validate_run_config(raw)
     if cfg.classifier.init == "descriptions" and cfg.classifier.descriptions:
-        from ..descriptions import read_descriptions
         read_descriptions(cfg.classifier.descriptions)   # a bad file is reported now, not by the worker
     return cfg
 
@@ -118,7 +117,6 @@ def save_descriptions_upload(name: str, data: bytes, folder: str | os.PathLike) 
 
 
 # ---- which fields apply, and what each does ------------------------------------------------
-CASCADE_FAMILY = ("cascade", "cascade-no-nga", "nga-no-cascade", "concat-fusion")
 ALWAYS = ("name", "method", "data_kind", "batch_size", "seed")
 TRAINING = ("epochs_warmup", "epochs_unfreeze", "epochs_global", "lambda_dist", "alpha", "lr_prompts", "lr_heads",
             "lr_classifier")

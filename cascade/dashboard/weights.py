@@ -67,7 +67,7 @@ def _probe(model_name: str, pretrained: str, timeout: float) -> WeightsStatus:
     """Cache look-up, then a TCP probe of the download host. May block (run in a thread)."""
     from open_clip import pretrained as oc_pretrained
 
-    from ..backbone import _cached_weights, _reachable, register_model_configs
+    from ..backbone import cached_weights_path, download_host_reachable, register_model_configs
 
     register_model_configs()
     if os.path.isfile(pretrained):
@@ -77,10 +77,10 @@ def _probe(model_name: str, pretrained: str, timeout: float) -> WeightsStatus:
         if any(sep in pretrained for sep in ("/", "\\")) or Path(pretrained).suffix:
             return WeightsStatus(model_name, pretrained, "unavailable", f"no such weights file: {pretrained}")
         return WeightsStatus(model_name, pretrained, "error", f"{pretrained!r} is not a pretrained tag of {model_name}")
-    path = _cached_weights(tag_cfg, None)
+    path = cached_weights_path(tag_cfg, None)
     if path:
         return WeightsStatus(model_name, pretrained, "cached", f"cached at {path}", path=path)
-    ok, why = _reachable(tag_cfg, timeout)
+    ok, why = download_host_reachable(tag_cfg, timeout)
     if ok:
         return WeightsStatus(model_name, pretrained, "downloadable", f"not cached; {why} is reachable")
     return WeightsStatus(model_name, pretrained, "unavailable", f"not cached, and offline: {why}")

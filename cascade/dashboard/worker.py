@@ -13,12 +13,19 @@ runs, and is easy to stop:
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import traceback
 from pathlib import Path
+
+import yaml
+
+from ..run_config import RunConfig, validate_run_config
+from ..train import train
+from ..train.ablate import AblationStopped, run_ablation
 
 EXIT_STOPPED = 3
 
@@ -67,14 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     text = sys.stdin.read()
     try:
-        import yaml
-
-        from ..train import RunConfig, train
-        from ..train.run_config import validate_run_config
         if ablate:
-            import json
-
-            from ..train.ablate import run_ablation
             job = json.loads(text)
             cfg: RunConfig = validate_run_config(yaml.safe_load(job["config"]) or {})
             print(f"worker pid {os.getpid()}: ablation of {', '.join(job['methods'])} × {job['seeds']} seed(s) "
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worker pid {os.getpid()}: training into {run_dir}", flush=True)
             train(cfg, callbacks=[stopper], run_dir=run_dir)
     except BaseException as exc:  # noqa: BLE001 - everything goes to the log, then a non-zero exit
-        if stopper.requested and type(exc).__name__ == "AblationStopped":
+        if stopper.requested and isinstance(exc, AblationStopped):
             print(f"STOPPED: {stopper.reason} ({exc})", flush=True)
             return EXIT_STOPPED
         if isinstance(exc, KeyboardInterrupt):

@@ -7,7 +7,7 @@ from .dataset import EmotionDataset
 from .images import IMAGE_EXTENSIONS, check_image, load_rgb, pixel_limit, to_rgb
 from .load import load_index
 from .records import DatasetIndex, Record, TarMember, distribution_from_label, normalise_distribution
-from .report import BadItem, DataError, DataReport
+from .scan_report import BadItem, DataError, DataReport
 from .splits import load_splits, make_splits, resolve_splits, save_splits, splits_from_records
 from .synthetic import SyntheticSpec, render_face
 from .transforms import CLIP_MEAN, CLIP_STD, AugmentConfig, eval_transform, train_transform

@@ -34,7 +34,7 @@ from PIL import Image
 
 from ..fileio import atomic_path, write_json
 from .records import SYNTHETIC_PREFIX, DatasetIndex
-from .report import DataError
+from .scan_report import DataError
 from .transforms import AugmentConfig, eval_geometry
 
 CACHE_VERSION = 1

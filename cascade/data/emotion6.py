@@ -10,7 +10,7 @@ import numpy as np
 from .config import EMOTION6_CLASSES, DataConfig
 from .images import is_image_file
 from .records import Record, distribution_from_label, normalise_distribution
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .scan import Candidate, scan_candidates
 
 NEUTRAL = "neutral"

@@ -26,7 +26,7 @@ from .config import FERPLUS_CLASSES, DataConfig
 from .images import is_image_file
 from .manifest import parse_numbers
 from .records import DistributionProblem, Record
-from .report import HEADERLESS_ROW_CONVENTION, DataError, DataReport
+from .scan_report import HEADERLESS_ROW_CONVENTION, DataError, DataReport
 from .scan import Candidate, scan_candidates
 from .tables import read_table
 

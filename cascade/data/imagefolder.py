@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import DataConfig
 from .images import is_image_file
 from .records import UNLABELLED, Record, distribution_from_label
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .scan import Candidate, scan_candidates
 
 

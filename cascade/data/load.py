@@ -11,7 +11,7 @@ from .ferplus import load_ferplus
 from .imagefolder import load_imagefolder
 from .manifest import load_manifest
 from .records import DatasetIndex
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .shards import load_webdataset
 from .synthetic import SyntheticSpec, load_synthetic
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import DataConfig, ManifestOptions
 from .records import UNLABELLED, DistributionProblem, Record, distribution_from_label, normalise_distribution
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .scan import Candidate, scan_candidates
 from .tables import SPLIT_ALIASES, Table, delimiter_for, read_table
 

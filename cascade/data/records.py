@@ -5,16 +5,14 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from .images import load_rgb
-from .report import DataReport
-
-if TYPE_CHECKING:
-    from .synthetic import SyntheticSpec
+from .scan_report import DataReport
+from .tar_members import TarMember, read_member
 
 SYNTHETIC_PREFIX = "synthetic:"
 # The label of an item that has none (a training image for label-free training).
@@ -25,15 +23,10 @@ UNLABELLED = -1
 SILENT_SUM_TOLERANCE = 1e-4
 
 
-@dataclass(frozen=True, slots=True)
-class TarMember:
-    """Where a sample's image lies inside an uncompressed tar shard on local disk."""
+class ImageRenderer(Protocol):
+    """What renders the images of synthetic keys (:class:`cascade.data.synthetic.SyntheticSpec`)."""
 
-    path: str      # the local file (a downloaded copy for shards named by URL)
-    offset: int    # of the member's data, in bytes
-    size: int
-    ext: str       # the member's extension (jpg, png, webp, ...)
-    shard: str = ""   # the shard as data.root names it (a URL, or the same local path)
+    def render(self, i: int) -> Image.Image: ...
 
 
 @dataclass
@@ -55,7 +48,7 @@ class DatasetIndex:
     report: DataReport
     has_distributions: bool
     source: str
-    synthetic: SyntheticSpec | None = field(default=None, repr=False)
+    synthetic: ImageRenderer | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -96,8 +89,6 @@ class DatasetIndex:
                 raise ValueError(f"{rec.key} is synthetic but this index has no synthetic generator")
             return self.synthetic.render(int(rec.key[len(SYNTHETIC_PREFIX):]))
         if rec.member is not None:
-            from .tar_members import read_member
-
             return load_rgb(io.BytesIO(read_member(rec.member, rec.key)), max_pixels=max_pixels)
         return load_rgb(rec.key, max_pixels=max_pixels)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .config import DataConfig
 from .images import check_images
 from .records import Record
-from .report import DataReport
+from .scan_report import DataReport
 
 
 @dataclass

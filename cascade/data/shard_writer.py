@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import webdataset as wds
 
 from ..fileio import atomic_path, write_json
 from .config import SPLIT_NAMES
 from .records import SYNTHETIC_PREFIX, DatasetIndex
-from .report import DataError
+from .scan_report import DataError
 from .splits import relative_keys
 from .tar_members import IMAGE_EXTS, read_member
 
@@ -121,8 +122,6 @@ def write_shards(index: DatasetIndex, splits: dict[str, list[int]], out_dir: str
 
 def _write_one(path: Path, chunk: list[int], index: DatasetIndex, split: str, classes: list[str],
                rel: list[str], max_pixels: int | None, rows) -> int:
-    import webdataset as wds
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             # mtime fixed: the same dataset gives byte-identical shards.

@@ -46,12 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from webdataset.shardlists import expand_urls
 
 from .config import DataConfig, is_url
 from .images import check_image_bytes, pixel_limit
 from .manifest import LabelParser
 from .records import DistributionProblem, Record, TarMember, distribution_from_label, normalise_distribution
-from .report import DataError, DataReport
+from .scan_report import DataError, DataReport
 from .tables import SPLIT_ALIASES
 from .tar_members import IMAGE_EXTS, ShardError, default_cache_dir, iter_samples, local_copy
 
@@ -89,8 +90,6 @@ class _Shard:
 
 def shard_urls(cfg: DataConfig) -> list[tuple[str, str | None]]:
     """``(url or absolute path, split fixed by data.root or None)`` of every shard, in order."""
-    from webdataset.shardlists import expand_urls
-
     out: list[tuple[str, str | None]] = []
     seen: dict[str, str] = {}
     for split, pattern in cfg.split_roots().items():

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import SPLIT_NAMES, DataConfig
 from .records import DatasetIndex
-from .report import DataError, atomic_write_text
+from .scan_report import DataError, atomic_write_text
 SPLITS_FORMAT_VERSION = 1
 
 

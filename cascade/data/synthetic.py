@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from .config import EMOTION6_CLASSES, DataConfig
 from .records import SYNTHETIC_PREFIX, Record
-from .report import DataReport
+from .scan_report import DataReport
 
 # Expression parameters, each roughly in [-1, 1] or [0, 1]; colours are 0-255 RGB.
 PARAMS = (

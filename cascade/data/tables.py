@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import HEADERLESS_ROW_CONVENTION, ROW_CONVENTION, DataError
+from .scan_report import HEADERLESS_ROW_CONVENTION, ROW_CONVENTION, DataError
 
 SPLIT_ALIASES = {
     "train": "train",

@@ -25,12 +25,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from webdataset.cache import check_tar_format, download
+from webdataset.tariterators import base_plus_ext
+
 from .config import is_url
-from .records import TarMember
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CACHE_ENV = "CASCADE_SHARD_CACHE"
 _MAX_OPEN = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    """Where a sample's image lies inside an uncompressed tar shard on local disk."""
+
+    path: str      # the local file (a downloaded copy for shards named by URL)
+    offset: int    # of the member's data, in bytes
+    size: int
+    ext: str       # the member's extension (jpg, png, webp, ...)
+    shard: str = ""   # the shard as data.root names it (a URL, or the same local path)
 
 
 class ShardError(OSError):
@@ -72,8 +85,6 @@ def local_copy(url: str, cache_dir: str | os.PathLike[str]) -> str:
         return url
     if url.startswith("file:"):
         return urlparse(url).path
-    from webdataset.cache import check_tar_format, download
-
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     dest = cache / cache_name(url)
@@ -110,8 +121,6 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 # ---- listing ---------------------------------------------------------------------------------------
 def _split_name(name: str) -> tuple[str | None, str | None]:
-    from webdataset.tariterators import base_plus_ext
-
     return base_plus_ext(name)
 
 

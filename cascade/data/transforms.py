@@ -64,6 +64,22 @@ def eval_transform(
     return T.Compose([eval_geometry(image_size), T.ToTensor(), T.Normalize(mean, std)])
 
 
+def backbone_normalisation(model) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """``(image size, mean, std)`` a model's backbone expects: the size from its ``backbone_info``, the
+    normalisation its ``visual`` tower declares (CLIP's values where it declares none)."""
+    visual = model.visual
+    mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
+    std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
+    return model.backbone_info.image_size, mean, std
+
+
+def eval_transform_for(model) -> Transform:
+    """The evaluation preprocessing of ``model`` (a cascade model or anything with ``visual`` and
+    ``backbone_info``): :func:`eval_transform` at its image size and normalisation."""
+    size, mean, std = backbone_normalisation(model)
+    return eval_transform(size, mean, std)
+
+
 def augment_config(augment: bool | dict[str, Any] | AugmentConfig = True) -> AugmentConfig | None:
     """The augmentation a ``train.augment``-style value asks for (None: no augmentation)."""
     if augment is False:

@@ -25,15 +25,15 @@ from typing import Any, Callable, Iterable, Sequence
 from ..config import ConfigError
 from ..data import load_index
 from ..data.splits import SPLIT_NAMES, resolve_splits, save_splits, split_keys
+from ..fileio import atomic_write_text, write_json
 from ..methods import METHODS
-from ..metrics import mean_std
-from .loop import RANDOM_WEIGHTS_NOTE, train
-from .run_config import RunConfig, load_run_config
-from .runfolder import CONFIG, EVAL, atomic_write_text, read_json, write_json
-from .runstate import read_run_state
+from ..metrics import EVAL_METRICS, METRIC_DIRECTIONS, mean_std
+from ..run_config import RunConfig, load_run_config
+from ..runfolder import CONFIG, EVAL, RANDOM_WEIGHTS_NOTE, read_json, read_run_state
+from .loop import train
 
-TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "chebyshev", "clark", "canberra", "cosine", "intersection")
-ARROWS = {"kl": "↓", "chebyshev": "↓", "clark": "↓", "canberra": "↓"}
+TABLE_METRICS = EVAL_METRICS
+ARROWS = {m: "↓" for m in TABLE_METRICS if METRIC_DIRECTIONS[m] == "min"}   # lower is better
 
 
 class AblationStopped(RuntimeError):
@@ -238,7 +238,7 @@ def run_ablation(base: RunConfig, methods: str | Sequence[str], seeds: int | Ite
                 train(resume=p.run_dir, callbacks=callbacks, quiet=quiet)
             else:
                 train(p.cfg, callbacks=callbacks, quiet=quiet)
-        ev = read_json(p.run_dir / EVAL)
+        ev = read_json(p.run_dir / EVAL, strict=True)
         test = (ev.get("test") or {}).get("fused", {})
         row = {"method": p.method, "seed": p.seed}
         row.update({m: test.get(m) for m in TABLE_METRICS})

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import DataConfig, DatasetIndex, EmotionDataset, eval_transform, load_index, train_transform
+from ..data import DataConfig, DatasetIndex, EmotionDataset, load_index, train_transform
 from ..data.splits import load_splits, resolve_splits
-from ..data.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig
+from ..data.transforms import AugmentConfig, backbone_normalisation, eval_transform_for
 from .batches import epoch_seed
 
 SPLITS = ("train", "val", "test")
@@ -59,14 +59,6 @@ def load_data(cfg: DataConfig, splits_file: str | os.PathLike | None = None) -> 
     if not splits["train"]:
         raise ValueError("data: the train split is empty")
     return DataBundle(cfg, index, splits)
-
-
-def backbone_normalisation(model) -> tuple[int, tuple, tuple]:
-    visual = model.visual
-    size = model.backbone_info.image_size
-    mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
-    std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
-    return size, mean, std
 
 
 class SeededTransform(Dataset):
@@ -215,7 +207,7 @@ def make_sources(bundle: DataBundle, model, *, seed: int, augment: bool | Augmen
     :class:`AugmentConfig`) applies to train. ``weak_train`` adds ``train_weak``: the
     training items through the evaluation transform (a label-free run's teacher view)."""
     size, mean, std = backbone_normalisation(model)
-    ev = eval_transform(size, mean, std)
+    ev = eval_transform_for(model)
     random_aug = augment is not None and augment is not False
     tr = train_transform(size, mean, std, augment=augment) if random_aug else ev
     out = {}

@@ -62,15 +62,38 @@ class DistContext:
             raise error
         return value
 
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """One tensor from every rank, concatenated along dim 0 in rank order (lengths may differ), on the CPU."""
+        if not self.enabled:
+            return t
+        comm_dev = torch.device("cuda", torch.cuda.current_device()) if "nccl" in str(dist.get_backend()).lower() \
+            else torch.device("cpu")
+        n = torch.tensor([t.shape[0]], device=comm_dev)
+        sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
+        dist.all_gather(sizes, n)
+        lengths = [int(s.item()) for s in sizes]
+        pad = torch.zeros((max(lengths) - t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype)
+        local = torch.cat([t.cpu(), pad]).to(comm_dev)
+        parts = [torch.empty_like(local) for _ in lengths]
+        dist.all_gather(parts, local)
+        return torch.cat([p[:k].cpu() for p, k in zip(parts, lengths)])
+
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
+def current_context() -> DistContext:
+    """The process group this process is already in, or a single-process context; joins nothing."""
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return DistContext()
+
+
 def init_distributed(device_kind: str) -> DistContext:
     """Join the process group torchrun describes (or one already initialised by the caller)."""
     if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+        return current_context()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or not dist.is_available():
         return DistContext()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..losses import LossWeights, cascade_loss
-from ..metrics import DISTRIBUTION_METRICS, EmotionMetrics
+from ..metrics import DISTRIBUTION_METRICS, EmotionMetrics, split_stage
 from ..progress import track
 from .batches import shard_positions
 from .distributed import DistContext
@@ -110,13 +110,12 @@ def evaluate_model(model, source, *, device: torch.device, batch_size: int, ctx:
 
 def metric_value(metrics: dict[str, Any], name: str) -> float:
     """``accuracy`` → fused accuracy; ``stage2.kl`` → KL of the second stage (1-based)."""
-    if name.startswith("stage") and "." in name:
-        head, key = name.split(".", 1)
-        s = int(head[len("stage"):]) - 1
+    stage, key = split_stage(name)
+    if stage is not None:
         stages = metrics.get("stages") or []
-        if not 0 <= s < len(stages):
+        if not 1 <= stage <= len(stages):
             raise KeyError(f"select_metric {name!r}: the model has {len(stages)} stage(s) with metrics")
-        value = stages[s][key]
+        value = stages[stage - 1][key]
     else:
         value = metrics["fused"][name]
     return math.nan if value is None else float(value)

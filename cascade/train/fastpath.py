@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..devices import device_kind, resolve_frozen_dtype
+
 # Measured on an H200 (random ViT-B/32, b32-4stage with 16 tokens, batch 256, frozen
 # backbone in bf16; cascade bench --device cuda --compile reduce-overhead, issue 12).
 COMPILE_SECONDS = 24.0          # first step of a phase with torch.compile reduce-overhead
@@ -27,19 +29,10 @@ COMPILED_MFU = 0.336            # compiled training step
 # Below this an eager step is bound by kernel launches, not FLOPs (about 700 launches per
 # step at roughly 6 µs each; the CUDA bench prints the launch count); CUDA graphs remove it.
 EAGER_LAUNCH_SECONDS = 0.004
-# GPUs missing from cascade.bench.flops.PEAK_BF16_TFLOPS are assumed this fast: a high
+# GPUs missing from cascade.flops.PEAK_BF16_TFLOPS are assumed this fast: a high
 # guess, so the saving is underestimated and auto compiles only when clearly worth it.
 ASSUMED_PEAK_TFLOPS = 989.4
 COMPILE_MODE = "reduce-overhead"
-
-
-def resolve_frozen_dtype(setting: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on a CUDA device with bf16 arithmetic, else ``fp32``; other values unchanged."""
-    if setting != "auto":
-        return setting
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
 
 
 def resolve_run_frozen_dtype(cfg) -> str:
@@ -54,8 +47,7 @@ def resolve_run_frozen_dtype(cfg) -> str:
         return "fp32"
     if tc.supervision == "pseudo" and tc.pseudo.train_layernorms:
         return "fp32"      # the visual LayerNorms train, in float32
-    kind = tc.device if tc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_frozen_dtype("auto", torch.device(kind))
+    return resolve_frozen_dtype("auto", device_kind(tc.device))
 
 
 @dataclass
@@ -125,7 +117,7 @@ def plan_compile(setting: str, *, device: torch.device, graphs: list[GraphSteps]
                                                         "only; set train.compile to a mode to use it"})
     if not graphs or not flops_per_step:
         return CompilePlan(setting, estimate={"reason": "no training steps"})
-    from ..bench.flops import peak_tflops
+    from ..flops import peak_tflops
 
     peak, source = peak_tflops(device_name)
     if peak is None:

@@ -2,68 +2,25 @@
 on frozen final image embeddings, C picked on val, test evaluated once).
 
 The fitted classifier is stored as ``checkpoints/linear_probe.safetensors`` (coef,
-intercept, classes) + JSON, so ``cascade eval`` and ``predict`` can use it again.
+intercept, classes) + JSON (:class:`cascade.linear_probe.LinearProbeHead`), so ``cascade eval``
+and ``predict`` can use it again.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from ..fileio import atomic_path
+from ..fileio import write_json
+from ..linear_probe import LinearProbeHead, fit_linear_probe
 from ..metrics import EmotionMetrics, format_metrics
+from ..runfolder import EVAL, PROBE_FILE, predictions_path
+from .data import make_sources
 from .evaluation import metric_value, metrics_summary
-from .predictions import predictions_path, write_predictions
+from .predictions import write_predictions
 from .pseudo import SELECTED_LAST, SELECTED_ON_VAL, label_features, teacher_classifier
-from .runfolder import EVAL, write_json
-
-PROBE_FILE = "linear_probe.safetensors"
-
-
-class LinearProbeHead:
-    """Probabilities of a fitted (multinomial or binary) logistic regression, without sklearn."""
-
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray, num_classes: int):
-        self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
-        self.classes, self.num_classes = np.asarray(classes, np.int64), int(num_classes)
-
-    @classmethod
-    def from_sklearn(cls, clf, num_classes: int) -> "LinearProbeHead":
-        inner = getattr(clf, "clf", clf)  # cascade.linear_probe._ExpandedLR wraps the real model
-        return cls(inner.coef_, inner.intercept_, inner.classes_, num_classes)
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        z = np.asarray(x, np.float64) @ self.coef.T + self.intercept
-        if self.coef.shape[0] == 1 and len(self.classes) == 2:
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            probs = np.stack([1 - p1, p1], axis=1)
-        else:
-            z = z - z.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            probs = e / e.sum(axis=1, keepdims=True)
-        out = np.zeros((x.shape[0], self.num_classes))
-        out[:, self.classes] = probs
-        return out
-
-    def save(self, path: str | os.PathLike, meta: dict[str, Any]) -> None:
-        path = Path(path)
-        # JSON before the tensors land: a reader that finds the .safetensors finds its JSON.
-        with atomic_path(path) as tmp:
-            save_file({"coef": torch.from_numpy(self.coef).contiguous(), "intercept": torch.from_numpy(self.intercept),
-                       "classes": torch.from_numpy(self.classes)}, str(tmp),
-                      metadata={"format": "cascade-linear-probe", "num_classes": str(self.num_classes)})
-            write_json(path.with_suffix(".json"), meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "LinearProbeHead":
-        t = load_file(str(path))
-        meta = json.loads(Path(path).with_suffix(".json").read_text())
-        return cls(t["coef"].numpy(), t["intercept"].numpy(), t["classes"].numpy(), meta["num_classes"])
 
 
 @torch.no_grad()
@@ -94,9 +51,6 @@ def probe_metrics(probs: np.ndarray, labels: np.ndarray, dists: np.ndarray, num_
 
 
 def run_linear_probe(tr) -> Path:
-    from ..linear_probe import fit_linear_probe
-    from .data import make_sources
-
     sources = make_sources(tr.data, tr.model, seed=tr.tc.seed, augment=False, num_workers=tr.tc.num_workers,
                            pin_memory=tr.tc.pin_memory and tr.device.type == "cuda")
     bs = tr.tc.eval_bs()
@@ -143,30 +97,3 @@ def run_linear_probe(tr) -> Path:
     tr._callbacks("on_train_end")
     tr.metrics_log.close()
     return tr.folder.path
-
-
-class _ProbeOutput:
-    def __init__(self, logits: torch.Tensor, num_classes: int):
-        self.logits = logits
-        self.stage_logits = logits.new_zeros((0, logits.shape[0], num_classes))
-        self.fusion_weights = logits.new_zeros(0)
-
-
-class LinearProbeModel(torch.nn.Module):
-    """Frozen CLIP image encoder + a stored linear probe, with the cascade model's interface
-    (``classnames``, ``num_stages = 0``, ``forward(images)`` → ``.logits`` = log-probabilities)."""
-
-    num_stages = 0
-
-    def __init__(self, backbone, head: LinearProbeHead, classnames: list[str]):
-        super().__init__()
-        self.clip = backbone.model
-        self.visual = backbone.model.visual
-        self.backbone_info = backbone.info
-        self.head = head
-        self.classnames = list(classnames)
-
-    def forward(self, images: torch.Tensor | None = None, **_: Any) -> _ProbeOutput:
-        feats = self.clip.encode_image(images).float().cpu().numpy()
-        probs = torch.from_numpy(self.head.predict_proba(feats)).float().to(images.device)
-        return _ProbeOutput(probs.clamp_min(1e-12).log(), len(self.classnames))

@@ -18,11 +18,16 @@ import torch
 
 from ..backbone import load_backbone
 from ..checkpoint import load_into, save_checkpoint
+from ..devices import device_kind, resolve_device
+from ..fileio import atomic_write_text, write_json
 from ..losses import LossWeights, cascade_loss
-from ..metrics import format_metrics
+from ..metrics import format_metrics, higher_is_better
 from ..methods import METHODS
 from ..model import build_model, compile_model
 from ..progress import Progress
+from ..run_config import RunConfig, load_run_config
+from ..runfolder import (DATA_REPORT, ENV, EVAL, METRICS, RANDOM_WEIGHTS_NOTE, SPLITS, MetricsLog, RunFolder,
+                         StateWriter, environment, predictions_path, result_warnings)
 from .batches import num_batches, rank_batches
 from .data import DataBundle, build_prefix_cache, cache_placement, describe_sizes, frozen_embedding, save_split_file
 from .distributed import DistContext, all_reduce_grads, init_distributed
@@ -31,21 +36,15 @@ from .fastpath import GraphSteps, plan_compile, resolve_run_frozen_dtype
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
-from .predictions import PredictionCollector, predictions_path, write_predictions
+from .predictions import PredictionCollector, write_predictions
 from .pseudo import PseudoSupervision
-from .run_config import RunConfig, load_run_config, metric_direction
-from .runfolder import (DATA_REPORT, ENV, EVAL, METRICS, SPLITS, MetricsLog, RunFolder, atomic_write_text,
-                        environment, write_json)
-from .runstate import StateWriter
+from .resume import capture_rng, load_train_state, restore_rng, save_train_state
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .shared_data import load_shared_data
 from .stage1 import KIND as STAGE1_KIND
 from .stage1 import Stage1, run_stage1
-from .state import capture_rng, load_train_state, restore_rng, save_train_state
 from .tensorboard import TensorBoardSink
 
-RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
-PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -60,15 +59,15 @@ class StopTraining(Exception):
 class Callback:
     """Hooks the trainer calls (every method optional; duck typing works too)."""
 
-    def on_train_start(self, state: "TrainState") -> None: ...
-    def on_step_end(self, state: "TrainState") -> None: ...
-    def on_epoch_end(self, state: "TrainState") -> None: ...
-    def on_train_end(self, state: "TrainState") -> None: ...
+    def on_train_start(self, state: "TrainerView") -> None: ...
+    def on_step_end(self, state: "TrainerView") -> None: ...
+    def on_epoch_end(self, state: "TrainerView") -> None: ...
+    def on_train_end(self, state: "TrainerView") -> None: ...
 
 
 @dataclass
-class TrainState:
-    """What callbacks see. Epochs and steps here are 0-based counters; logs are 1-based."""
+class TrainerView:
+    """What callbacks see of the trainer as it runs. Epochs and steps here are 0-based counters; logs are 1-based."""
 
     config: RunConfig
     run_dir: Path
@@ -96,16 +95,6 @@ class TrainState:
     data: Any = None                 # the DataBundle (index and splits)
 
 
-def _resolve_device(kind: str, ctx: DistContext) -> torch.device:
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device: cuda requested but torch.cuda.is_available() is False")
-        return torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -123,7 +112,7 @@ class Trainer:
         self.resume = resume
         tc = config.train
         self.tc = tc
-        self.device = _resolve_device(tc.device, self.ctx)
+        self.device = resolve_device(tc.device, self.ctx.local_rank if self.ctx.enabled else None)
         self.amp = tc.amp if self.device.type == "cuda" else "none"
         self.method = METHODS[config.method]
         # frozen_dtype: auto is resolved once; config.yaml records the result for eval, predict, resume
@@ -133,7 +122,7 @@ class Trainer:
             self.config = config = config.with_overrides({"train.frozen_dtype": frozen})
             self.tc = tc = config.train
         self.metric_name = tc.select_metric
-        self.higher_better = metric_direction(tc.select_metric)
+        self.higher_better = higher_is_better(tc.select_metric)
         self.loss_weights = LossWeights(lambda_dist=tc.loss.lambda_dist, alpha=tc.loss.alpha,
                                         stage_ce=tc.loss.stage_ce, distill=tc.loss.distill)
         _seed_everything(tc.seed)
@@ -228,11 +217,11 @@ class Trainer:
         n_train = len(self.data.splits["train"])
         self.steps_per_epoch = num_batches(n_train, tc.batch_size)
         self.total_epochs = tc.total_epochs if self.method.trains else 0
-        self.state = TrainState(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
-                                steps_per_epoch=self.steps_per_epoch,
-                                total_steps=self.steps_per_epoch * self.total_epochs,
-                                rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                metrics_log=self.metrics_log, data=self.data)
+        self.state = TrainerView(config=config, run_dir=folder.path, model=self.model, optimizer=self.optimizer,
+                                 steps_per_epoch=self.steps_per_epoch,
+                                 total_steps=self.steps_per_epoch * self.total_epochs,
+                                 rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                 metrics_log=self.metrics_log, data=self.data)
         self.start_epoch, self.start_step = 0, 0
         self.last_saved_step: int | None = None
         if resume:
@@ -249,7 +238,7 @@ class Trainer:
         flops = None
         if tc.compile == "auto" and self.device.type == "cuda" and self.method.trains \
                 and not self.method.linear_probe:
-            from ..bench.flops import cascade_flops
+            from ..flops import cascade_flops
 
             full = len(self.data.splits["train"]) // tc.batch_size     # the short last batch runs eagerly
             for epoch in range(self.start_epoch, self.total_epochs):
@@ -725,12 +714,9 @@ class Trainer:
             out["selection"] = self.pseudo.selection
             out["pseudo_labels"] = self.pseudo.summary
         out.update(extra)
-        warnings = []
         if self.random_weights:
             out["warning"] = RANDOM_WEIGHTS_NOTE
-            warnings.append(RANDOM_WEIGHTS_NOTE)
-        if state.partial:
-            warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+        warnings = result_warnings(state, self.random_weights)
         if (out.get("nga") or {}).get("warning"):
             warnings.append(out["nga"]["warning"])
         out["warnings"] = warnings
@@ -750,7 +736,7 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
     continue from its ``checkpoints/last`` (its ``config.yaml`` is used, ``config`` ignored).
     A run that was stopped or killed before it wrote any checkpoint restarts from its saved
     config and split. Under ``torchrun`` every process calls this; only rank 0 writes.
-    ``state.json`` in the folder records how the run ended (:mod:`.runstate`).
+    ``state.json`` in the folder records how the run ended (:mod:`cascade.runfolder.status`).
     """
     restart = False
     if resume is not None:
@@ -765,8 +751,7 @@ def train(config: RunConfig | str | Path | None = None, callbacks: Iterable[Any]
         if isinstance(config, RunConfig) and overrides:
             cfg = cfg.with_overrides(overrides)
         folder = RunFolder.for_config(cfg, run_dir)
-    device_kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    ctx = init_distributed(device_kind)
+    ctx = init_distributed(device_kind(cfg.train.device))
     trainer = None
     try:
         if ctx.enabled and resume is None:

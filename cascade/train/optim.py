@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from .run_config import GROUPS, TrainConfig
+from ..config import PARAM_GROUPS
+from ..run_config import TrainConfig
 
 
 def build_optimizer(model, cfg: TrainConfig, capable: set[str], fused: bool | None = None,
@@ -26,7 +27,7 @@ def build_optimizer(model, cfg: TrainConfig, capable: set[str], fused: bool | No
     named: dict[str, torch.nn.Parameter] = {}
     lrs = cfg.learning_rates()
     groups = []
-    for g in GROUPS:
+    for g in PARAM_GROUPS:
         params = [(n, p) for n, p in model.cascade_named_parameters() if n in capable and model.group_of(n) == g]
         if not params:
             continue

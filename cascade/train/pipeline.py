@@ -24,8 +24,8 @@ import torch
 
 from ..data.decoded import (CacheGeometry, build_store, crop_cache_side, disk_free, estimate_bytes, fingerprint,
                             open_store, remove_store)
-from ..data.transforms import AugmentConfig, augment_config, strong_view
-from .data import WEAK_TRAIN, DataBundle, backbone_normalisation, cache_placement, make_sources, split_of
+from ..data.transforms import AugmentConfig, augment_config, backbone_normalisation, strong_view
+from .data import WEAK_TRAIN, DataBundle, cache_placement, make_sources, split_of
 from .distributed import DistContext
 from .store_source import StoreSource
 

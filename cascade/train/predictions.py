@@ -17,14 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..fileio import atomic_write_text
 
-__all__ = ["PredictionCollector", "predictions_path", "write_predictions"]
-
-
-def predictions_path(run_dir: str | os.PathLike, split: str) -> Path:
-    return Path(run_dir) / f"predictions-{split}.csv"
+__all__ = ["PredictionCollector", "write_predictions"]
 
 
 class PredictionCollector:
@@ -50,8 +47,6 @@ class PredictionCollector:
     def gather(self, ctx) -> None:
         if not getattr(ctx, "enabled", False):
             return
-        import torch.distributed as dist
-
         mine = self.arrays()
         parts: list[Any] = [None] * ctx.world_size
         dist.all_gather_object(parts, mine)

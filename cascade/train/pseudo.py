@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.records import UNLABELLED
-from ..losses import LossWeights, stage_consistency
+from ..losses import LossWeights, distill_term, stage_consistency
 from .data import WEAK_TRAIN, DataBundle, frozen_embedding
 from .evaluation import autocast_context
 
@@ -132,10 +132,7 @@ def pseudo_loss(output, targets: torch.Tensor, keep: torch.Tensor, weights: Loss
         terms["stage_ce"] = torch.stack([ce(sl) for sl in output.stage_logits]).mean()
         total = total + weights.stage_ce * terms["stage_ce"]
     if weights.distill > 0:
-        if frozen is None:
-            raise ValueError("distill > 0 needs the frozen CLIP embedding of the batch")
-        ref = F.normalize(frozen.float(), dim=-1)
-        terms["distill"] = (1 - (output.stage_embeddings.float() * ref.unsqueeze(0)).sum(-1)).mean()
+        terms["distill"] = distill_term(output.stage_embeddings, frozen)
         total = total + weights.distill * terms["distill"]
     terms["total"] = total
     return terms

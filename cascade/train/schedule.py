@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .run_config import EpochsConfig
+from ..run_config import EpochsConfig
 
 # Parameters with one entry per stage (σ) or per fused stage (λ's logits).
 PER_STAGE = ("nga.log_sigma", "fusion_logits")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..data.config import DataConfig
+from ..data.shards import localize_members
 from .data import DataBundle, load_data
 from .distributed import DistContext
 
@@ -18,7 +19,5 @@ from .distributed import DistContext
 def load_shared_data(cfg: DataConfig, splits_file: str | os.PathLike | None, ctx: DistContext) -> DataBundle:
     bundle = ctx.from_main(lambda: load_data(cfg, splits_file))
     if not ctx.is_main and cfg.format == "webdataset":
-        from ..data.shards import localize_members
-
         localize_members(bundle.index, cfg.webdataset.cache_dir)
     return bundle

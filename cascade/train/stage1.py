@@ -1,6 +1,6 @@
 """Stage 1 inside a run: set the shared classifier up before any prompted image is seen.
 
-``classifier.init`` chooses how (see :class:`cascade.train.run_config.ClassifierConfig`):
+``classifier.init`` chooses how (see :class:`cascade.run_config.ClassifierConfig`):
 
 - ``templates``: the classifier the model was built with (prompt templates around each
   class name); nothing is fitted.

@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
+
 __all__ = ["TensorBoardSink", "scalars_of"]
 
 
@@ -112,8 +114,6 @@ class TensorBoardSink:
 
     def _open(self):
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.purge_step, flush_secs=30)
         return self._writer
 

@@ -24,7 +24,8 @@ TINY_YAML = REPO / "configs" / "synthetic-tiny.yaml"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A cascade-tiny run on 80 synthetic faces: 2 epochs, best + last checkpoints."""
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     runs = tmp_path_factory.mktemp("runs")
     cfg = load_run_config(TINY_YAML, [

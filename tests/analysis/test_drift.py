@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from analysis.drift import (
-    DRIFT_LOG,
     DriftMonitor,
     block_drift,
     cross_model_cka,
@@ -22,6 +21,7 @@ from analysis.drift import (
     within_model_cka,
 )
 from analysis.features import extract_features, frozen_final_embedding, zero_prompt_model
+from cascade.runfolder import DRIFT
 from cascade import CascadeConfig, build_model
 
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
@@ -127,7 +127,7 @@ def test_monitor_threshold_reads_drift_relative_to_step_0(setup, tmp_path, caplo
             mon.on_step_end(_state(model, tmp_path, step))
     assert not caplog.records
     assert [r["global_step"] for r in mon.history] == [0, 2, 4]
-    lines = [json.loads(x) for x in (tmp_path / DRIFT_LOG).read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / DRIFT).read_text().splitlines()]
     assert len(lines) == 3 and all(x["kind"] == "drift" for x in lines)
     df = drift_from_logs(tmp_path)
     assert set(df["kind"]) == {"stage", "block"}
@@ -150,7 +150,7 @@ def test_resumed_monitor_reads_its_step_0_baseline(setup, tmp_path):
 
 def test_probe_defaults_to_a_few_hundred_val_images():
     from analysis.drift import probe_batch
-    from cascade.train.run_config import validate_run_config
+    from cascade.run_config import validate_run_config
 
     assert validate_run_config({}).train.drift.probe_size >= 256
     assert validate_run_config({"train": {"drift": {"probe_size": None}}}).train.drift.probe_size is None
@@ -175,7 +175,7 @@ def test_monitor_quiet_below_threshold_and_uses_metrics_log(setup, tmp_path, cap
         mon.on_step_end(_state(setup.model, tmp_path, 1, metrics_log=sink))
     assert not caplog.records and not mon.warnings
     assert len(written) == 1 and "block_cka" not in written[0]
-    assert not (tmp_path / DRIFT_LOG).exists()
+    assert not (tmp_path / DRIFT).exists()
 
 
 def test_monitor_zero_prompts_embedding_mode(setup, tmp_path):
@@ -205,7 +205,8 @@ def test_monitor_rejects_tiny_probe(setup):
 def test_library_train_monitors_drift_when_configured(tmp_path):
     """The trainer adds the configured callbacks itself (cascade.callbacks entry point), so a run
     started from Python or the dashboard monitors drift as the CLI does."""
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     repo = Path(__file__).resolve().parents[2]
     cfg = load_run_config(repo / "configs" / "synthetic-tiny.yaml", [

@@ -34,7 +34,7 @@ def test_overlay_blends_image_and_colour_scale():
 
 
 def test_explain_grid_of_a_run(synthetic_run):
-    from analysis.explain import explain_grid
+    from analysis.explain_figure import explain_grid
 
     fig, explained = explain_grid(synthetic_run, 3)
     rel = explained.relevance

@@ -8,18 +8,8 @@ import socket
 import pytest
 import torch
 
-from analysis.features import (
-    FeatureCache,
-    FeatureSet,
-    cached_features,
-    data_key,
-    extract_features,
-    feature_key,
-    frozen_final_embedding,
-    model_features,
-    model_key,
-    zero_prompt_model,
-)
+from analysis.feature_cache import FeatureCache, FeatureSet, cached_features, data_key, feature_key, model_key
+from analysis.features import extract_features, frozen_final_embedding, model_features, zero_prompt_model
 from cascade import CascadeConfig, build_model, save_checkpoint
 
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
@@ -219,7 +209,7 @@ def test_distributed_shard_and_gather(tmp_path, tiny_backbone):
 
 
 def test_iter_checkpoints_lists_model_checkpoints_not_resume_states(synthetic_run):
-    from analysis.features import iter_checkpoints
+    from cascade.runfolder import iter_checkpoints
 
     folder = synthetic_run / "checkpoints"
     assert (folder / "last.train.safetensors").is_file()      # the resume state is there ...

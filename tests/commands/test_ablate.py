@@ -116,7 +116,7 @@ def test_a_changed_split_is_stale_and_split_per_seed_varies_it(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_an_unfinished_run_is_resumed_not_reported(tmp_path):
-    from cascade.train.runstate import read_run_state
+    from cascade.runfolder import read_run_state
 
     out = tmp_path / "ab"
     assert _ablate(out, methods="cascade") == 0

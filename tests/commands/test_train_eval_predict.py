@@ -65,7 +65,7 @@ def test_run_folder_is_complete(run):
                  "checkpoints/last.json", "checkpoints/last.train.safetensors", "checkpoints/last.train.json"]:
         assert (p / name).is_file(), name
     assert not list(p.rglob("*.tmp"))
-    from cascade.train import load_run_config
+    from cascade.run_config import load_run_config
     cfg = load_run_config(p / "config.yaml")
     assert cfg.backbone.model_name == "cascade-tiny" and cfg.backbone.pretrained is None
     records = [json.loads(line) for line in (p / "metrics.jsonl").read_text().splitlines()]

@@ -49,7 +49,7 @@ def dashboard_env(dashboard_root, monkeypatch):
 
 
 def tiny_run_config(runs_dir: Path, name: str, num_samples: int = 60):
-    from cascade.train.run_config import validate_run_config
+    from cascade.run_config import validate_run_config
 
     return validate_run_config({
         "method": "cascade",

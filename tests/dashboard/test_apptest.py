@@ -6,7 +6,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cascade.dashboard.progress import read_progress
+from cascade.runfolder import read_progress
 
 from .conftest import APP, PAGES, TITLES, png_bytes, write_ablation
 

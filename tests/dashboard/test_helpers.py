@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from cascade.dashboard import weights as weights_mod
-from cascade.dashboard.progress import read_progress
-from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs, read_metrics,
+from cascade.dashboard.runs import (RunNameError, ablation_table, list_ablations, list_runs,
                                     safe_run_dir, sanitize_run_name)
 from cascade.dashboard.settings import DashboardSettings
 from cascade.dashboard.uploads import UploadedImage, UploadProblem, display_name, validate_image_bytes, validate_uploads
 from cascade.dashboard.weights import check_weights, choose_model
+from cascade.runfolder import read_metrics, read_progress
 
 from .conftest import png_bytes
 
@@ -123,7 +123,7 @@ def test_list_runs_and_summaries(tmp_path):
     assert runs["b"].backbone == "cascade-tiny (random), bf16 blocks"   # the compute dtype shows with the run
     row = runs["a"].row()
     assert row["test stage4 accuracy"] == 0.5
-    assert len(read_metrics(tmp_path / "a" / "metrics.jsonl")) == 5  # the torn last line is skipped
+    assert len(read_metrics(tmp_path / "a")) == 5  # the torn last line is skipped
     assert list_runs(tmp_path / "missing") == []
 
 
@@ -168,8 +168,8 @@ def test_weights_disabled_gives_demo_banner(tmp_path, monkeypatch):
 def test_weights_offline_is_fast_and_explains(monkeypatch):
     import cascade.backbone as bb
 
-    monkeypatch.setattr(bb, "_cached_weights", lambda cfg, cache_dir: None)
-    monkeypatch.setattr(bb, "_reachable", lambda cfg, timeout: (False, "huggingface.co:443 unreachable (test)"))
+    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: None)
+    monkeypatch.setattr(bb, "download_host_reachable", lambda cfg, timeout: (False, "huggingface.co:443 unreachable (test)"))
     status = check_weights("ViT-B-32", "openai", timeout=2.0)
     assert status.state == "unavailable" and not status.usable and status.seconds < 2.0
     settings = DashboardSettings(runs_dir=Path("runs"), demo_model="ViT-B-32")
@@ -201,7 +201,7 @@ def test_weights_check_never_raises(monkeypatch):
 def test_weights_cached_and_file(tmp_path, monkeypatch):
     import cascade.backbone as bb
 
-    monkeypatch.setattr(bb, "_cached_weights", lambda cfg, cache_dir: "/cache/w.safetensors")
+    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: "/cache/w.safetensors")
     assert check_weights("ViT-B-32", "openai").state == "cached"
     f = tmp_path / "w.safetensors"
     f.write_bytes(b"0")
@@ -280,7 +280,7 @@ def test_sigma_recompute_is_fast_for_2000_images():
 
     from analysis.sigma import SigmaSweeper, random_head
 
-    from pages._sources import SigmaBundle
+    from pages._analysis import SigmaBundle
 
     head = random_head("1-4,5-8,9-11,12", width=768, embed_dim=512, num_classes=6)
     gen = torch.Generator().manual_seed(0)
@@ -325,7 +325,7 @@ def test_checkpoint_loads_without_text_and_matches_the_library(trained_runs, das
     spec = BackboneSpec.from_meta(read_meta(path))
     assert spec == BackboneSpec("cascade-tiny", None, 0, quick_gelu=False)
     backbone = load_spec_backbone(spec)
-    mine = load_run_checkpoint(path, backbone)
+    mine = load_run_checkpoint(path, backbone).model
     ref = load_checkpoint(path)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

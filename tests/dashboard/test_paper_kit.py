@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cascade.dashboard.progress import format_duration, read_ablation_progress, read_progress
+from cascade.runfolder import format_duration, read_ablation_progress, read_progress
 from cascade.dashboard.runs import list_runs
 from cascade.dashboard.trainform import FIELD_HELP, visible_fields
 

@@ -11,7 +11,7 @@ from cascade.dashboard.datasets import make_data_config
 from cascade.dashboard.runs import list_runs
 from cascade.dashboard.trainform import TrainRequest, build_run_config, save_descriptions_upload, visible_fields
 from cascade.descriptions import DescriptionsError, read_descriptions
-from cascade.train.runfolder import CONFIG, EVAL
+from cascade.runfolder import CONFIG, EVAL
 
 
 def _build(tmp_path, **kw):

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from cascade.config import ConfigError
 from cascade.data import DataConfig, DataError, load_index, resolve_splits
-from cascade.train.run_config import load_run_config
+from cascade.run_config import load_run_config
 
 CLASSES = ["anger", "joy", "sadness"]
 COLORS = {"anger": (220, 30, 30), "joy": (240, 220, 40), "sadness": (30, 60, 200)}

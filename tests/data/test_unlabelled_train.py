@@ -5,7 +5,7 @@ from PIL import Image
 
 from cascade.data import DataConfig, load_index
 from cascade.data.records import UNLABELLED
-from cascade.data.report import DataError
+from cascade.data.scan_report import DataError
 from cascade.data.splits import resolve_splits
 
 CLASSES = ("anger", "joy")

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from cascade.data.tar_members import CACHE_ENV
-from cascade.train import load_run_config, train
+from cascade.run_config import load_run_config
+from cascade.train import train
 
 
 class Recorder:

@@ -17,7 +17,7 @@ SMALL = [
 
 
 def tiny_config(runs_dir, *overrides, small=True):
-    from cascade.train import load_run_config
+    from cascade.run_config import load_run_config
 
     extra = (SMALL if small else []) + [f"run.runs_dir={runs_dir}", *overrides]
     return load_run_config(TINY_YAML, extra)

@@ -2,7 +2,7 @@
 import json
 
 from cascade.train import StopTraining, train
-from cascade.train.runfolder import RunFolder
+from cascade.runfolder import RunFolder
 
 from .helpers import read_jsonl, tiny_config
 

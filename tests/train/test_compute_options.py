@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cascade.train import train
-from cascade.train.run_config import TrainConfig
+from cascade.run_config import TrainConfig
 
 from .helpers import read_jsonl, tiny_config
 

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from cascade.train import load_run_config, train
+from cascade.run_config import load_run_config
+from cascade.train import train
 
 from .helpers import REPO
 

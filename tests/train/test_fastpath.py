@@ -4,8 +4,8 @@ import torch
 import yaml
 
 from cascade.train import train
-from cascade.train.fastpath import (COMPILE_SECONDS, GraphSteps, plan_compile, resolve_frozen_dtype, step_seconds)
-from cascade.train.run_config import TrainConfig
+from cascade.train.fastpath import COMPILE_SECONDS, GraphSteps, plan_compile, step_seconds
+from cascade.run_config import TrainConfig
 
 from .helpers import read_jsonl, tiny_config
 
@@ -15,16 +15,6 @@ CUDA = torch.device("cuda")
 def test_auto_is_the_default():
     tc = TrainConfig()
     assert tc.compile == "auto" and tc.frozen_dtype == "auto" and tc.input_pipeline == "auto"
-
-
-def test_frozen_dtype_auto(monkeypatch):
-    assert resolve_frozen_dtype("auto", torch.device("cpu")) == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_frozen_dtype("auto", CUDA) == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_frozen_dtype("auto", CUDA) == "fp32"          # e.g. a V100: no bf16 arithmetic
-    for explicit in ("fp32", "bf16", "fp16"):
-        assert resolve_frozen_dtype(explicit, CUDA) == explicit
 
 
 def _graphs(*steps):
@@ -73,18 +63,6 @@ def test_a_cpu_run_resolves_auto_and_records_it(tmp_path):
     assert start["frozen_dtype"] == "fp32"
     assert start["compile_plan"]["modes"] == ["none"] and "cpu" in start["compile_plan"]["estimate"]["reason"]
     assert not [r for r in read_jsonl(path / "metrics.jsonl") if r["kind"] == "compile"]
-
-
-def test_eval_resolves_a_hand_written_auto_like_the_trainer(tmp_path):
-    from cascade.evaluate import run_frozen_dtype
-    from cascade.train.runfolder import RunFolder, write_json
-
-    folder = RunFolder(tmp_path)
-    write_json(tmp_path / "env.json", {"device": "cuda:0"})
-    assert run_frozen_dtype("auto", folder) == "bf16"
-    write_json(tmp_path / "env.json", {"device": "cpu"})
-    assert run_frozen_dtype("auto", folder) == "fp32"
-    assert run_frozen_dtype("fp16", folder) == "fp16"
 
 
 @pytest.mark.parametrize("fused", [False, True])

@@ -4,7 +4,8 @@ import json
 from support.ferplus import standard_rows, write_ferplus
 
 from cascade.data.config import FERPLUS_CLASSES
-from cascade.train import load_run_config, train
+from cascade.run_config import load_run_config
+from cascade.train import train
 
 from .helpers import REPO
 

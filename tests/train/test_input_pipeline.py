@@ -15,7 +15,7 @@ from cascade.data.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig
 from cascade.train import train
 from cascade.train.batches import epoch_seed
 from cascade.train.pipeline import InputPipelineError, choose_pipeline
-from cascade.train.run_config import TrainConfig
+from cascade.run_config import TrainConfig
 from cascade.train.store_source import StoreSource
 
 from .helpers import read_jsonl, tiny_config

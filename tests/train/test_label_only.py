@@ -9,7 +9,7 @@ from PIL import Image
 from cascade.config import ConfigError
 from cascade.metrics import DISTRIBUTION_METRICS
 from cascade.train import train
-from cascade.train.run_config import validate_run_config
+from cascade.run_config import validate_run_config
 
 from .helpers import read_jsonl
 

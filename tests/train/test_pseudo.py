@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from cascade.losses import LossWeights
 from cascade.train import train
 from cascade.train.pseudo import SELECTED_LAST, SELECTED_ON_VAL, PseudoLabels, pseudo_loss
-from cascade.train.run_config import validate_run_config
-from cascade.train.runfolder import EVAL, METRICS, RunFolder, read_json
+from cascade.run_config import validate_run_config
+from cascade.runfolder import EVAL, METRICS, RunFolder, read_json
 
 from .helpers import read_jsonl
 

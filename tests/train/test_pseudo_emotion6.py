@@ -4,8 +4,8 @@ import pytest
 
 from cascade.train import train
 from cascade.train.pseudo import SELECTED_ON_VAL
-from cascade.train.run_config import validate_run_config
-from cascade.train.runfolder import EVAL, read_json
+from cascade.run_config import validate_run_config
+from cascade.runfolder import EVAL, read_json
 
 CLASSES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
 

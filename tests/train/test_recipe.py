@@ -6,7 +6,7 @@ import torch
 
 from cascade.train import train
 from cascade.train.learned import SIGMA_STAYED
-from cascade.train.run_config import RECIPE_LR, validate_run_config
+from cascade.run_config import RECIPE_LR, validate_run_config
 from cascade.train.schedule import TrainableSets, hold_masked, phase_for_epoch
 
 from .helpers import read_jsonl, tiny_config

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from cascade.train import NonFiniteLossError, train
-from cascade.train.runfolder import MetricsLog
+from cascade.runfolder import MetricsLog
 
 from .helpers import REPO, CrashAt, read_jsonl, tiny_config
 
@@ -62,7 +62,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from cascade.train import load_run_config, train
+    from cascade.run_config import load_run_config
+    from cascade.train import train
 
     class Kill:
         def on_step_end(self, state):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cascade.train.run_config import EpochsConfig
+from cascade.run_config import EpochsConfig
 from cascade.train.schedule import TrainableSets, apply_phase, lr_factor, phase_for_epoch, phase_plan
 
 from .helpers import tiny_config

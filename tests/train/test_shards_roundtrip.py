@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from cascade.cli import main
-from cascade.train import load_run_config, train
+from cascade.run_config import load_run_config
+from cascade.train import train
 from cascade.train.data import load_data
 
 from .helpers import REPO

@@ -10,8 +10,9 @@ import torch
 from cascade.classifier import TextClassifier
 from cascade.commands import train as train_command
 from cascade.descriptions import DescriptionsError
-from cascade.train import load_run_config, train
-from cascade.train.runfolder import EVAL, METRICS, read_json
+from cascade.run_config import load_run_config
+from cascade.runfolder import EVAL, METRICS, read_json
+from cascade.train import train
 from cascade.train.stage1 import KIND, classifier_accuracy, draw_shots
 
 from .helpers import REPO, CrashAt, tiny_config

@@ -20,8 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..fileio import atomic_path
-from .runfolder import write_json
+from ..fileio import atomic_path, write_json
 
 STATE_VERSION = 1
 

@@ -1,4 +1,5 @@
-"""Training progress from a run folder's ``metrics.jsonl`` (what the Train page draws).
+"""Training progress from a run folder's ``metrics.jsonl`` and ``state.json``: curves, phase,
+speed and time left (what the dashboard's Train page draws and the run report summarises).
 
 Keys added by newer trainers (``sigma`` and ``fusion`` per stage on step and eval
 records) are read when present; older run folders simply lack those curves.
@@ -9,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..train.runstate import RunState, read_run_state
-from .runs import read_json, read_metrics
+from .folder import EVAL, read_json, read_metrics
+from .status import RunState, read_run_state
 
 
 @dataclass
-class Progress:
+class RunProgress:
     started: bool = False
     done: bool = False
     total_steps: int = 0
@@ -93,7 +94,7 @@ def _numbers(values: Any) -> list[float | None]:
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
 
 
-def _eta(p: "Progress", clock: list[tuple[int, float]]) -> float | None:
+def _eta(p: "RunProgress", clock: list[tuple[int, float]]) -> float | None:
     """Seconds left at the recent rate (wall time per step, validations included)."""
     recent = clock[-ETA_WINDOW:]
     if p.done or len(recent) < 2 or p.total_steps <= 0:
@@ -104,12 +105,12 @@ def _eta(p: "Progress", clock: list[tuple[int, float]]) -> float | None:
     return max(0.0, (p.total_steps - p.global_step) * (t1 - t0) / (s1 - s0))
 
 
-def read_progress(run_dir: str | Path) -> Progress:
+def read_progress(run_dir: str | Path) -> RunProgress:
     run_dir = Path(run_dir)
-    p = Progress()
+    p = RunProgress()
     clock: list[tuple[int, float]] = []
     last_kind, last_step_in_epoch = None, 0
-    for rec in read_metrics(run_dir / "metrics.jsonl"):
+    for rec in read_metrics(run_dir):
         kind = rec.get("kind")
         if kind in ("step", "eval", "test", "start"):
             last_kind = kind
@@ -170,7 +171,7 @@ def read_progress(run_dir: str | Path) -> Progress:
     p.done = p.state.state in ("finished", "stopped", "failed", "killed")
     if p.state.global_step is not None:
         p.global_step = max(p.global_step, int(p.state.global_step))
-    report = read_json(run_dir / "eval.json")
+    report = read_json(run_dir / EVAL)
     if isinstance(report, dict):
         p.best_epoch = report.get("best_epoch", p.best_epoch)
         p.test = report.get("test") or p.test
@@ -185,7 +186,7 @@ def _stage_rows(rows: list[dict[str, Any]], step: int, values: Any) -> None:
             rows.append({"step": step, "stage": k, "value": v})
 
 
-def _activity(p: Progress, last_kind: str | None, last_step_in_epoch: int) -> str:
+def _activity(p: RunProgress, last_kind: str | None, last_step_in_epoch: int) -> str:
     """What the trainer is doing now, from the last record it wrote."""
     if p.done:
         return "done"
@@ -204,7 +205,7 @@ class AblationProgress:
     total: int
     finished: list[str]
     current: str | None = None
-    current_progress: Progress | None = None
+    current_progress: RunProgress | None = None
 
     @property
     def fraction(self) -> float:
@@ -227,7 +228,7 @@ def read_ablation_progress(out_dir: str | Path, methods: list[str], seeds: int) 
     names = sorted((p.name for p in runs.iterdir() if p.is_dir()), key=lambda n: (runs / n).stat().st_mtime) \
         if runs.is_dir() else []
     names = [n for n in names if any(n.startswith(prefix) for prefix in planned)]
-    finished = [n for n in names if (runs / n / "eval.json").is_file()]
+    finished = [n for n in names if (runs / n / EVAL).is_file()]
     current = next((n for n in reversed(names) if n not in finished), None)
     return AblationProgress(total=len(methods) * int(seeds), finished=finished, current=current,
                             current_progress=read_progress(runs / current) if current else None)

@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.explain import SCORES
+from analysis.explain import SCORES, explain_images, resolve_targets, save_relevance_npz
+from analysis.export import export_figure
+from analysis.features import load_run
+from cascade.devices import device_kind
+
+from .common import FIGURE_SUFFIXES, check_out, guarded
 
 
 def register(subparsers) -> None:
@@ -37,9 +42,7 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from analysis.commands import _guard
-
-    return _guard("explain", _explain, args)
+    return guarded("explain", _explain, args)
 
 
 def _target(text: str | None):
@@ -66,20 +69,14 @@ def format_rows(explained) -> str:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from analysis.commands import FIGURE_SUFFIXES, _check_out, _device
-    from analysis.explain import explain_images, save_relevance_npz
-    from analysis.explain_figure import explanation_grid
-    from analysis.export import export_figure
-    from analysis.features import load_run
+    from analysis.explain_figure import explanation_grid  # plotly: only when a figure is drawn
 
-    out = _check_out(args.out, FIGURE_SUFFIXES)
+    out = check_out(args.out, FIGURE_SUFFIXES)
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity {args.opacity}: expected a value in [0, 1]")
-    run = load_run(args.run, args.checkpoint, _device(args.device))
+    run = load_run(args.run, args.checkpoint, device_kind(args.device))
     target = _target(args.target)
     if target is not None:
-        from analysis.explain import resolve_targets
-
         resolve_targets(target, run.model.classnames, 1)   # an unknown class fails before any work
     explained = explain_images(run.model, args.images, target, score=args.score)   # none readable: exit 2
     for message in explained.failed:

@@ -1,7 +1,7 @@
 """Training throughput (images/s) of ViT-B-32 variants on random weights.
 
-Not a test (pytest does not collect it). Usage:
-    python tests/train/bench_throughput.py [cpu|cuda] [batch] [steps] [amp: none|bf16]
+Usage:
+    python benchmarks/bench_throughput.py [cpu|cuda] [batch] [steps] [amp: none|bf16]
 Measures, at one batch size: a full training step (forward, loss, backward, AdamW) of the
 cascade (b32-4stage, global phase: everything trains) and of the shallow prompt, and the
 plain frozen CLIP image forward (no grad) as the reference.

@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from cascade.config import ConfigError
-from cascade.train import RunConfig, load_run_config, sanitize_run_name
-from cascade.train.run_config import apply_overrides, metric_direction
+from cascade.metrics import higher_is_better
+from cascade.run_config import RunConfig, apply_overrides, load_run_config, sanitize_run_name
 
-from .helpers import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_follow_design():
@@ -21,8 +21,8 @@ def test_defaults_follow_design():
     seed = RunConfig.model_validate({"train": {"recipe": "seed"}}).train.learning_rates()
     assert seed["nga"] == seed["fusion"] == 1e-5
     assert cfg.model.stages == "1-4,5-8,9-11,12"
-    assert cfg.train.select_metric == "accuracy" and metric_direction("accuracy") is True
-    assert metric_direction("kl") is False and metric_direction("stage2.kl") is False
+    assert cfg.train.select_metric == "accuracy" and higher_is_better("accuracy") is True
+    assert higher_is_better("kl") is False and higher_is_better("stage2.kl") is False
 
 
 @pytest.mark.parametrize("name", ["emotion6-b32", "emotion6-b16", "synthetic-tiny", "ferplus-b32"])

@@ -21,19 +21,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import PRESETS, CascadeConfig, ConfigError
-from ..data.config import DataConfig, resolve_root
-from ..methods import METHODS
+from .config import PARAM_GROUPS, CascadeConfig, ConfigError, expand_preset
+from .data.config import DataConfig, resolve_root
+from .methods import METHODS, method_config
+from .metrics import higher_is_better
 
-GROUPS = ("prompts", "nga", "fusion", "heads", "classifier", "other")
-
-# Metric name → True when larger is better. Fused metrics by default; "stage<k>.<metric>"
-# (1-based stage) selects on one stage's prediction.
-METRIC_DIRECTIONS: dict[str, bool] = {
-    "accuracy": True, "macro_f1": True, "uar": True,
-    "kl": False, "chebyshev": False, "clark": False, "canberra": False,
-    "cosine": True, "intersection": True, "loss": False,
-}
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -89,7 +81,7 @@ class LearningRates(_Strict):
 
     def resolved(self, recipe: str) -> dict[str, float]:
         """Group → learning rate, unset σ/λ rates filled in from the recipe."""
-        out = {g: getattr(self, g) for g in GROUPS}
+        out = {g: getattr(self, g) for g in PARAM_GROUPS}
         for g, v in RECIPE_LR[recipe].items():
             if out[g] is None:
                 out[g] = v
@@ -221,7 +213,7 @@ class TrainConfig(_Strict):
     @field_validator("select_metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        metric_direction(v)
+        higher_is_better(v)
         return v
 
     @model_validator(mode="after")
@@ -305,21 +297,22 @@ class ClassifierConfig(_Strict):
         return train_seed if self.seed is None else self.seed
 
 
-def metric_direction(name: str) -> bool:
-    """True when a larger value of ``name`` is better; raises for unknown metrics."""
-    base = name.split(".", 1)[1] if re.match(r"^stage\d+\.", name) else name
-    if base not in METRIC_DIRECTIONS:
-        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRIC_DIRECTIONS)} "
-                         "(optionally prefixed stage<k>. for one stage)")
-    return METRIC_DIRECTIONS[base]
+class RunNameError(ValueError):
+    """A run name that cannot be used safely."""
 
 
 def sanitize_run_name(name: str) -> str:
-    """Only ``[A-Za-z0-9._-]``; other characters become '-'; no leading dots (no traversal)."""
-    cleaned = _NAME_OK.sub("-", name.strip()).lstrip(".-").rstrip("-")
+    """The one run-name rule: letters, digits, '.', '_' and '-' only (others become '-'), no
+    leading dots (no traversal), at most 120 characters; :class:`RunNameError` if nothing is left."""
+    cleaned = _NAME_OK.sub("-", str(name).strip()).lstrip(".-").rstrip("-")
     if not cleaned or set(cleaned) <= {".", "-"}:
-        raise ValueError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
+        raise RunNameError(f"{name!r} has no usable characters (allowed: letters, digits, '.', '_', '-')")
     return cleaned[:120]
+
+
+def default_run_name(method: str = "cascade") -> str:
+    """``<date>-<time>-<method>``: the run folder's name when none is given."""
+    return sanitize_run_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{method}")
 
 
 class RunSection(_Strict):
@@ -351,18 +344,8 @@ class RunConfig(_Strict):
     @field_validator("model", mode="before")
     @classmethod
     def _expand_preset(cls, v: Any) -> Any:
-        # ``model: {preset: b16-3stage, prompt_tokens: 8}``: the preset's values under the
-        # explicit ones; a stage string as preset works as in CascadeConfig.from_preset.
-        if isinstance(v, dict) and v.get("preset"):
-            name = v["preset"]
-            if name in PRESETS:
-                return {**PRESETS[name], **v}
-            if any(ch.isdigit() for ch in str(name)) and "stages" not in v:
-                return {**v, "stages": name, "preset": "custom"}
-            if name != "custom":
-                raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)} "
-                                 "or a stage string like '1-4,5-8,9-11,12'")
-        return v
+        # ``model: {preset: b16-3stage, prompt_tokens: 8}``: the preset's values under the explicit ones
+        return expand_preset(v) if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _one_label_smoothing(self) -> "RunConfig":
@@ -378,11 +361,10 @@ class RunConfig(_Strict):
     # ---- derived ----------------------------------------------------------------------
     def model_config_for_method(self) -> CascadeConfig:
         """The model config this run trains: ``model`` as the base, changed by ``method``."""
-        from ..methods import method_config
         return self.model if self.method == "cascade" else method_config(self.method, self.model)
 
     def default_run_name(self) -> str:
-        return sanitize_run_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{self.method}")
+        return default_run_name(self.method)
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", by_alias=True)

@@ -1,12 +1,14 @@
 """CUDA checks of the trainer (not collected by pytest): bf16/fp16 autocast, pinned memory
-with workers, the prefix cache and resume on a GPU. Usage: python tests/train/gpu_check.py OUTDIR"""
+with workers, the prefix cache and resume on a GPU. Usage: python benchmarks/gpu_check.py OUTDIR"""
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the repository (for cascade) and its tests folder (for the tiny test config)
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from cascade.train import train  # noqa: E402
 from train.helpers import tiny_config  # noqa: E402

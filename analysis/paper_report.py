@@ -1,5 +1,5 @@
-"""``cascade report``: every figure of a run, or the tables, significance and figures of an
-ablation, written in one go for a paper.
+"""The paper report behind ``cascade report``: every figure of a run, or the tables, significance and
+figures of an ablation, written in one go for a paper.
 
     cascade report --run DIR --out OUT        figures (PDF, SVG, PNG + CSV data), explanation maps and OUT/index.md
     cascade report --ablation DIR --out OUT   tables (LaTeX, Markdown, CSV), significance.csv,
@@ -11,19 +11,30 @@ drift measured) is listed in index.md with the reason instead of an empty figure
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from cascade.dashboard.runs import read_json
+import numpy as np
+
+from analysis import drift
+from analysis.drift import drift_from_logs, drift_over_checkpoints
+from analysis.explain import relevance_table, save_relevance_npz
+from analysis.export import export_figure
+from analysis.features import frozen_final_embedding, load_run, run_features
+from analysis.sigma import SigmaSweeper, nga_limits, nga_weight_curves
+from analysis.significance import COLUMNS, compare_predictions, read_predictions
+from analysis.tables import ABSENT, Table
+from cascade.checkpoint import read_meta
+from cascade.config import CascadeConfig
+from cascade.fileio import atomic_write_text
 from cascade.metrics import mean_std
-from cascade.train.predictions import predictions_path
+from cascade.runfolder import EVAL, RunFolder, iter_checkpoints, predictions_path, read_json, read_progress
+from cascade.train.ablate import variance_note
 from cascade.train.pseudo import report_summary as pseudo_summary
 from cascade.train.stage1 import block_summary as stage1_summary
 
-__all__ = ["Report", "ablation_significance", "ablation_tables", "register", "report_ablation", "report_run"]
+__all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
 
 FORMATS = ("pdf", "svg", "png")
 TABLE_METRICS = ("accuracy", "macro_f1", "uar", "kl", "intersection")
@@ -54,9 +65,6 @@ class Report:
 
     def figure(self, stem: str, fig, what: str, data=None, title: str | None = None) -> None:
         """The figure in every format, plus its data as ``<stem>.csv`` (a DataFrame or CSV text)."""
-        from analysis.export import export_figure
-        from cascade.fileio import atomic_write_text
-
         for fmt in self.formats:
             path = export_figure(fig, self.out / f"{stem}.{fmt}", dpi=self.dpi, title=title or what)
             self.add(path, f"{what} ({fmt.upper()}{f', {self.dpi:g} dpi' if fmt == 'png' else ''})")
@@ -65,13 +73,9 @@ class Report:
             self.add(atomic_write_text(self.out / f"{stem}.csv", text), f"{what}: the plotted data")
 
     def text(self, name: str, content: str, what: str) -> None:
-        from cascade.fileio import atomic_write_text
-
         self.add(atomic_write_text(self.out / name, content), what)
 
     def write_index(self) -> Path:
-        from cascade.fileio import atomic_write_text
-
         lines = [f"# {self.title}", ""]
         lines += [f"> {n}" for n in self.notes]
         if self.notes:
@@ -90,9 +94,6 @@ class Report:
 
 def _sigma_from_checkpoints(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """σ and λ at each saved checkpoint (for runs whose log predates per-step σ/λ)."""
-    from analysis.features import iter_checkpoints
-    from cascade.checkpoint import read_meta
-
     sigma, fusion, seen = [], [], set()
     for path in iter_checkpoints(run_dir):
         try:
@@ -116,9 +117,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
 
     from analysis.figures import confusion_matrix_figure, nga_weight_figure
     from analysis.run_figures import sigma_lambda_figure, stage_bars, training_curves
-    from analysis.sigma import nga_limits, nga_weight_curves
-    from cascade.dashboard.progress import read_progress
-    from cascade.train.runfolder import RunFolder
 
     folder = RunFolder(run_dir)
     folder.require()
@@ -126,7 +124,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     out = Path(out)
     name = run_dir.name
     rep = Report(out, f"Figures of run `{name}`", tuple(formats), dpi)
-    report = read_json(run_dir / "eval.json") or {}
+    report = read_json(run_dir / EVAL) or {}
     if report.get("random_weights"):
         rep.notes.append("RANDOM backbone weights (pretrained: none): the numbers say nothing about CLIP.")
     if not report:
@@ -168,9 +166,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     best = folder.checkpoint("best")
     model_run = report.get("method") != "linear-probe" and best.is_file()
     if model_run:
-        from cascade.checkpoint import read_meta
-        from cascade.config import CascadeConfig
-
         meta = read_meta(best)
         cfg = CascadeConfig.model_validate(meta["config"])
         learned = [float(v) for v in meta.get("sigma") or cfg.sigmas()]
@@ -184,8 +179,6 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rep.skip("nga-curves, sigma-sweep, cka-*", "no cascade checkpoint (linear probe, or no best checkpoint)")
 
     if model_run and features:
-        from analysis.features import load_run
-
         run = load_run(run_dir, "best", device)     # one load for the feature figures and the explanations
         _feature_figures(rep, run, name, split, device, quiet, paper)
         _explanation_figure(rep, run, name, split)
@@ -216,11 +209,7 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
 
 
 def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet: bool, paper) -> None:
-    from analysis import drift
-    from analysis.features import frozen_final_embedding, run_features
     from analysis.figures import cka_heatmap, sigma_sweep_figure
-    from analysis.sigma import SigmaSweeper
-    import numpy as np
 
     model = run.model
     if not run.splits.get(split):
@@ -257,7 +246,7 @@ def _feature_figures(rep: Report, run, name: str, split: str, device: str, quiet
 
 def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> None:
     """Where each stage looks on a few images of the split (one per class first), with the maps as NPZ."""
-    from analysis.explain import explain_grid, relevance_table, save_relevance_npz
+    from analysis.explain_figure import explain_grid
 
     try:
         fig, explained = explain_grid(run, n, split=split, paper="double")
@@ -271,8 +260,6 @@ def _explanation_figure(rep: Report, run, name: str, split: str, n: int = 4) -> 
 
 def _drift_figure(rep: Report, run_dir: Path, name: str, split: str, device: str, quiet: bool, paper,
                   can_compute: bool) -> None:
-    from analysis.drift import drift_from_logs, drift_over_checkpoints
-    from analysis.features import iter_checkpoints
     from analysis.figures import drift_curves
 
     logged = drift_from_logs(run_dir)
@@ -318,8 +305,6 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
 
     Returns the rows of ``significance.csv`` and notes on pairs that could not be compared.
     """
-    from analysis.significance import compare_predictions, read_predictions
-
     _, rows = _ablation_rows(Path(ablation_dir))
     notes: list[str] = []
     preds: dict[tuple[str, Any], Any] = {}
@@ -346,8 +331,6 @@ def ablation_significance(ablation_dir: str | Path, *, n_resamples: int = 10_000
 
 
 def _split_note(payload: dict[str, Any], n_seeds: int) -> str:
-    from cascade.train.ablate import variance_note
-
     varied = payload.get("split_per_seed")
     if n_seeds < 2:
         return "One seed."
@@ -362,8 +345,6 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
                     digits: int = 3):
     """The ablation table (mean ± std per method, best in bold, significance marks) and the
     per-stage accuracy table, as :class:`analysis.tables.Table`."""
-    from analysis.tables import ABSENT, Table
-
     ablation_dir = Path(ablation_dir)
     payload, rows = _ablation_rows(ablation_dir)
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -398,7 +379,7 @@ def ablation_tables(ablation_dir: str | Path, significance: list[dict[str, Any]]
     stage_rows, width = [], 0
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        per_run = [((read_json(r["_run"] / "eval.json") or {}).get("test") or {}) for r in mine]
+        per_run = [((read_json(r["_run"] / EVAL) or {}).get("test") or {}) for r in mine]
         n_stages = max((len(t.get("stages") or []) for t in per_run), default=0)
         width = max(width, n_stages)
         cells: dict[str, Any] = {"method": m}
@@ -426,7 +407,6 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
     import pandas as pd
 
     from analysis.run_figures import ablation_bars, significance_figure, stage_bars
-    from analysis.significance import COLUMNS
 
     ablation_dir, out = Path(ablation_dir), Path(out)
     payload, rows = _ablation_rows(ablation_dir)
@@ -472,80 +452,3 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
     else:
         rep.skip("significance figure", "no pair of runs with predictions-test.csv")
     return rep.write_index()
-
-
-# ---------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------
-
-
-def _formats(text: str) -> tuple[str, ...]:
-    out = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
-    bad = [f for f in out if f not in FORMATS]
-    if bad or not out:
-        raise argparse.ArgumentTypeError(f"formats: choose from {', '.join(FORMATS)} (got {text!r})")
-    return out
-
-
-def _metrics(text: str) -> tuple[str, ...]:
-    from cascade.metrics import CLASSIFICATION_METRICS, DISTRIBUTION_METRICS
-
-    known = set(CLASSIFICATION_METRICS) | set(DISTRIBUTION_METRICS)
-    out = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in out if m not in known]
-    if bad or not out:
-        raise argparse.ArgumentTypeError(f"metrics: unknown {bad}; choose from {', '.join(sorted(known))}")
-    return out
-
-
-def register(subparsers, guard: Callable | None = None) -> None:
-    p = subparsers.add_parser(
-        "report", help="every figure of a run, or an ablation's tables, significance and figures",
-        description="--run: training curves with phases, σ/λ trajectories, NGA curves, σ sweep, CKA (within, "
-                    "frozen, stages), drift, confusion matrix, per-stage bars and explanation maps of a few "
-                    "validation images, each as PDF/SVG/PNG with its data as CSV. --ablation: LaTeX (booktabs), "
-                    "Markdown and CSV tables with mean ± std and the best in "
-                    "bold, significance.csv (McNemar's exact test and the paired bootstrap per method pair and "
-                    "seed), and figures. OUT/index.md lists every file.")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", metavar="DIR", help="a run folder")
-    what.add_argument("--ablation", metavar="DIR", help="an ablation folder (results.json from cascade ablate)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--formats", type=_formats, default=FORMATS, metavar="pdf,svg,png",
-                   help="figure formats (default: all three)")
-    p.add_argument("--column", choices=["single", "double"], default="single", help="paper column width")
-    p.add_argument("--dpi", type=float, default=300, help="PNG resolution, recorded in the file (default 300)")
-    p.add_argument("--split", choices=["val", "test", "train"], default="val",
-                   help="--run: split for the σ sweep, CKA and checkpoint drift (default val)")
-    p.add_argument("--no-features", action="store_true", help="--run: skip figures that need a forward pass")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--metrics", type=_metrics, default=TABLE_METRICS, metavar="LIST",
-                   help=f"--ablation: table columns (default {','.join(TABLE_METRICS)})")
-    p.add_argument("--reference", default=None, metavar="METHOD",
-                   help="--ablation: method the significance marks compare against (default cascade)")
-    p.add_argument("--resamples", type=int, default=10_000, help="paired-bootstrap resamples (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="paired-bootstrap seed (default 0)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=lambda args: (guard or (lambda _c, fn, a: fn(a)))("report", _report, args))
-
-
-def _report(args: argparse.Namespace) -> int:
-    if args.dpi <= 0:
-        raise ValueError("--dpi: must be positive")
-    if args.resamples < 10_000:
-        print(f"note: {args.resamples} bootstrap resamples; 10000 or more are recommended", file=sys.stderr)
-    if args.run:
-        from analysis.commands import _device
-
-        index = report_run(args.run, args.out, formats=args.formats, column=args.column, dpi=args.dpi,
-                           split=args.split, features=not args.no_features, device=_device(args.device),
-                           quiet=args.quiet)
-    else:
-        if args.resamples < 1:
-            raise ValueError("--resamples: must be >= 1")
-        index = report_ablation(args.ablation, args.out, formats=args.formats, column=args.column, dpi=args.dpi,
-                                metrics=args.metrics, reference=args.reference, n_resamples=args.resamples,
-                                seed=args.seed)
-    print(index.read_text(encoding="utf-8"))
-    print(f"wrote {index.parent}")
-    return 0

@@ -1,5 +1,10 @@
-"""The run folder: ``runs/<name>/`` with config, splits, data report, metrics log,
-checkpoints, evaluation and environment — every file written atomically."""
+"""The run folder ``runs/<name>/``: the names of the files in it, their paths, the
+metrics log, and tolerant readers for its JSON and JSON-lines files.
+
+The trainer writes every file atomically (``metrics.jsonl`` is appended to and fsynced
+record by record), so a reader may meet a folder mid-run: :func:`read_json` and
+:func:`read_jsonl` return what can be read and skip a half-written last line.
+"""
 from __future__ import annotations
 
 import json
@@ -7,13 +12,15 @@ import os
 import platform
 import socket
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..fileio import atomic_write_text, to_json, write_json  # noqa: F401  (re-exported for the trainer)
-from .run_config import RunConfig, sanitize_run_name
+from ..checkpoint import versions
+from ..fileio import atomic_write_text, to_json
+from ..run_config import RunConfig, sanitize_run_name
 
 CONFIG = "config.yaml"
 SPLITS = "splits.json"
@@ -21,15 +28,60 @@ DATA_REPORT = "data_report.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 ENV = "env.json"
+STATE = "state.json"
+DRIFT = "drift.jsonl"
+TRAIN_LOG = "train.log"
 CHECKPOINTS = "checkpoints"
+FEATURES = "features"
+# Files any run folder holds from its first seconds on (what tells a run folder from another folder).
+MARKERS = (CONFIG, METRICS, EVAL, TRAIN_LOG)
 
 
 class RunFolderError(ValueError):
     """A run folder is missing, incomplete, or would be overwritten."""
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def predictions_path(run_dir: str | os.PathLike, split: str) -> Path:
+    """``<run>/predictions-<split>.csv``: per-item predictions of one split."""
+    return Path(run_dir) / f"predictions-{split}.csv"
+
+
+def read_json(path: str | os.PathLike, *, strict: bool = False) -> Any:
+    """The JSON value in ``path``; None when the file is missing, unreadable or not JSON
+    (a file being written), unless ``strict``: then a :class:`RunFolderError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if strict:
+            raise RunFolderError(f"{path}: cannot read it as JSON ({exc})") from None
+        return None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file: blank lines, lines that are not JSON objects
+    and a half-written last line are skipped; a missing file is empty."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return []
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (see :func:`read_jsonl`)."""
+    return read_jsonl(Path(run_dir) / METRICS)
 
 
 class MetricsLog:
@@ -75,9 +127,7 @@ class MetricsLog:
         self.lines = min(keep_lines, len(lines))
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_jsonl(self.path)
 
 
 def git_commit(start: str | os.PathLike | None = None) -> str | None:
@@ -98,8 +148,6 @@ def git_commit(start: str | os.PathLike | None = None) -> str | None:
 
 
 def environment(device: torch.device, amp: str, world_size: int) -> dict[str, Any]:
-    from ..checkpoint import versions
-
     env: dict[str, Any] = {
         "versions": versions(),
         "platform": platform.platform(),
@@ -112,7 +160,6 @@ def environment(device: torch.device, amp: str, world_size: int) -> dict[str, An
         "torch_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
     }
-    from importlib.metadata import PackageNotFoundError, version
     for pkg in ("numpy", "torchvision", "safetensors", "pydantic", "scikit-learn", "pillow"):
         try:
             env["versions"][pkg] = version(pkg)

@@ -1,19 +1,15 @@
-"""Run folders record whether a run finished, stopped, failed or was killed; partial metrics say so."""
+"""The trainer records in the run folder whether a run finished, stopped or failed; partial metrics say so."""
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-from cascade.dashboard.progress import read_progress
 from cascade.dashboard.runs import summarize_run
+from cascade.fileio import write_json
+from cascade.runfolder import STATE, RunFolder, RunState, read_progress, read_run_state
 from cascade.train import train
-from cascade.train.loop import PARTIAL_NOTE, StopTraining
-from cascade.train.runstate import STALE_AFTER_S, STATE_FILE, RunState, read_run_state
-from cascade.train.runfolder import write_json
+from cascade.runfolder import PARTIAL_NOTE
+from cascade.train.loop import StopTraining
 
 from .helpers import read_jsonl, tiny_config
 
@@ -71,38 +67,14 @@ def test_failed_run_records_why(tmp_path):
     assert st.state == "failed" and "RuntimeError: disk on fire" in st.reason and st.partial
 
 
-def test_killed_runs_are_detected(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = int(proc.stdout)
-    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=dead, host=socket.gethostname(),
-                                               heartbeat=time.time(), epoch=2, step=5, steps_per_epoch=8).to_dict())
-    st = read_run_state(tmp_path)
-    assert st.state == "killed" and "ended without finishing" in st.reason and "epoch 2, step 5/8" in st.label()
-    # on another host only the heartbeat tells
-    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=os.getpid(), host="elsewhere",
-                                               heartbeat=time.time() - STALE_AFTER_S - 60).to_dict())
-    assert read_run_state(tmp_path).state == "killed"
-    write_json(tmp_path / STATE_FILE, RunState(state="running", pid=os.getpid(), host="elsewhere",
-                                               heartbeat=time.time()).to_dict())
-    assert read_run_state(tmp_path).state == "running"
-
-
-def test_folders_without_a_state_file(tmp_path):
-    assert read_run_state(tmp_path).state == "unknown"
-    (tmp_path / "eval.json").write_text("{}")
-    assert read_run_state(tmp_path).state == "finished"
-
-
 def test_resume_without_any_checkpoint_restarts_from_the_saved_config(tmp_path):
-    from cascade.train.runfolder import RunFolder
-
     run = train(tiny_config(tmp_path, "run.name=early"), callbacks=[StopAt(1)], quiet=True)
     folder = RunFolder(run)
     # a run killed before its first checkpoint: nothing but its config, split and log
     for p in folder.checkpoints.iterdir():
         p.unlink()
     (run / "eval.json").unlink()
-    write_json(run / STATE_FILE, RunState(state="running", pid=999999999, host=socket.gethostname()).to_dict())
+    write_json(run / STATE, RunState(state="running", pid=999999999, host=socket.gethostname()).to_dict())
     assert read_run_state(run).state == "killed"
     split_before = (run / "splits.json").read_text()
     out = train(resume=run, quiet=True)

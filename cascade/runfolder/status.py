@@ -11,7 +11,6 @@ Folders written before ``state.json`` existed are read from what they hold: an
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -21,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_json
+from .folder import EVAL, STATE, read_json
 
-STATE_FILE = "state.json"
 STATES = ("running", "finished", "stopped", "failed", "killed", "unknown")
 HEARTBEAT_S = 30.0
 # A live trainer refreshes its heartbeat every HEARTBEAT_S; ten missed beats mean it is gone.
 STALE_AFTER_S = 10 * HEARTBEAT_S
+# What every result of a run (its eval.json, a later evaluation, predictions) says about itself
+RANDOM_WEIGHTS_NOTE = "RANDOM backbone weights (pretrained: none): numbers say nothing about CLIP"
+PARTIAL_NOTE = "partial run: training did not reach its last epoch, so these metrics describe a partial run"
 
 
 @dataclass
@@ -93,6 +95,14 @@ class RunState:
         return state
 
 
+def result_warnings(state: RunState, random_weights: bool) -> list[str]:
+    """The warnings a result of the run carries: random backbone weights, a partial run (and where it stopped)."""
+    warnings = [RANDOM_WEIGHTS_NOTE] if random_weights else []
+    if state.partial:
+        warnings.append(f"{PARTIAL_NOTE} ({state.label()})")
+    return warnings
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -106,13 +116,9 @@ def _pid_alive(pid: int) -> bool:
 def read_run_state(run_dir: str | os.PathLike, now: float | None = None) -> RunState:
     """The state of the run in ``run_dir`` (``killed`` when a running trainer is gone)."""
     run_dir = Path(run_dir)
-    path = run_dir / STATE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = None
+    data = read_json(run_dir / STATE)
     if not isinstance(data, dict):
-        if (run_dir / "eval.json").is_file():
+        if (run_dir / EVAL).is_file():
             return RunState(state="finished")
         return RunState(state="unknown")
     state = RunState.from_dict(data)
@@ -134,7 +140,7 @@ class StateWriter:
     """
 
     def __init__(self, run_dir: str | os.PathLike, enabled: bool = True, heartbeat_s: float = HEARTBEAT_S):
-        self.path = Path(run_dir) / STATE_FILE
+        self.path = Path(run_dir) / STATE
         self.enabled = enabled
         self.heartbeat_s = heartbeat_s
         self.state = RunState(state="running", pid=os.getpid(), host=socket.gethostname(), started=time.time())

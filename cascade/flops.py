@@ -36,7 +36,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..blocks import needed_rows
+from torch.utils.flop_counter import FlopCounterMode
+
+from .blocks import needed_rows
 
 
 @dataclass
@@ -165,16 +167,12 @@ def cascade_flops(model, *, cached_prefix: bool = False, fast: bool | None = Non
     return FlopCount(forward=fwd, backward=bwd, blocks=blocks)
 
 
-def counted_flops(fn) -> float | None:
+def counted_flops(fn) -> float:
     """FLOPs of one call of ``fn`` as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
 
     It counts matmuls and convolutions (and fused attention on CUDA); elementwise work
-    is not counted. None when the counter is unavailable.
+    is not counted.
     """
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-    except ImportError:  # pragma: no cover
-        return None
     counter = FlopCounterMode(display=False)
     with counter:
         fn()
