@@ -32,6 +32,8 @@ from cascade.metrics import mean_std
 from cascade.runfolder import (EVAL, RunFolder, iter_checkpoints, predictions_path, read_json, read_progress,
                                training_checkpoints)
 from cascade.train.ablate import variance_note
+from cascade.train.pseudo import report_summary as pseudo_summary
+from cascade.train.stage1 import block_summary as stage1_summary
 
 __all__ = ["Report", "ablation_significance", "ablation_tables", "report_ablation", "report_run"]
 
@@ -131,6 +133,10 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
     elif report.get("partial"):
         label = (report.get("state") or {}).get("label") or "did not reach its last epoch"
         rep.notes.append(f"Partial run ({label}): its metrics describe a run that did not train to its end.")
+    if isinstance(report.get("stage1"), dict):
+        rep.notes.append(stage1_summary(report["stage1"]))
+    if report.get("supervision") == "pseudo":
+        rep.notes.append(pseudo_summary(report))
     paper = column
     p = read_progress(run_dir)
 

@@ -149,6 +149,8 @@ def load_into(model, path: str | os.PathLike, strict_backbone: bool = True) -> d
     if diffs:
         raise CheckpointError(f"{path} does not match the model:\n  " + "\n  ".join(diffs))
     state = load_file(str(path))
+    if any(k.startswith("visual.") for k in state) and not getattr(model, "trained_visual", True):
+        model.train_visual_layernorms()     # a label-free run that trained the visual LayerNorms
     own = model.trainable_state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

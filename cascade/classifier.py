@@ -1,6 +1,9 @@
 """The shared text-initialised classifier: cosine logits against learnable class vectors."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,38 +60,96 @@ def build_classifier(backbone, classnames: list[str], trainable: bool = True,
     return TextClassifier(emb, backbone.logit_scale, trainable=trainable)
 
 
-def pretrain_on_descriptions(classifier: TextClassifier, backbone, classnames: list[str], *,
-                             steps: int = 200, lr: float = 1e-3, seed: int = 0) -> list[float]:
-    """LaFTer-style text-only pre-training: fit the classifier on sentence embeddings.
+@dataclass(frozen=True)
+class FitRecipe:
+    """How stage 1 fits the classifier on fixed embeddings (text or frozen image ones).
 
-    Text and image embeddings share CLIP's joint space, so a classifier that separates
-    descriptions of each emotion transfers to images before any image is seen.
-    Returns the loss per step.
+    Full batch, AdamW, label-smoothed cross-entropy; at every step Gaussian noise of std
+    ``noise_std`` is added to the L2-normalised embeddings, so the classifier learns regions
+    around the points rather than the points (text and image embeddings of one class do not
+    coincide in CLIP's space). The defaults are LaFTer's.
     """
-    vocab = vocabulary(classnames)
-    texts, labels = [], []
-    for c, entry in enumerate(vocab):
-        for sentence in entry.descriptions:
-            texts.append(sentence)
-            labels.append(c)
-        for syn in entry.synonyms:
-            for t in TEMPLATES:
-                texts.append(t.format(syn))
-                labels.append(c)
-    feats = encode_texts(backbone, texts).to(classifier.weight.device)
-    y = torch.tensor(labels, device=feats.device)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.AdamW([classifier.weight], lr=lr, weight_decay=0.0)
+
+    steps: int = 500
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    noise_std: float = 0.1
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    losses: list[float]          # the loss of every step
+    accuracy: float              # on the fitted embeddings, without noise
+    count: int                   # how many embeddings were fitted
+
+
+def fit_classifier(classifier: TextClassifier, features: torch.Tensor, labels: torch.Tensor,
+                   recipe: FitRecipe = FitRecipe()) -> FitResult:
+    """Train ``classifier.weight`` in place on ``features`` [N, E] with class ``labels`` [N]."""
+    device = classifier.weight.device
+    feats = F.normalize(features.detach().float(), dim=-1).to(device)
+    y = labels.to(device=device, dtype=torch.long)
+    gen = torch.Generator(device="cpu").manual_seed(recipe.seed)
+    weight = classifier.weight
+    was = weight.requires_grad
+    weight.requires_grad_(True)
+    opt = torch.optim.AdamW([weight], lr=recipe.lr, weight_decay=recipe.weight_decay)
     losses = []
-    was = classifier.weight.requires_grad
-    classifier.weight.requires_grad_(True)
-    for _ in range(steps):
-        # A little Gaussian noise keeps the classifier from overfitting the exact text points.
-        noise = torch.randn(feats.shape, generator=gen).to(feats.device) * 0.01
-        loss = F.cross_entropy(classifier(feats + noise), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    classifier.weight.requires_grad_(was)
-    return losses
+    try:
+        with torch.enable_grad():
+            for _ in range(recipe.steps):
+                x = feats
+                if recipe.noise_std > 0:
+                    x = feats + torch.randn(feats.shape, generator=gen).to(device) * recipe.noise_std
+                loss = F.cross_entropy(classifier(x), y, label_smoothing=recipe.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+    finally:
+        weight.grad = None
+        weight.requires_grad_(was)
+    with torch.no_grad():
+        accuracy = int((classifier(feats).argmax(-1) == y).sum()) / len(y) if len(y) else float("nan")
+    return FitResult(losses=losses, accuracy=accuracy, count=int(len(y)))
+
+
+def description_texts(classnames: list[str], descriptions: dict[str, list[str]],
+                      templates: list[str] | None = None) -> tuple[list[str], list[int]]:
+    """The texts stage 1 trains on and their class indices: every class's sentences, then
+    the prompt templates filled with its name and synonyms."""
+    texts, labels = [], []
+    for c, entry in enumerate(vocabulary(classnames)):
+        fills = [t.format(s) for s in entry.synonyms for t in (templates or TEMPLATES)]
+        for text in [*descriptions[entry.name], *fills]:
+            texts.append(text)
+            labels.append(c)
+    return texts, labels
+
+
+def pretrain_on_descriptions(classifier: TextClassifier, backbone, classnames: list[str],
+                             descriptions: dict[str, list[str]], recipe: FitRecipe = FitRecipe(), *,
+                             embed: Callable[[list[str]], torch.Tensor] | None = None) -> FitResult:
+    """Stage 1 from text alone: fit the classifier on CLIP text embeddings of sentences per class.
+
+    ``descriptions`` maps every class name to its sentences (see :mod:`cascade.descriptions`);
+    templates with the class name join them. Text and image embeddings share CLIP's joint
+    space, so a classifier that separates descriptions of each emotion transfers to images
+    before any image is seen. ``embed`` turns texts into embeddings (default: encode them
+    with ``backbone``; :func:`cascade.text_cache.cached_text_embeddings` reuses earlier ones).
+    """
+    texts, labels = description_texts(classnames, descriptions)
+    feats = embed(texts) if embed is not None else encode_texts(backbone, texts)
+    return fit_classifier(classifier, feats, torch.tensor(labels), recipe)
+
+
+@torch.no_grad()
+def class_prototypes(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per class: the renormalised mean of its L2-normalised embeddings [C, E] (classes with
+    no embedding get a zero row)."""
+    feats = F.normalize(features.float(), dim=-1)
+    out = torch.zeros(num_classes, feats.shape[1])
+    out.index_add_(0, labels.long().cpu(), feats.cpu())
+    return F.normalize(out, dim=-1)

@@ -46,6 +46,15 @@ def stage_consistency(logits: torch.Tensor, stage_logits: torch.Tensor) -> torch
     return torch.stack(terms).mean()
 
 
+def distill_term(stage_embeddings: torch.Tensor, frozen_embedding: torch.Tensor | None) -> torch.Tensor:
+    """Mean cosine distance of every stage's embedding (S, B, D) to frozen CLIP's embedding
+    (B, D) of the same images."""
+    if frozen_embedding is None:
+        raise ValueError("distill > 0 needs the frozen CLIP embedding of the batch")
+    ref = F.normalize(frozen_embedding.float(), dim=-1)
+    return (1 - (stage_embeddings.float() * ref.unsqueeze(0)).sum(-1)).mean()
+
+
 def cascade_loss(output, labels: torch.Tensor, target_dist: torch.Tensor | None = None,
                  weights: LossWeights = LossWeights(), frozen_embedding: torch.Tensor | None = None,
                  smoothing: float = 0.0) -> dict[str, torch.Tensor]:
@@ -65,10 +74,7 @@ def cascade_loss(output, labels: torch.Tensor, target_dist: torch.Tensor | None 
         terms["stage_ce"] = torch.stack([F.cross_entropy(sl.float(), labels.long()) for sl in output.stage_logits]).mean()
         total = total + weights.stage_ce * terms["stage_ce"]
     if weights.distill > 0:
-        if frozen_embedding is None:
-            raise ValueError("distill > 0 needs the frozen CLIP embedding of the batch")
-        ref = F.normalize(frozen_embedding.float(), dim=-1)
-        terms["distill"] = (1 - (output.stage_embeddings.float() * ref.unsqueeze(0)).sum(-1)).mean()
+        terms["distill"] = distill_term(output.stage_embeddings, frozen_embedding)
         total = total + weights.distill * terms["distill"]
     terms["total"] = total
     return terms

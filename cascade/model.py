@@ -79,6 +79,8 @@ class CascadeCLIP(nn.Module):
         self.use_fast_blocks = True
         for p in self.visual.parameters():
             p.requires_grad_(False)
+        # Visual parameters that train all the same (see train_visual_layernorms).
+        self.trained_visual: set[str] = set()
 
         self.depth = info.depth
         self.stage_ranges = config.stage_ranges()
@@ -414,10 +416,26 @@ class CascadeCLIP(nn.Module):
             return "classifier"
         return "other"
 
+    def train_visual_layernorms(self) -> list[str]:
+        """Let the LayerNorms of the visual blocks after the frozen prefix (and ``ln_post``)
+        train, as LaFTer does; they then count as the method's parameters (group ``other``)
+        and are saved with its checkpoints. Returns their names."""
+        blocks = self.visual.transformer.resblocks
+        modules = [(f"transformer.resblocks.{i}.{n}", m) for i in range(self.frozen_prefix, len(blocks))
+                   for n, m in blocks[i].named_modules() if isinstance(m, nn.LayerNorm)]
+        modules.append(("ln_post", self.visual.ln_post))
+        for prefix, module in modules:
+            for n, p in module.named_parameters():
+                p.data = p.data.float()
+                p.requires_grad_(True)
+                self.trained_visual.add(f"visual.{prefix}.{n}")
+        return sorted(self.trained_visual)
+
     def cascade_named_parameters(self):
-        """Every parameter the method adds (trainable or not right now); never the backbone."""
+        """Every parameter the method adds (trainable or not right now), and the backbone's
+        own that train (:meth:`train_visual_layernorms`); never the frozen backbone."""
         for name, p in self.named_parameters():
-            if not name.startswith("visual."):
+            if not name.startswith("visual.") or name in self.trained_visual:
                 yield name, p
 
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
@@ -449,7 +467,7 @@ class CascadeCLIP(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """State of everything the method adds (what a checkpoint stores)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("visual.")}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("visual.") or k in self.trained_visual}
 
 
 def compile_model(model: nn.Module, mode: str = "default", backend: str = "inductor") -> nn.Module:

@@ -2,7 +2,8 @@
 
 Sections: ``method`` (a name from :data:`cascade.methods.METHODS`), ``backbone``,
 ``model`` (:class:`cascade.config.CascadeConfig`), ``data`` (:class:`cascade.data.config.DataConfig`),
-``train`` (:class:`TrainConfig`) and ``run`` (:class:`RunSection`).
+``train`` (:class:`TrainConfig`), ``classifier`` (:class:`ClassifierConfig`, stage 1) and
+``run`` (:class:`RunSection`).
 
 Loading (:func:`load_run_config`): YAML → relative paths resolved against the YAML's
 folder → ``--set key.sub=value`` overrides (paths in overrides resolve against the
@@ -135,6 +136,22 @@ class DriftConfig(_Strict):
     per_block: bool = Field(True, description="also log prompted-vs-frozen drift of every block")
 
 
+class PseudoConfig(_Strict):
+    """Label-free training (``train.supervision: pseudo``): a teacher, the frozen backbone with
+    a frozen copy of the stage-1 classifier, labels each training image from its unaugmented
+    view (resize, centre crop); the model learns those labels from a strongly augmented view."""
+
+    threshold: float = Field(0.0, ge=0, lt=1, description="drop pseudo-labels whose teacher confidence (top "
+                                                          "softmax probability) is below this; 0 keeps all")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the cross-entropy to the "
+                                                                "pseudo-labels")
+    train_layernorms: bool = Field(False, description="also train the LayerNorms of the visual tower (as LaFTer "
+                                                      "does); they are saved with the checkpoints")
+    strong_view: bool = Field(True, description="with train.augment: the student sees the strong view (random "
+                                                "resized crop 0.2-1, flip, colour jitter 0.4/0.4/0.4/0.1 with p "
+                                                "0.8, grayscale p 0.2, Gaussian blur); false: the usual augmentation")
+
+
 class TrainConfig(_Strict):
     recipe: Literal["default", "seed"] = Field(
         "default", description="default: σ and λ of a stage train from the phase its prompts train in, at their "
@@ -152,6 +169,11 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables clipping")
     loss: LossConfig = Field(default_factory=LossConfig)
     augment: bool = Field(True, description="random augmentation of training images")
+    supervision: Literal["labels", "pseudo"] = Field(
+        "labels", description="labels: train on the training labels (and vote distributions); pseudo: label-free, "
+                              "on the pseudo-labels a frozen teacher gives each training image (train.pseudo); "
+                              "training labels are then never read")
+    pseudo: PseudoConfig = Field(default_factory=PseudoConfig)
     input_pipeline: Literal["auto", "cpu", "device"] = Field(
         "auto", description="cpu: DataLoader workers decode and augment every image every epoch; device: decode "
                             "each image once into a uint8 store (num_workers threads; 0: one per CPU), augment "
@@ -221,6 +243,13 @@ class TrainConfig(_Strict):
                              "cache_prefix the prefix tokens are computed once instead: use input_pipeline: auto")
         return self
 
+    @model_validator(mode="after")
+    def _layernorms_in_fp32(self) -> "TrainConfig":
+        if self.supervision == "pseudo" and self.pseudo.train_layernorms and self.frozen_dtype in ("bf16", "fp16"):
+            raise ValueError(f"frozen_dtype: pseudo.train_layernorms trains the visual LayerNorms, which need "
+                             f"float32 weights; set frozen_dtype: fp32 or auto (got {self.frozen_dtype})")
+        return self
+
     @property
     def total_epochs(self) -> int:
         return self.epochs.total
@@ -231,6 +260,43 @@ class TrainConfig(_Strict):
 
     def eval_bs(self) -> int:
         return self.eval_batch_size or 2 * self.batch_size
+
+
+class ClassifierConfig(_Strict):
+    """Stage 1: how the shared classifier is initialised before any prompted image is seen.
+
+    ``templates`` averages CLIP text embeddings of prompt templates around each class name.
+    ``descriptions`` trains the classifier on text embeddings of many sentences per class
+    (plus the templates), full batch, with Gaussian noise on the normalised embeddings and
+    label smoothing: the two-stage recipe of LaFTer, whose defaults these are. ``shots``
+    fits a linear probe on ``shots`` labelled training images per class (frozen CLIP image
+    embeddings) and starts the classifier from it.
+    """
+
+    init: Literal["templates", "descriptions", "shots"] = Field(
+        "templates", description="templates: class-name prompts only; descriptions: train on sentences per class "
+                                 "(classifier.descriptions); shots: a linear probe on classifier.shots labelled "
+                                 "training images per class")
+    descriptions: str | None = Field(
+        None, description="JSON {class: [sentence, ...]} or CSV/TSV with class and sentence columns; null: the "
+                          "sentences shipped for the run's classes")
+    noise_std: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the normalised embeddings "
+                                                     "(texts, or the shots' images) at every step of stage 1")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of stage 1's loss")
+    lr: float = Field(5e-4, gt=0, description="AdamW learning rate of stage 1 (stage 2's is train.lr.classifier)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay of stage 1")
+    steps: int = Field(500, ge=1, description="full-batch steps of the text training (or of the k-shot probe)")
+    shots: int = Field(4, ge=1, description="labelled training images per class for init: shots")
+    seed: int | None = Field(None, description="seed of the noise and of the shot selection; null: train.seed")
+
+    @field_validator("descriptions")
+    @classmethod
+    def _none_word(cls, v: str | None) -> str | None:
+        return None if v is None or v.strip().lower() in ("", "none", "null") else v
+
+    def resolved_seed(self, train_seed: int) -> int:
+        """The stage-1 seed: ``seed`` when set, else the run's ``train.seed``."""
+        return train_seed if self.seed is None else self.seed
 
 
 class RunNameError(ValueError):
@@ -267,6 +333,7 @@ class RunConfig(_Strict):
     model: CascadeConfig = Field(default_factory=lambda: CascadeConfig.from_preset("b32-4stage"))
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     run: RunSection = Field(default_factory=RunSection)
 
     @field_validator("method")
@@ -311,7 +378,8 @@ class RunConfig(_Strict):
 
 
 # ---- loading ---------------------------------------------------------------------------
-_PATH_FIELDS = (("data", "root"), ("data", "splits_file"), ("backbone", "pretrained"))
+_PATH_FIELDS = (("data", "root"), ("data", "splits_file"), ("backbone", "pretrained"),
+                ("classifier", "descriptions"))
 
 
 def _looks_like_path(key: tuple[str, str], value: Any) -> bool:

@@ -14,8 +14,9 @@ import streamlit as st
 from cascade.dashboard.datasets import SOURCE_LABELS, make_data_config
 from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.runs import RunNameError, finished_first, list_runs, safe_run_dir
-from cascade.dashboard.trainform import (CASCADE_FAMILY, FIELD_HELP, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest,
-                                        build_run_config, default_run_name, visible_fields)
+from cascade.dashboard.trainform import (CASCADE_FAMILY, CLASSIFIER_INITS, DESCRIPTION_TYPES, FIELD_HELP,
+                                        SUPERVISIONS, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config,
+                                        default_run_name, save_descriptions_upload, visible_fields)
 from cascade.runfolder import read_progress
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
@@ -52,8 +53,13 @@ preset = c2.selectbox("Preset", [*TRAIN_PRESETS, "custom"], index=0, key="train_
 kinds = list(SOURCE_LABELS)
 data_kind = c3.selectbox("Data source", kinds, index=kinds.index(ss.get("sb_data_kind", "synthetic")),
                          format_func=SOURCE_LABELS.get, key="train_data_kind", help=HELP["data_kind"])
+s1, s2, _ = st.columns(3)
+classifier_init = s1.selectbox("Stage 1: classifier from", CLASSIFIER_INITS, index=0, key="train_classifier_init",
+                               help=HELP["classifier_init"], disabled=method == "linear-probe")
 custom = ss.setdefault("train_custom_stages", "1-4,5-8,9-11,12")
-show = visible_fields(method, preset, data_kind, custom)
+supervision = s2.selectbox("Stage 2: supervision", SUPERVISIONS, index=0, key="train_supervision",
+                           help=HELP["supervision"], disabled=method in ("zeroshot", "linear-probe"))
+show = visible_fields(method, preset, data_kind, custom, classifier_init=classifier_init, supervision=supervision)
 if method not in CASCADE_FAMILY:
     st.caption(f"`{method}` uses its own stages and prompt tokens; fields that do not apply to it are hidden.")
 
@@ -103,6 +109,22 @@ with st.form("train_form"):
         for col, (key, label) in zip(st.columns(5), groups):
             values[key] = col.number_input(label, 0.0, 1.0, getattr(defaults, key), step=1e-4, format="%.1e",
                                            help=HELP[key])
+    upload = None
+    if {"descriptions", "shots"} & show:
+        st.markdown("**Stage 1: classifier**")
+        d1, d2 = st.columns(2)
+        if "descriptions" in show:
+            values["descriptions"] = d1.text_input("Descriptions file (empty: shipped sentences)", "",
+                                                   help=HELP["descriptions"])
+            upload = d2.file_uploader("…or upload one", type=DESCRIPTION_TYPES, help=HELP["descriptions_upload"])
+        if "shots" in show:
+            values["shots"] = d1.number_input("Labelled images per class", 1, 10000, defaults.shots,
+                                              help=HELP["shots"])
+    if "pseudo_threshold" in show:
+        st.markdown("**Stage 2: label-free**")
+        values["pseudo_threshold"] = st.columns(3)[0].number_input(
+            "Pseudo-label confidence threshold", 0.0, 0.99, defaults.pseudo_threshold, format="%.2f",
+            help=HELP["pseudo_threshold"])
     st.markdown("**Batches and what is kept**")
     b1, b2, b3, b4 = st.columns([1, 1, 1, 2])
     batch_size = b1.number_input("Batch size", 1, 1024, defaults.batch_size, help=HELP["batch_size"])
@@ -120,8 +142,12 @@ if start:
         data_config = make_data_config(data_kind, values.get("data_path", ""),
                                        synthetic_size=int(values.get("synthetic_size", 600)))
         fields = {k: v for k, v in values.items() if k not in ("data_path", "synthetic_size")}
+        if upload is not None:
+            fields["descriptions"] = str(save_descriptions_upload(upload.name, upload.getvalue(),
+                                                                  ctx.runs_dir / ".descriptions"))
         req = TrainRequest(name=name, method=method, preset=custom if preset == "custom" else preset,
-                           batch_size=int(batch_size), seed=int(seed), **fields)
+                           batch_size=int(batch_size), seed=int(seed), classifier_init=classifier_init,
+                           supervision=supervision if "supervision" in show else "labels", **fields)
         cfg = build_run_config(req, model_name=choice.model_name, pretrained=choice.pretrained,
                                backbone_seed=choice.seed, data_config=data_config, runs_dir=str(ctx.runs_dir),
                                device=ctx.device)

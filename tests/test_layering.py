@@ -181,9 +181,11 @@ def test_layer_table_places_the_known_modules():
     assert layer_of("cascade.model") == CORE
     assert layer_of("cascade.data.config") == CORE
     assert layer_of("cascade.runfolder.status") == CORE
+    assert layer_of("cascade.descriptions") == layer_of("cascade.text_cache") == CORE
     assert layer_of("cascade.data.shards") == DATA
     assert layer_of("cascade.train.loop") == TRAIN
     assert layer_of("cascade.evaluate") == layer_of("analysis.cka") == COMMANDS
+    assert layer_of("cascade.bench.lafter") == COMMANDS
     assert layer_of("pages._analysis") == layer_of("cascade.dashboard.runs") == DASHBOARD
     assert layer_of("pages.overview") == layer_of("app") == PAGES
 

@@ -125,3 +125,35 @@ def test_resolved_config_round_trips(tmp_path):
 def test_apply_overrides_refuses_to_descend_into_values():
     with pytest.raises(ConfigError, match="train.batch_size"):
         apply_overrides({"train": {"batch_size": 3}}, ["train.batch_size.x=1"])
+
+
+def test_classifier_section_defaults_and_seed_rule():
+    cls = RunConfig().classifier
+    assert cls.init == "templates" and cls.descriptions is None
+    assert (cls.noise_std, cls.label_smoothing, cls.lr, cls.weight_decay, cls.steps) == (0.1, 0.1, 5e-4, 0.01, 500)
+    cfg = load_run_config(None, ["train.seed=7"])
+    assert cfg.classifier.resolved_seed(cfg.train.seed) == 7
+    cfg = load_run_config(None, ["train.seed=7", "classifier.seed=3"])
+    assert cfg.classifier.resolved_seed(cfg.train.seed) == 3
+
+
+def test_classifier_descriptions_path_resolves(tmp_path):
+    (tmp_path / "run.yaml").write_text("classifier: {init: descriptions, descriptions: texts/emotions.json}\n")
+    cfg = load_run_config(tmp_path / "run.yaml")
+    assert cfg.classifier.descriptions == str(tmp_path / "texts" / "emotions.json")
+    cfg = load_run_config(None, ["classifier.descriptions=mine.csv"])
+    assert cfg.classifier.descriptions == os.path.join(os.getcwd(), "mine.csv")
+    assert load_run_config(None, ["classifier.descriptions=null"]).classifier.descriptions is None
+
+
+@pytest.mark.parametrize("override, field", [
+    ("classifier.init=sentences", "classifier.init"),
+    ("classifier.noise_std=-0.1", "classifier.noise_std"),
+    ("classifier.label_smoothing=1", "classifier.label_smoothing"),
+    ("classifier.steps=0", "classifier.steps"),
+    ("classifier.shots=0", "classifier.shots"),
+    ("classifier.temperature=2", "classifier.temperature"),
+])
+def test_classifier_errors_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=rf"^{field}:"):
+        load_run_config(None, [override])

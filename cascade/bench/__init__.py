@@ -3,8 +3,9 @@
 Every comparison runs in one process, interleaved (see :mod:`.timing`), and is
 reported as a ratio of medians (FLOP counts come from :mod:`cascade.flops`). Modules:
 ``timing`` (rounds, medians, peak memory), ``model_bench`` (figures 1-3), ``data_bench``
-(figure 4), ``cuda_bench`` (figure 6), ``report``; ``plugins`` runs the figures other
-packages add (``analysis``: σ-sweep and CKA timings, figure 5).
+(figure 4), ``cuda_bench`` (figure 6), ``results``; ``plugins`` runs the figures other
+packages add (``analysis``: σ-sweep and CKA timings, figure 5). ``lafter`` (label-free
+stage 2 against its teacher: three training runs) runs only when asked for.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda")
+BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda", "lafter")
+ON_REQUEST = ("lafter",)      # trains models: only with --figures
 
 
 def all_figures() -> tuple[str, ...]:
@@ -23,6 +25,11 @@ def all_figures() -> tuple[str, ...]:
     from .plugins import plugin_figures
 
     return BUILTIN_FIGURES + tuple(n for n in plugin_figures() if n not in BUILTIN_FIGURES)
+
+
+def default_figures() -> tuple[str, ...]:
+    """The figures a bench without ``--figures`` measures: all but those that train models."""
+    return tuple(f for f in all_figures() if f not in ON_REQUEST)
 
 
 @dataclass
@@ -34,7 +41,7 @@ class BenchOptions:
     repeats: int | None = None
     warmup: int | None = None
     precision: str | None = None          # fp32 | bf16; default fp32 on CPU, bf16 on CUDA
-    figures: tuple[str, ...] | None = None   # None: all_figures()
+    figures: tuple[str, ...] | None = None   # None: default_figures()
     reference: bool = True                # also time the model through open_clip's block modules
     mfu_batch_size: int = 256
     peak_tflops: float | None = None
@@ -76,6 +83,10 @@ def targets(res: dict, opts: BenchOptions) -> list[dict]:
             add("b16-3stage cached epoch time saving (with decode)", pc["epoch_estimate"]["epoch_time_saving"],
                 ">=", 0.30, cpu)
         add("cached == uncached logits", float(bool(pc.get("identical_logits"))), "==", 1.0, True)
+    la = res.get("lafter", {}).get("mean")
+    if la:
+        add("label-free stage 2 test accuracy gain over its 4-shot teacher (mean of 3 seeds)", la["gain"], ">=",
+            la["target"], True)
     if "frozen_backbone" in tr:
         add("backbone params with .grad", float(tr["frozen_backbone"]["backbone_params_with_grad"]), "==", 0.0, True)
     lv = res.get("data", {}).get("loader_vs_step")
@@ -179,7 +190,7 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
         }
     }
     ctx = BenchContext(backbone, device, opts.batch_size, precision=precision, warmup=warmup, repeats=repeats)
-    want = set(opts.figures or all_figures())
+    want = set(opts.figures or default_figures())
     models = build_variants(ctx) if want & {"inference", "training", "memory", "data"} else {}
     if "inference" in want:
         log("bench: inference ...")
@@ -212,6 +223,11 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
             info.image_size, batch_size=opts.batch_size, workers=workers, num_images=images, root=opts.data_root,
             model_images_per_second=model_ips, device=str(device), trainer=trainer), log)
     _epoch_estimate(res, opts.batch_size)
+    if "lafter" in want:
+        log("bench: label-free stage 2 against its 4-shot teacher (synthetic faces, 3 seeds) ...")
+        from .lafter import bench_lafter
+
+        _guard(res, "lafter", lambda: bench_lafter(quick=opts.quick), log)
     plugins = plugin_figures()
     context = dict(quick=opts.quick, device=str(device), model=opts.model, batch_size=opts.batch_size,
                    width=info.width, depth=info.depth, embed_dim=info.embed_dim, image_size=info.image_size,
@@ -241,4 +257,5 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     return res
 
 
-__all__ = ["BUILTIN_FIGURES", "BenchOptions", "all_figures", "run_bench", "targets"]
+__all__ = ["BUILTIN_FIGURES", "ON_REQUEST", "BenchOptions", "all_figures", "default_figures", "run_bench",
+           "targets"]

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                    help="default: fp32 on CPU, bf16 autocast on CUDA")
     p.add_argument("--figures", type=_figures, default=None,
                    help="comma-separated subset of inference,training,prefix_cache,memory,data,cuda and the "
-                        "figures of installed plugins (analysis, ...); default: all")
+                        "figures of installed plugins (analysis, ...); default: all of those; lafter (label-free "
+                        "stage 2 against its 4-shot teacher on the synthetic faces, 3 training runs) only when named")
     p.add_argument("--no-reference", dest="reference", action="store_false",
                    help="skip the cascade-through-open_clip-blocks reference rows")
     p.add_argument("--mfu-batch-size", type=int, default=256, help="batch for the CUDA MFU figure")

@@ -70,6 +70,9 @@ class RunSummary:
     val: dict[str, float | None] = field(default_factory=dict)
     test: dict[str, float | None] = field(default_factory=dict)
     test_stages: list[dict[str, float | None]] = field(default_factory=list)
+    classifier_init: str = "templates"     # stage 1 (config classifier.init); runs before it had templates
+    stage1_test: float | None = None       # stage 1's test accuracy on frozen CLIP embeddings
+    supervision: str = "labels"             # stage 2 (config train.supervision); runs before it had labels
     checkpoints: list[str] = field(default_factory=list)
     tuned_on_test: list[str] = field(default_factory=list)   # checkpoints whose σ was chosen on test
     modified: float = 0.0
@@ -130,6 +133,8 @@ class RunSummary:
             "test checkpoint": self.test_selection,
             "flags": f"σ tuned on TEST: {', '.join(self.tuned_on_test)}" if self.tuned_on_test else "",
             "method": self.method, "stages": self.stages,
+            "stage 1": self.classifier_init, "stage 1 test accuracy": self.stage1_test,
+            "supervision": self.supervision,
             "epochs": f"{self.epochs_done}/{self.epochs_total}" if self.epochs_total is not None else str(self.epochs_done),
             "best epoch": self.best_epoch,
             "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(self.modified)) if self.modified else "",
@@ -168,6 +173,8 @@ def summarize_run(path: Path) -> RunSummary:
         except (TypeError, ValueError):
             s.epochs_total = None
         s.select_metric = (cfg.get("train") or {}).get("select_metric")
+        s.supervision = str((cfg.get("train") or {}).get("supervision") or "labels")
+        s.classifier_init = str((cfg.get("classifier") or {}).get("init") or "templates")
     records = read_metrics(path)
     evals = [r for r in records if r.get("kind") == "eval" and r.get("split", "val") == "val"]
     s.epochs_done = max((int(r.get("epoch") or 0) for r in evals), default=0)
@@ -190,6 +197,12 @@ def summarize_run(path: Path) -> RunSummary:
             s.test_stages = [_pick(m) for m in test.get("stages") or []]
         if report.get("method"):
             s.method = str(report["method"])
+        stage1 = report.get("stage1")
+        if isinstance(stage1, dict):
+            s.classifier_init = str(stage1.get("init") or s.classifier_init)
+            s.stage1_test = _num((stage1.get("test") or {}).get("accuracy"))
+        elif "stage1" in report or s.method == "linear-probe":
+            s.classifier_init = "n/a (own head)"
     elif not cfg and not records:
         s.status = "empty"
     s.checkpoints = checkpoint_names(path)

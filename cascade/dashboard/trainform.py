@@ -1,10 +1,15 @@
 """What the Train page's form asks for, and the :class:`RunConfig` it becomes."""
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import PRESETS, CascadeConfig, ConfigError
+from ..descriptions import parse_descriptions, read_descriptions
+from ..fileio import atomic_write_bytes
 from ..methods import METHODS
 from ..run_config import default_run_name, sanitize_run_name, validate_run_config
 
@@ -15,6 +20,9 @@ TRAIN_METHODS = (*CASCADE_FAMILY,
                  *sorted((m for m in METHODS if m not in CASCADE_FAMILY), key=lambda m: not METHODS[m].trains))
 # The presets of models that train (not those of methods evaluated as built, such as zeroshot).
 TRAIN_PRESETS = tuple(p for p in PRESETS if p not in {spec.preset for spec in METHODS.values() if not spec.trains})
+CLASSIFIER_INITS = ("templates", "descriptions", "shots")
+SUPERVISIONS = ("labels", "pseudo")
+DESCRIPTION_TYPES = ["json", "csv", "tsv"]
 
 
 @dataclass
@@ -41,6 +49,13 @@ class TrainRequest:
     seed: int = 0
     drift_every_k_steps: int = 0          # 0: no drift measured while training
     keep_epoch_checkpoints: bool = False
+    # stage 1 (the run config's classifier section)
+    classifier_init: str = "templates"
+    descriptions: str = ""               # a descriptions file; empty: the shipped sentences
+    shots: int = 4
+    # stage 2 (train.supervision and train.pseudo)
+    supervision: str = "labels"
+    pseudo_threshold: float = 0.0
 
 
 def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | None, backbone_seed: int,
@@ -65,17 +80,42 @@ def build_run_config(req: TrainRequest, *, model_name: str, pretrained: str | No
                    "heads": float(req.lr_heads), "classifier": float(req.lr_classifier)},
             "loss": {"lambda_dist": float(req.lambda_dist), "alpha": float(req.alpha)},
             "seed": int(req.seed),
+            "supervision": req.supervision,
+            "pseudo": {"threshold": float(req.pseudo_threshold)},
             "device": device if device in ("cpu", "cuda") else "auto",
             "log_every_steps": 1,
             "drift": {"every_k_steps": int(req.drift_every_k_steps)},
             "keep_epoch_checkpoints": bool(req.keep_epoch_checkpoints),
         },
         "run": {"name": name, "runs_dir": str(runs_dir)},
+        "classifier": {"init": req.classifier_init, "descriptions": req.descriptions.strip() or None,
+                       "shots": int(req.shots)},
     }
     if req.epochs_warmup + req.epochs_unfreeze + req.epochs_global < 1 and req.method not in ("zeroshot",
                                                                                             "linear-probe"):
         raise ConfigError("train.epochs: at least one epoch in total")
-    return validate_run_config(raw)
+    cfg = validate_run_config(raw)
+    if cfg.classifier.init == "descriptions" and cfg.classifier.descriptions:
+        read_descriptions(cfg.classifier.descriptions)   # a bad file is reported now, not by the worker
+    return cfg
+
+
+def save_descriptions_upload(name: str, data: bytes, folder: str | os.PathLike) -> Path:
+    """Check an uploaded descriptions file and store it under ``folder`` (named by its content,
+    so runs that used it keep finding it); raises :class:`cascade.descriptions.DescriptionsError`
+    naming the line of a malformed file."""
+    suffix = Path(name or "").suffix.lower()
+    if suffix.lstrip(".") not in DESCRIPTION_TYPES:
+        raise ValueError(f"descriptions: {name!r} is not a .json, .csv or .tsv file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"descriptions: {name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    found = parse_descriptions(text, name, suffix.lstrip("."))
+    if not found:
+        raise ValueError(f"descriptions: {name} holds no classes")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    return atomic_write_bytes(Path(folder) / f"{digest}-{sanitize_run_name(Path(name).stem)}{suffix}", data)
 
 
 # ---- which fields apply, and what each does ------------------------------------------------
@@ -122,6 +162,26 @@ FIELD_HELP: dict[str, str] = {
                            "forward pass over the probe images each time).",
     "keep_epoch_checkpoints": "Keep checkpoints/epoch-<k> at every epoch's end (beside best and last), so drift "
                               "can be measured across checkpoints afterwards.",
+    "classifier_init": "Stage 1, how the shared classifier starts before any image trains it. templates: CLIP text "
+                       "embeddings of prompts around each class name (zero-shot). descriptions: a classifier "
+                       "trained on text embeddings of many sentences per class plus those prompts (LaFTer's "
+                       "stage 1: 500 full-batch steps, noise 0.1, label smoothing 0.1). shots: a probe fitted on a "
+                       "few labelled training images per class. The run reports the result's accuracy on frozen "
+                       "CLIP image embeddings (eval.json stage1).",
+    "descriptions": "A descriptions file on the machine running the dashboard: JSON {\"class\": [\"sentence\", "
+                    "...]} (LaFTer's format) or CSV/TSV with the columns class and sentence. Empty: the sentences "
+                    "shipped with cascade for Emotion6, Mikels' eight emotions and FER+.",
+    "descriptions_upload": "Or upload the file (.json, .csv, .tsv); it is checked now and kept in the runs "
+                           "folder's .descriptions/. An upload wins over the path.",
+    "shots": "Labelled training images per class the probe is fitted on, drawn at random per class with the "
+             "run's seed (fewer when a class has fewer).",
+    "supervision": "Stage 2, what the images train on. labels: the training labels (and vote distributions). "
+                   "pseudo: label-free, as LaFTer: a teacher, frozen CLIP with a frozen copy of the stage-1 "
+                   "classifier, labels each training image from its plain view, and the model learns that label "
+                   "from a strongly augmented view; training labels are never read (the data may have none). "
+                   "LaFTer itself is the shallow method with pseudo.",
+    "pseudo_threshold": "Drop pseudo-labels whose teacher confidence (top softmax probability) is below this; "
+                        "0 keeps all, as LaFTer. The share kept is logged.",
 }
 
 
@@ -133,8 +193,10 @@ def _stage_blocks(preset: str, custom: str) -> list[list[int]] | None:
     return [list(range(lo, hi + 1)) for lo, hi in cfg.stage_ranges()]
 
 
-def visible_fields(method: str, preset: str, data_kind: str, custom: str = "") -> set[str]:
-    """The form fields that mean something for this method, preset and data source.
+def visible_fields(method: str, preset: str, data_kind: str, custom: str = "",
+                   classifier_init: str = "templates", supervision: str = "labels") -> set[str]:
+    """The form fields that mean something for this method, preset, data source, stage-1 init
+    and stage-2 supervision.
 
     σ fields appear only when some stage has several blocks and NGA is on (``cascade-no-nga``
     takes each stage's last block; a one-block stage's weight is 1 whatever σ); λ's learning
@@ -142,9 +204,16 @@ def visible_fields(method: str, preset: str, data_kind: str, custom: str = "") -
     """
     out = set(ALWAYS)
     out.add("synthetic_size" if data_kind == "synthetic" else "data_path")
+    if method != "linear-probe":        # the probe has its own head: no shared classifier
+        out.add("classifier_init")
+        out.update({"descriptions": ("descriptions", "descriptions_upload"), "shots": ("shots",)}
+                   .get(classifier_init, ()))
     if method in ("zeroshot", "linear-probe"):
         return out
     out.update(TRAINING)
+    out.add("supervision")
+    if supervision == "pseudo":
+        out.add("pseudo_threshold")
     if method not in CASCADE_FAMILY:
         return out        # shallow, vpt-deep: their preset fixes stages and tokens
     out.update({"preset", "prompt_tokens"})

@@ -9,9 +9,11 @@ ColorJitter factors in a random order; here the same draws are made for a whole 
   centre-crop fallback), in the image's original pixels;
 - the crop is resampled with the antialiased bicubic kernel PIL and
   ``F.interpolate(..., antialias=True)`` use (a = -0.5), from the decoded cache;
-- flip with probability ``hflip``; brightness, contrast and saturation blend with black,
-  the grey mean and the grey image, hue shifts in HSV, each clamped to [0, 1], in an
-  order drawn per image; then the CLIP normalisation.
+- flip with probability ``hflip``; with probability ``jitter_p`` brightness, contrast and
+  saturation blend with black, the grey mean and the grey image, hue shifts in HSV, each
+  clamped to [0, 1], in an order drawn per image; with probability ``grayscale`` the image
+  becomes its luma in all three channels; with probability ``blur_p`` a Gaussian blur of a
+  uniform σ in ``blur_sigma`` (reflect padding, as torchvision's); then the CLIP normalisation.
 
 Random numbers come from a counter-based generator (splitmix64 over ``(key, draw)``),
 with one key per image, :func:`cascade.train.batches.epoch_seed` ``(seed, epoch, 1 + item)``:
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .transforms import AugmentConfig
 
@@ -35,7 +38,10 @@ _CROP = slice(0, 2 * CROP_TRIES)            # (area fraction, log aspect) per tr
 _TOP, _LEFT, _FLIP = 2 * CROP_TRIES, 2 * CROP_TRIES + 1, 2 * CROP_TRIES + 2
 _ORDER = slice(_FLIP + 1, _FLIP + 5)        # jitter order: argsort of four uniforms
 _FACTORS = slice(_FLIP + 5, _FLIP + 9)      # brightness, contrast, saturation, hue
-DRAWS = _FLIP + 9
+# The strong view's extra draws: jitter applied, grayscale, blur applied, blur σ (columns
+# appended after the others, so the draws of the plain augmentation stay as they were).
+_JITTER_ON, _GREY_ON, _BLUR_ON, _BLUR_SIGMA = _FLIP + 9, _FLIP + 10, _FLIP + 11, _FLIP + 12
+DRAWS = _FLIP + 13
 
 GREY = (0.2989, 0.587, 0.114)               # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
@@ -102,6 +108,9 @@ class AugmentDraws:
     flip: np.ndarray       # [B] bool
     order: np.ndarray      # [B, 4] int64: jitter op per position (0 brightness, 1 contrast, 2 saturation, 3 hue)
     factors: np.ndarray    # [B, 4] float64: brightness, contrast, saturation factors, hue shift
+    jitter_on: np.ndarray | None = None   # [B] bool: the jitter runs (None: for every image)
+    grey: np.ndarray | None = None        # [B] bool: turned grey (None: none)
+    blur_sigma: np.ndarray | None = None  # [B] float64: blur σ, 0 for no blur (None: none)
 
 
 def draw_augmentation(keys: Sequence[int] | np.ndarray, heights: np.ndarray, widths: np.ndarray,
@@ -116,7 +125,13 @@ def draw_augmentation(keys: Sequence[int] | np.ndarray, heights: np.ndarray, wid
         lo = max(0.0, 1.0 - amount)
         factors[:, j] = lo + (1.0 + amount - lo) * f[:, j]
     factors[:, 3] = aug.hue * (2.0 * f[:, 3] - 1.0)
-    return AugmentDraws(boxes, flip, order, factors)
+    jitter_on = u[:, _JITTER_ON] < aug.jitter_p if aug.jitter_p < 1 else None
+    grey = u[:, _GREY_ON] < aug.grayscale if aug.grayscale > 0 else None
+    sigma = None
+    if aug.blur_sigma is not None and aug.blur_p > 0:
+        lo, hi = aug.blur_sigma
+        sigma = np.where(u[:, _BLUR_ON] < aug.blur_p, lo + (hi - lo) * u[:, _BLUR_SIGMA], 0.0)
+    return AugmentDraws(boxes, flip, order, factors, jitter_on, grey, sigma)
 
 
 def jitter_enabled(aug: AugmentConfig) -> tuple[bool, bool, bool, bool]:
@@ -216,19 +231,22 @@ class JitterPlan:
     hue_shift: np.ndarray         # [B] float32
 
 
-def jitter_plan(order: np.ndarray, factors: np.ndarray, enabled: tuple[bool, bool, bool, bool]) -> JitterPlan | None:
-    """None when no jitter op is enabled."""
+def jitter_plan(order: np.ndarray, factors: np.ndarray, enabled: tuple[bool, bool, bool, bool],
+                apply: np.ndarray | None = None) -> JitterPlan | None:
+    """None when no jitter op is enabled. ``apply``: [B] bool, the images jittered at all
+    (None: every image)."""
     if not any(enabled):
         return None
     order, factors = np.asarray(order), np.asarray(factors, dtype=np.float64)
     rows = np.arange(len(order))
     on_ops = np.asarray(enabled)
+    apply = np.ones(len(order), dtype=bool) if apply is None else np.asarray(apply, dtype=bool)
     blend = np.zeros((4, 3, len(order)), dtype=np.float32)
     active, hue_items = [], []
     for p in range(4):
         op = order[:, p]
         f = factors[rows, op]
-        on = on_ops[op]
+        on = on_ops[op] & apply
         mix = on & (op < 3)
         blend[p, 0] = np.where(mix, f, 1.0)
         blend[p, 1] = np.where(mix & (op == 2), 1.0 - f, 0.0)
@@ -272,6 +290,38 @@ def color_jitter(img: torch.Tensor, order, factors, enabled: tuple[bool, bool, b
     to_host = lambda t: t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)  # noqa: E731
     plan = jitter_plan(to_host(order), to_host(factors), enabled)
     return img if plan is None else apply_jitter(img, plan, white=white, inplace=inplace)
+
+
+def to_grey(img: torch.Tensor, grey: np.ndarray | None) -> torch.Tensor:
+    """Images of ``[B, 3, H, W]`` where ``grey`` is set replaced by their luma in all three
+    channels (torchvision's ``rgb_to_grayscale`` with three output channels), in place."""
+    if grey is None or not grey.any():
+        return img
+    idx = torch.as_tensor(np.flatnonzero(grey), device=img.device)
+    img.index_copy_(0, idx, _grey(img.index_select(0, idx)).expand(-1, 3, -1, -1).contiguous())
+    return img
+
+
+def gaussian_blur(img: torch.Tensor, sigma: np.ndarray | None, kernel_size: int) -> torch.Tensor:
+    """A separable Gaussian blur of ``kernel_size`` taps and σ ``sigma[b]`` for image b of
+    ``[B, 3, H, W]`` (σ 0: left as it is), reflect padding, as torchvision's ``gaussian_blur``."""
+    if sigma is None or not (sigma > 0).any():
+        return img
+    items = np.flatnonzero(sigma > 0)
+    idx = torch.as_tensor(items, device=img.device)
+    x = img.index_select(0, idx)
+    b, c, h, w = x.shape
+    half = (kernel_size - 1) / 2
+    taps = torch.linspace(-half, half, kernel_size, device=img.device, dtype=torch.float32)
+    s = torch.as_tensor(sigma[items], device=img.device, dtype=torch.float32).view(-1, 1)
+    k = torch.exp(-0.5 * (taps.view(1, -1) / s) ** 2)
+    k = (k / k.sum(-1, keepdim=True)).repeat_interleave(c, 0)            # [b·c, k]
+    r = kernel_size // 2
+    x = F.pad(x.to(torch.float32), (r, r, r, r), mode="reflect").reshape(1, b * c, h + 2 * r, w + 2 * r)
+    x = F.conv2d(x, k.view(b * c, 1, kernel_size, 1), groups=b * c)
+    x = F.conv2d(x, k.view(b * c, 1, 1, kernel_size), groups=b * c)
+    img.index_copy_(0, idx, x.reshape(b, c, h, w).to(img.dtype))
+    return img
 
 
 def normalise(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

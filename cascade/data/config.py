@@ -15,7 +15,7 @@ FERPLUS_CLASSES: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness
                                     "contempt")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 # Formats whose data.root may be a mapping {train: ..., val: ..., test: ...}, one source per split.
-PER_SPLIT_ROOT_FORMATS = ("manifest", "webdataset")
+PER_SPLIT_ROOT_FORMATS = ("manifest", "webdataset", "imagefolder")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
@@ -151,8 +151,10 @@ class DataConfig(_Strict):
     """Where the data is and how strictly to read it.
 
     root: the dataset folder (emotion6, imagefolder, ferplus), the CSV/TSV file (manifest) or a brace
-      pattern of .tar shards, local or URLs (webdataset). manifest and webdataset also take a mapping
-      {train: ..., val: ..., test: ...}: one source per split, which then fixes the split.
+      pattern of .tar shards, local or URLs (webdataset). manifest, webdataset and imagefolder also take a
+      mapping {train: ..., val: ..., test: ...}: one source per split, which then fixes the split. There the
+      train source may carry no labels (a manifest with a path column only, a folder with no class folders)
+      for label-free training.
     classes: class order; emotion6 defaults to EMOTION6_CLASSES, ferplus to FERPLUS_CLASSES, imagefolder
       to sorted folder names, a manifest to its distribution columns (or its sorted label names),
       shards to the samples' "classes" (or the sorted names they use). emotion6_neutral adds

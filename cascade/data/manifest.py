@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig, ManifestOptions
-from .records import DistributionProblem, Record, distribution_from_label, normalise_distribution
+from .records import UNLABELLED, DistributionProblem, Record, distribution_from_label, normalise_distribution
 from .scan_report import DataError, DataReport
 from .scan import Candidate, scan_candidates
 from .tables import SPLIT_ALIASES, Table, delimiter_for, read_table
@@ -154,21 +154,41 @@ def load_manifest(cfg: DataConfig, report: DataReport) -> tuple[list[str], list[
         report.row_file = str(tables[0][1].path)
     report.row_convention = tables[0][1].row_convention
 
-    dist_names = _distribution_names([t for _, t in tables], cfg)
-    classnames = _classnames([t for _, t in tables], cfg, dist_names)
+    unlabelled = {split for split, t in tables if _is_unlabelled(t, split, len(tables), cfg)}
+    labelled = [t for split, t in tables if split not in unlabelled]
+    dist_names = _distribution_names(labelled, cfg)
+    classnames = _classnames(labelled, cfg, dist_names)
     candidates: list[Candidate] = []
     for split, table in tables:
+        if split in unlabelled:
+            report.warn(f"manifest {table.path}: no label or distribution columns, so its {len(table.rows)} "
+                        f"{split} item(s) are unlabelled (for label-free training, train.supervision: pseudo)")
         candidates += _table_candidates(table, split, cfg, report, classnames, dist_names is not None,
-                                        file=str(table.path) if len(tables) > 1 else None)
+                                        file=str(table.path) if len(tables) > 1 else None,
+                                        labelled=split not in unlabelled)
     return classnames, scan_candidates(candidates, cfg, report), dist_names is not None
 
 
+def _is_unlabelled(table: Table, split: str | None, num_tables: int, cfg: DataConfig) -> bool:
+    """The train file of a per-split mapping may carry no labels at all (label-free training)."""
+    if split != "train" or num_tables < 2:
+        return False
+    label = cfg.manifest.label_column
+    if isinstance(label, int) or (label is not None and table.has(label)):
+        return False
+    named = cfg.manifest.distribution_columns or cfg.classes or []
+    return not any(table.has(c) for c in named)
+
+
 def _table_candidates(table: Table, split_of_file: str | None, cfg: DataConfig, report: DataReport,
-                      classnames: list[str], with_dist: bool, file: str | None) -> list[Candidate]:
+                      classnames: list[str], with_dist: bool, file: str | None,
+                      labelled: bool = True) -> list[Candidate]:
     opts = cfg.manifest
     path = table.path
     base = path.parent
     path_col = table.column(opts.path_column, "path")
+    if not labelled:
+        return _unlabelled_candidates(table, path_col, split_of_file, report, file)
     label_col = _label_column(table, opts)
     dist_cols = [table.header.index(c) for c in classnames] if with_dist else []
     split_col = table.column(opts.split_column, "split") if opts.split_column else None
@@ -226,4 +246,18 @@ def _table_candidates(table: Table, split_of_file: str | None, cfg: DataConfig, 
                 continue
 
         out.append(Candidate(Record(key=key, label=label, dist=dist, split=split), row=row, file=file))
+    return out
+
+
+def _unlabelled_candidates(table: Table, path_col: int, split: str | None, report: DataReport,
+                           file: str | None) -> list[Candidate]:
+    out: list[Candidate] = []
+    for row, fields in table.rows:
+        report.num_entries += 1
+        raw_path = fields[path_col] if path_col < len(fields) else ""
+        if not raw_path:
+            report.add_bad(str(table.path), "empty path", row=row, field=table.header[path_col], file=file)
+            continue
+        key = os.path.normpath(raw_path if os.path.isabs(raw_path) else table.path.parent / raw_path)
+        out.append(Candidate(Record(key=key, label=UNLABELLED, dist=None, split=split), row=row, file=file))
     return out

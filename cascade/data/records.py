@@ -15,6 +15,8 @@ from .scan_report import DataReport
 from .tar_members import TarMember, read_member
 
 SYNTHETIC_PREFIX = "synthetic:"
+# The label of an item that has none (a training image for label-free training).
+UNLABELLED = -1
 
 # Sums this close to 1 are float noise from the annotation tool (Emotion6 is off by ~2e-6),
 # so renormalising them silently keeps the report free of thousands of meaningless warnings.
@@ -30,7 +32,7 @@ class ImageRenderer(Protocol):
 @dataclass
 class Record:
     """One item. ``key`` is its file path, or ``SHARD#KEY`` for a sample of a tar shard,
-    whose bytes ``member`` locates."""
+    whose bytes ``member`` locates. ``label`` is :data:`UNLABELLED` for an item without one."""
 
     key: str
     label: int
@@ -63,6 +65,11 @@ class DatasetIndex:
     def labels(self) -> np.ndarray:
         return np.fromiter((r.label for r in self.records), dtype=np.int64, count=len(self.records))
 
+    def unlabelled(self, positions=None) -> int:
+        """How many items (of ``positions``, default all) carry no label."""
+        labels = self.labels if positions is None else self.labels[np.asarray(positions, dtype=np.int64)]
+        return int((labels == UNLABELLED).sum())
+
     def class_counts(self) -> dict[str, int]:
         counts = Counter(r.label for r in self.records)
         return {name: counts.get(i, 0) for i, name in enumerate(self.classnames)}
@@ -71,6 +78,8 @@ class DatasetIndex:
         rec = self.records[i]
         if rec.dist is not None:
             return rec.dist
+        if rec.label == UNLABELLED:
+            return np.zeros(self.num_classes, dtype=np.float64)   # no target: never a training signal
         return distribution_from_label(rec.label, self.num_classes, smoothing)
 
     def load_image(self, i: int, max_pixels: int | None = None) -> Image.Image:

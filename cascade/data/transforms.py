@@ -27,6 +27,24 @@ class AugmentConfig(BaseModel):
     contrast: float = Field(0.1, ge=0.0)
     saturation: float = Field(0.1, ge=0.0)
     hue: float = Field(0.0, ge=0.0, le=0.5)
+    jitter_p: float = Field(1.0, ge=0.0, le=1.0, description="probability that the colour jitter runs at all")
+    grayscale: float = Field(0.0, ge=0.0, le=1.0, description="probability of a grey (3-channel) image")
+    blur_sigma: tuple[float, float] | None = Field(None, description="Gaussian blur σ drawn uniformly in this "
+                                                                     "range (pixels of the output); null: no blur")
+    blur_p: float = Field(1.0, ge=0.0, le=1.0, description="probability of the blur (when blur_sigma is set)")
+
+
+def strong_view() -> AugmentConfig:
+    """The strong view a student learns pseudo-labels from (LaFTer's, after SimCLR): random
+    resized crop 0.2-1, flip, colour jitter 0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2,
+    Gaussian blur with σ in [0.1, 2] with p 0.5."""
+    return AugmentConfig(scale=(0.2, 1.0), hflip=0.5, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                         jitter_p=0.8, grayscale=0.2, blur_sigma=(0.1, 2.0), blur_p=0.5)
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """Odd Gaussian-blur kernel of about a tenth of the image side (at least 3 taps)."""
+    return max(3, (image_size // 10) // 2 * 2 + 1)
 
 
 def _rgb(im: Image.Image) -> Image.Image:
@@ -86,7 +104,13 @@ def train_transform(
     ]
     if aug.hflip > 0:
         steps.append(T.RandomHorizontalFlip(aug.hflip))
-    if any(v > 0 for v in (aug.brightness, aug.contrast, aug.saturation, aug.hue)):
-        steps.append(T.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
+    if any(v > 0 for v in (aug.brightness, aug.contrast, aug.saturation, aug.hue)) and aug.jitter_p > 0:
+        jitter = T.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue)
+        steps.append(jitter if aug.jitter_p >= 1 else T.RandomApply([jitter], p=aug.jitter_p))
+    if aug.grayscale > 0:
+        steps.append(T.RandomGrayscale(aug.grayscale))
+    if aug.blur_sigma is not None and aug.blur_p > 0:
+        blur = T.GaussianBlur(blur_kernel_size(image_size), sigma=aug.blur_sigma)
+        steps.append(blur if aug.blur_p >= 1 else T.RandomApply([blur], p=aug.blur_p))
     steps += [_rgb, T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)

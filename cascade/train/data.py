@@ -14,10 +14,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import DataConfig, DatasetIndex, EmotionDataset, load_index, train_transform
 from ..data.splits import load_splits, resolve_splits
-from ..data.transforms import backbone_normalisation, eval_transform_for
+from ..data.transforms import AugmentConfig, backbone_normalisation, eval_transform_for
 from .batches import epoch_seed
 
 SPLITS = ("train", "val", "test")
+WEAK_TRAIN = "train_weak"   # the training items, unaugmented: what a label-free run's teacher sees
+
+
+def split_of(source: str) -> str:
+    """The split whose items a source (a split name or :data:`WEAK_TRAIN`) serves."""
+    return "train" if source == WEAK_TRAIN else source
 
 
 @dataclass
@@ -195,16 +201,23 @@ def build_prefix_cache(model, source: ImageSource, device: torch.device, batch_s
                        torch.cat(frozen) if with_frozen else None)
 
 
-def make_sources(bundle: DataBundle, model, *, seed: int, augment: bool, num_workers: int,
-                 pin_memory: bool) -> dict[str, ImageSource]:
+def make_sources(bundle: DataBundle, model, *, seed: int, augment: bool | AugmentConfig | None, num_workers: int,
+                 pin_memory: bool, weak_train: bool = False) -> dict[str, ImageSource]:
+    """One source per split; ``augment`` (True: the default augmentation, or an
+    :class:`AugmentConfig`) applies to train. ``weak_train`` adds ``train_weak``: the
+    training items through the evaluation transform (a label-free run's teacher view)."""
     size, mean, std = backbone_normalisation(model)
     ev = eval_transform_for(model)
-    tr = train_transform(size, mean, std, augment=augment) if augment else ev
+    random_aug = augment is not None and augment is not False
+    tr = train_transform(size, mean, std, augment=augment) if random_aug else ev
     out = {}
     for split in SPLITS:
         is_train = split == "train"
         out[split] = ImageSource(bundle.dataset(split), tr if is_train else ev, seed=seed,
-                                 random_aug=is_train and augment, num_workers=num_workers, pin_memory=pin_memory)
+                                 random_aug=is_train and random_aug, num_workers=num_workers, pin_memory=pin_memory)
+    if weak_train:
+        out[WEAK_TRAIN] = ImageSource(bundle.dataset("train"), ev, seed=seed, num_workers=num_workers,
+                                      pin_memory=pin_memory)
     return out
 
 

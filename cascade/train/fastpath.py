@@ -45,6 +45,8 @@ def resolve_run_frozen_dtype(cfg) -> str:
         return tc.frozen_dtype
     if METHODS[cfg.method].linear_probe:
         return "fp32"
+    if tc.supervision == "pseudo" and tc.pseudo.train_layernorms:
+        return "fp32"      # the visual LayerNorms train, in float32
     return resolve_frozen_dtype("auto", device_kind(tc.device))
 
 

@@ -20,6 +20,7 @@ from ..runfolder import EVAL, PROBE_FILE, predictions_path
 from .data import make_sources
 from .evaluation import metric_value, metrics_summary
 from .predictions import write_predictions
+from .pseudo import SELECTED_LAST, SELECTED_ON_VAL, label_features, teacher_classifier
 
 
 @torch.no_grad()
@@ -57,6 +58,15 @@ def run_linear_probe(tr) -> Path:
     data = {k: extract(tr.backbone, sources[k], tr.device, bs) for k in ("train", "val", "test")}
     tx, ty, _, _ = data["train"]
     vx, vy, _, _ = data["val"]
+    pseudo_extra: dict[str, Any] = {}
+    if tr.tc.supervision == "pseudo":
+        # Label-free: fit on the pseudo-labels of the classifier the model was built with, never on ty.
+        pl = label_features(teacher_classifier(tr.model), tx, tr.tc.pseudo.threshold)
+        truth = ty if len(ty) and (ty >= 0).all() else None
+        pseudo_extra = {"pseudo_labels": pl.summary(truth, C),
+                        "selection": SELECTED_ON_VAL if len(vy) else SELECTED_LAST}
+        keep = pl.keep.numpy()
+        tx, ty = tx[keep], pl.labels.numpy()[keep]
     if len(vy) == 0:
         vx, vy = tx, ty  # no validation split: C picked on train (reported in eval.json)
     probe = fit_linear_probe(tx, ty, vx, vy, num_classes=C)
@@ -79,7 +89,8 @@ def run_linear_probe(tr) -> Path:
         for k, p in probs.items():
             write_predictions(predictions_path(tr.folder.path, k), tr.data.index, tr.data.classnames, data[k][3], p)
         write_json(tr.folder / EVAL, tr.report(results["val"], results["test"], checkpoint="linear_probe",
-                                               linear_probe={"C": probe.C, "searched": meta["searched"]}))
+                                               linear_probe={"C": probe.C, "searched": meta["searched"]},
+                                               **pseudo_extra))
     tr.run_state.flush()
     tr.say(f"linear probe (C={probe.C}): test {format_metrics(results['test']['fused'])}")
     tr.say(f"run folder: {tr.folder.path}")

@@ -40,10 +40,13 @@ from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, opt
 from .learned import learned_parameters, nga_now
 from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, write_predictions
+from .pseudo import PseudoSupervision
+from .resume import capture_rng, load_train_state, restore_rng, save_train_state
 from .schedule import PhaseInfo, TrainableSets, apply_phase, hold_masked, lr_factor, phase_for_epoch
 from .shared_data import load_shared_data
-from .resume import capture_rng, load_train_state, restore_rng, save_train_state
 from .signals import StopSignals
+from .stage1 import KIND as STAGE1_KIND
+from .stage1 import Stage1, run_stage1
 from .tensorboard import TensorBoardSink
 
 
@@ -136,6 +139,11 @@ class Trainer:
         self.data: DataBundle = load_shared_data(config.data, splits_file, self.ctx)
         self.has_dist = self.data.index.has_distributions
         self.label_draw = LabelDraw.for_data(config.data, self.data.index, tc.seed)
+        unlabelled = self.data.index.unlabelled(self.data.splits["train"])
+        if unlabelled and tc.supervision == "labels" and (self.method.trains or self.method.linear_probe):
+            raise ValueError(f"train.supervision: labels trains on labels, but {unlabelled} of "
+                             f"{len(self.data.splits['train'])} training items have none; set "
+                             "train.supervision: pseudo for label-free training")
 
         # ---- model (prompts are drawn from the global RNG: seed right before)
         bb = config.backbone
@@ -196,6 +204,16 @@ class Trainer:
             for src in self.sources.values():
                 src.to(self.cache_device)
             self.cache_bytes = nbytes
+
+        # ---- stage 1: the shared classifier before any prompted image (classifier.init); the
+        # linear probe has its own head and needs it only as the label-free teacher
+        self.stage1 = None if self.method.linear_probe and tc.supervision != "pseudo" else self._stage1(resume)
+
+        # ---- label-free training: the teacher labels every training image once
+        self.pseudo = PseudoSupervision(self) if tc.supervision == "pseudo" and self.method.trains \
+            and not self.method.linear_probe else None
+        if self.pseudo is not None and tc.pseudo.train_layernorms:
+            self.model.train_visual_layernorms()
 
         # ---- schedule and optimiser
         self.sets = TrainableSets.from_model(self.model, tc.recipe)
@@ -379,6 +397,21 @@ class Trainer:
         self.say(f"resuming {self.folder.path} at epoch {self.start_epoch + 1}, step {self.start_step} "
                  f"(global step {s.global_step})")
 
+    def _stage1(self, resume: bool) -> Stage1:
+        """Fit the classifier as ``classifier.init`` says, on every rank (rank 0's result is
+        kept by all). A resumed run fits again, since a frozen teacher copies the classifier
+        before the checkpoint is loaded, and reports the accuracies it logged the first time."""
+        logged = [r for r in self.metrics_log.records() if r.get("kind") == STAGE1_KIND] if resume else []
+        result = run_stage1(self, measure=self.ctx.is_main and not logged, note=self.say)
+        if self.ctx.enabled:
+            weight = self.ctx.broadcast_object(self.model.classifier.weight.detach().cpu())
+            with torch.no_grad():
+                self.model.classifier.weight.copy_(weight.to(self.device))
+        if logged:
+            result.accuracy = {split: (logged[0].get(split) or {}).get("accuracy") for split in ("val", "test")}
+        self.say(result.describe())
+        return result
+
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> Path:
         s = self.state
@@ -391,7 +424,9 @@ class Trainer:
             self.say(f"note: train.amp={self.tc.amp} applies to CUDA only; running in float32 on {self.device}")
         self.say(f"frozen backbone in {self.tc.frozen_dtype}; {self.compile_plan.summary()}")
         self.say(self.pipeline.describe())
-        if not self.has_dist:
+        if self.pseudo is not None:
+            self.say(self.pseudo.describe())
+        if not self.has_dist and self.pseudo is None:
             self.say(f"note: the data has labels only, so the distribution metrics (KL, Chebyshev, Clark, Canberra, "
                      f"cosine, intersection) are n/a, and with one-hot targets KL(p‖q) is the cross-entropy: the "
                      f"dual-task loss is (1 + λ_dist)·CE = {1 + self.loss_weights.lambda_dist:g}·CE"
@@ -415,7 +450,11 @@ class Trainer:
                                     "targets": "distributions" if self.has_dist else "labels only",
                                     "compile_plan": self.compile_plan.record(),
                                     "input_pipeline": self.pipeline.record(),
+                                    "supervision": self.tc.supervision,
+                                    **({"pseudo_labels": self.pseudo.summary} if self.pseudo is not None else {}),
                                     **{f"{k}_init": v for k, v in self.nga_init.items()}})
+        if not self.resume and self.stage1 is not None:
+            self.metrics_log.write(self.stage1.record())
         self.run_state.start(epoch=self.start_epoch + 1, step=self.start_step, steps_per_epoch=self.steps_per_epoch,
                              global_step=s.global_step, total_steps=s.total_steps)
         self._callbacks("on_train_start")
@@ -525,7 +564,7 @@ class Trainer:
         val = self._eval("val", desc=f"val epoch {epoch + 1}")
         s.val_metrics = val
         value = metric_value(val, self.metric_name) if val["num_samples"] else float("nan")
-        improved = self._better(value)
+        improved = True if self.pseudo is not None and self.pseudo.select_last else self._better(value)
         if improved:
             s.best_value, s.best_epoch = value, epoch + 1
             if self.ctx.is_main:
@@ -533,7 +572,9 @@ class Trainer:
                                 extra={**self._extra(), "val_metrics": val})
         self.metrics_log.write({"kind": "eval", "split": "val", "phase": phase.name, "epoch": epoch + 1,
                                 "global_step": s.global_step, "metrics": val, "select_metric": self.metric_name,
-                                "value": value, "best": improved, **nga_now(self.model), "time": time.time()})
+                                "value": value, "best": improved, **nga_now(self.model), "time": time.time(),
+                                **({"pseudo": self.pseudo.epoch_record(self.ctx, self.device)}
+                                   if self.pseudo is not None else {})})
         self.say(f"epoch {epoch + 1} val: {format_metrics(val['fused'])}" + ("  (best)" if improved else ""))
         self.save_last(epoch + 1, 0)
         if tc.keep_epoch_checkpoints and self.ctx.is_main:
@@ -567,17 +608,18 @@ class Trainer:
               epoch: int) -> dict[str, float]:
         s, tc = self.state, self.tc
         self.optimizer.zero_grad(set_to_none=True)
-        if self.label_draw is not None:
-            batch = self.label_draw(batch, epoch)
-        labels = batch["label"].to(self.device, non_blocking=True)
-        dists = batch["dist"].to(self.device, non_blocking=True)
+        if self.pseudo is None:
+            if self.label_draw is not None:
+                batch = self.label_draw(batch, epoch)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            dists = batch["dist"].to(self.device, non_blocking=True)
         frozen = None
         if self.loss_weights.distill > 0:
             frozen = batch.get("frozen")
             if frozen is None:
                 frozen = frozen_embedding(self.model, images=batch["image"].to(self.device))
             frozen = frozen.to(self.device)
-        forward = self._forward_for(labels.shape[0])
+        forward = self._forward_for(len(batch["pos"]))
         compiling = forward is not self.model and self._compile_pending
         if forward is not self.model:
             # A new iteration for CUDA graph trees (mode reduce-overhead): last step's graph
@@ -589,7 +631,10 @@ class Trainer:
         try:
             with autocast_context(self.device, self.amp):
                 out = forward(**model_inputs(batch, self.device))
-            terms = cascade_loss(out, labels, dists, self.loss_weights, frozen_embedding=frozen)
+            if self.pseudo is not None:
+                terms = self.pseudo.loss(out, batch, self.loss_weights, self.device, weight, frozen)
+            else:
+                terms = cascade_loss(out, labels, dists, self.loss_weights, frozen_embedding=frozen)
             keys = list(terms)
             values = torch.stack([terms[k].detach().float() * weight for k in keys])
             self.ctx.all_reduce_(values)
@@ -706,7 +751,12 @@ class Trainer:
                "checkpoint": "best", "classnames": self.data.classnames, "sizes": self.data.sizes(),
                "targets": "distributions" if self.has_dist else "labels only",
                "state": state.to_dict(), "partial": state.partial,
-               "parameters": self.model.parameter_report(), "val": val, "test": test}
+               "parameters": self.model.parameter_report(),
+               "stage1": self.stage1.block() if self.stage1 is not None else None, "val": val, "test": test,
+               "supervision": self.tc.supervision}
+        if self.pseudo is not None:
+            out["selection"] = self.pseudo.selection
+            out["pseudo_labels"] = self.pseudo.summary
         out.update(extra)
         if self.random_weights:
             out["warning"] = RANDOM_WEIGHTS_NOTE

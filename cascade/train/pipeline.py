@@ -24,9 +24,8 @@ import torch
 
 from ..data.decoded import (CacheGeometry, build_store, crop_cache_side, disk_free, estimate_bytes, fingerprint,
                             open_store, remove_store)
-from ..data.transforms import augment_config
-from ..data.transforms import backbone_normalisation
-from .data import SPLITS, DataBundle, cache_placement, make_sources
+from ..data.transforms import AugmentConfig, augment_config, backbone_normalisation, strong_view
+from .data import WEAK_TRAIN, DataBundle, cache_placement, make_sources, split_of
 from .distributed import DistContext
 from .store_source import StoreSource
 
@@ -87,11 +86,24 @@ class WaitClock:
         return round(min(1.0, out), 4)
 
 
+def train_augmentation(tc) -> AugmentConfig | None:
+    """The augmentation of training images: none without ``train.augment``; the strong view
+    for label-free training (``train.pseudo.strong_view``); else the default one."""
+    if not tc.augment:
+        return None
+    if tc.supervision == "pseudo" and tc.pseudo.strong_view:
+        return strong_view()
+    return augment_config(tc.augment)
+
+
 def _geometries(tc, image_size: int) -> dict[str, CacheGeometry]:
-    aug = augment_config(tc.augment)
+    aug = train_augmentation(tc)
     ev = CacheGeometry("eval", image_size, image_size)
     train = ev if aug is None else CacheGeometry("crop", image_size, crop_cache_side(image_size, aug))
-    return {"train": train, "val": ev, "test": ev}
+    out = {"train": train, "val": ev, "test": ev}
+    if tc.supervision == "pseudo":
+        out[WEAK_TRAIN] = ev
+    return out
 
 
 def choose_pipeline(tc, *, trains_on_images: bool, total_epochs: int, sizes: dict[str, int], image_size: int,
@@ -103,7 +115,7 @@ def choose_pipeline(tc, *, trains_on_images: bool, total_epochs: int, sizes: dic
     if not trains_on_images:
         return PipelineChoice("cpu", "no training on images in this run (prefix cache, probe or evaluation only)")
     geo = _geometries(tc, image_size)
-    need = sum(estimate_bytes(sizes.get(s, 0), geo[s]) for s in SPLITS)
+    need = sum(estimate_bytes(sizes.get(split_of(s), 0), g) for s, g in geo.items())
     budget = int(tc.input_cache_gb * 2**30)
     free = disk_free(cache_dir) if cache_dir is not None else None
     fits = need <= budget or (free is not None and need * 1.1 <= free)
@@ -133,16 +145,16 @@ def build_pipeline(bundle: DataBundle, model, tc, device: torch.device, *, train
                              sizes=bundle.sizes(), image_size=size, cache_dir=cache_dir)
     pin = tc.pin_memory and device.type == "cuda"
     if choice.kind == "cpu":
-        sources = make_sources(bundle, model, seed=tc.seed, augment=tc.augment, num_workers=tc.num_workers,
-                               pin_memory=pin)
+        sources = make_sources(bundle, model, seed=tc.seed, augment=train_augmentation(tc), num_workers=tc.num_workers,
+                               pin_memory=pin, weak_train=tc.supervision == "pseudo")
         return InputPipeline(sources, choice)
     budget = int(tc.input_cache_gb * 2**30)
     geo = _geometries(tc, size)
-    aug = augment_config(tc.augment)
+    aug = train_augmentation(tc)
     out = InputPipeline({}, choice)
     t0 = time.perf_counter()
-    for split in SPLITS:
-        dataset = bundle.dataset(split)
+    for split in geo:
+        dataset = bundle.dataset(split_of(split))
         g = geo[split]
         stem = cache_dir / f"{split}-{g.kind}" if cache_dir is not None else None
         kwargs = dict(max_pixels=bundle.config.max_image_pixels, threads=tc.num_workers, log=log)

@@ -77,7 +77,8 @@ class TrainableSets:
         always = {n for n, _ in model.cascade_named_parameters() if n.startswith("classifier.")}
         if model.prompts is not None and model.prompts.sharing == "shared":
             always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("prompts.")}
-        always |= {n for n, _ in model.cascade_named_parameters() if n.startswith("concat_head")}
+        # concat_head, and the backbone's LayerNorms when they train: no stage of their own.
+        always |= {n for n, _ in model.cascade_named_parameters() if n.startswith(("concat_head", "visual."))}
         return cls(capable=capable, always=always, recipe=recipe)
 
     def masks_for(self, model, phase: PhaseInfo) -> dict[str, torch.Tensor]:
@@ -144,8 +145,10 @@ def apply_phase(model, names: set[str]) -> dict[str, int]:
         if on:
             g = model.group_of(n)
             counts[g] = counts.get(g, 0) + p.numel()
-    for p in model.visual.parameters():
-        p.requires_grad_(False)
+    trained = getattr(model, "trained_visual", set())     # the backbone's own that train (set above)
+    for n, p in model.visual.named_parameters():
+        if f"visual.{n}" not in trained:
+            p.requires_grad_(False)
     return counts
 
 

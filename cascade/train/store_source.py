@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.batch_augment import (apply_jitter, draw_augmentation, jitter_enabled, jitter_plan, normalise,
-                                  normalise_255, resample_batch, resample_weights)
+from ..data.batch_augment import (apply_jitter, draw_augmentation, gaussian_blur, jitter_enabled, jitter_plan,
+                                  normalise, normalise_255, resample_batch, resample_weights, to_grey)
 from ..data.dataset import EmotionDataset
 from ..data.decoded import DecodedImages
-from ..data.transforms import AugmentConfig
+from ..data.transforms import AugmentConfig, blur_kernel_size
 from .batches import epoch_seed
 
 
@@ -158,7 +158,8 @@ class StoreSource:
         else:
             out["rows"] = self._pin(pos)
         if draws is not None:
-            plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment))
+            plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment), draws["jitter_on"])
+            out["grey"], out["blur"] = draws["grey"], draws["blur"]
             crop = np.stack([draws["y"][:, 0], draws["y"][:, 1], draws["x"][:, 0], draws["x"][:, 1],
                              draws["transposed"], draws["flip"]], axis=1).astype(np.float32)
             if plan is not None:
@@ -185,7 +186,8 @@ class StoreSource:
         y1 = np.clip(np.maximum(np.rint((top + h) * ky), y0 + 1), 1, upright[:, 0])
         x1 = np.clip(np.maximum(np.rint((left + w) * kx), x0 + 1), 1, upright[:, 1])
         return {"y": np.stack([y0, y1], 1).astype(np.int64), "x": np.stack([x0, x1], 1).astype(np.int64),
-                "transposed": t, "flip": draws.flip, "order": draws.order, "factors": draws.factors}
+                "transposed": t, "flip": draws.flip, "order": draws.order, "factors": draws.factors,
+                "jitter_on": draws.jitter_on, "grey": draws.grey, "blur": draws.blur_sigma}
 
     def _cpu_crops(self, positions: list[int], draws: dict) -> torch.Tensor:
         out = torch.empty((len(positions), 3, self.size, self.size), dtype=torch.uint8)
@@ -205,10 +207,16 @@ class StoreSource:
         # thread of a pool instead, as many threads as torch uses.
         list(_crop_pool().map(crop, range(len(positions))))
         img = out.to(torch.float32)
-        plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment))
+        plan = jitter_plan(draws["order"], draws["factors"], jitter_enabled(self.augment), draws["jitter_on"])
         if plan is not None:
             img = apply_jitter(img, plan, white=255.0, inplace=True)
+        img = self._grey_blur(img, draws["grey"], draws["blur"])
         return normalise_255(img, self._mean, self._std)
+
+    def _grey_blur(self, img: torch.Tensor, grey, blur) -> torch.Tensor:
+        """The strong view's grayscale and blur, after the jitter (torchvision's order)."""
+        img = to_grey(img, grey)
+        return gaussian_blur(img, blur, blur_kernel_size(self.size))
 
     def _to_unit(self, chw_uint8: torch.Tensor) -> torch.Tensor:
         # ToTensor's arithmetic: float32, then / 255.
@@ -231,6 +239,7 @@ class StoreSource:
         if plan is not None:
             blend = params[:, 6:].reshape(-1, 4, 3).permute(1, 2, 0).contiguous()
             img = apply_jitter(img, plan, white=255.0, blend=blend, inplace=True)
+        img = self._grey_blur(img, prepared.pop("grey"), prepared.pop("blur"))
         prepared["image"] = normalise_255(img, self._mean, self._std)
         return prepared
 

@@ -132,3 +132,99 @@ def test_normalise_is_transforms_normalize():
     mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
     ref = torch.stack([T.Normalize(mean, std)(x) for x in img])
     assert torch.equal(normalise(img, mean, std), ref)
+
+
+# ---- the strong view of label-free training, in both input pipelines ----------------------
+STRONG_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def two_photos(tmp_path_factory):
+    """Two textured colour images (a gradient and a checkerboard), one per class folder."""
+    from cascade.data import DataConfig, load_index
+
+    root = tmp_path_factory.mktemp("strong")
+    yy, xx = np.mgrid[0:64, 0:80]
+    grad = np.stack([xx * 3, yy * 4, 255 - xx * 2], -1)
+    check = (((yy // 8) + (xx // 8)) % 2)[..., None] * np.array([200, 60, 30]) + 30
+    for name, arr in (("a", grad), ("b", check)):
+        (root / name).mkdir()
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / name / "0.png")
+    return load_index(DataConfig(format="imagefolder", root=str(root)))
+
+
+def _strong_stats(images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per image: brightness, contrast, colourfulness, sharpness (0..255 pixel space)."""
+    from cascade.data.transforms import CLIP_MEAN, CLIP_STD
+
+    m, s = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    x = ((images * s + m) * 255).round()     # whole levels: the CPU path's PIL images have nothing finer
+    spread = x.max(1).values - x.min(1).values
+    return {"brightness": x.mean((1, 2, 3)).numpy(), "contrast": x.std((1, 2, 3)).numpy(),
+            "colour": spread.mean((1, 2)).numpy(), "grey": (spread.amax((1, 2)) < 2).float().numpy(),
+            "sharpness": (x[..., 1:] - x[..., :-1]).abs().mean((1, 2, 3)).numpy()}
+
+
+def _draw_views(two_photos, aug, pipeline: str, epochs: int, batched: bool = False) -> dict[str, np.ndarray]:
+    from cascade.data import EmotionDataset
+    from cascade.data.decoded import CacheGeometry, build_store, crop_cache_side
+    from cascade.data.transforms import CLIP_MEAN, CLIP_STD, train_transform
+    from cascade.train.data import ImageSource
+    from cascade.train.store_source import StoreSource
+
+    items = [0, 1]
+    dataset = EmotionDataset(two_photos, items)
+    if pipeline == "cpu":
+        src = ImageSource(dataset, train_transform(STRONG_SIZE, augment=aug), seed=0, random_aug=True)
+    else:
+        store = build_store(two_photos, items, CacheGeometry("crop", STRONG_SIZE, crop_cache_side(STRONG_SIZE, aug)),
+                            memory_limit=2**30)
+        src = StoreSource(store, dataset, torch.device("cpu"), image_size=STRONG_SIZE, mean=CLIP_MEAN, std=CLIP_STD,
+                          augment=aug, seed=0, batched=batched)
+    images = torch.cat([next(iter(src.iterate([items], epoch=e)))["image"] for e in range(epochs)])
+    return _strong_stats(images)
+
+
+def test_strong_view_draws_follow_its_settings():
+    from cascade.data.transforms import strong_view
+
+    aug = strong_view()
+    n = 20000
+    d = draw_augmentation(np.arange(n) * 7 + 3, np.full(n, 480), np.full(n, 640), aug)
+    assert d.jitter_on.mean() == pytest.approx(0.8, abs=0.015)
+    assert d.grey.mean() == pytest.approx(0.2, abs=0.015)
+    blurred = d.blur_sigma[d.blur_sigma > 0]
+    assert len(blurred) / n == pytest.approx(0.5, abs=0.015)
+    assert ks_2samp(blurred, np.random.default_rng(0).uniform(0.1, 2.0, 5000)).pvalue > 1e-3
+    assert np.all(d.factors[:, 3] >= -0.1) and np.all(d.factors[:, 3] <= 0.1)
+    assert np.all(d.factors[:, :3] >= 0.6) and np.all(d.factors[:, :3] <= 1.4)
+    area = d.boxes[:, 2] * d.boxes[:, 3] / (480 * 640)
+    assert area.min() >= 0.19 and area.max() <= 1.0
+    # The plain augmentation's draws are unchanged by the extra columns: none of the strong ops.
+    plain = draw_augmentation(np.arange(10), np.full(10, 48), np.full(10, 64), AugmentConfig())
+    assert plain.jitter_on is None and plain.grey is None and plain.blur_sigma is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batched", [False, True])
+def test_strong_view_has_the_same_distribution_in_both_pipelines(two_photos, batched):
+    from cascade.data.transforms import strong_view
+
+    aug = strong_view()
+    cpu = _draw_views(two_photos, aug, "cpu", epochs=150)
+    dev = _draw_views(two_photos, aug, "device", epochs=150, batched=batched)
+    for name in ("brightness", "contrast", "colour", "sharpness"):
+        assert ks_2samp(cpu[name], dev[name]).pvalue > 1e-3, name
+    assert cpu["grey"].mean() == pytest.approx(dev["grey"].mean(), abs=0.08)
+    assert 0.1 < dev["grey"].mean() < 0.35
+
+
+@pytest.mark.slow
+def test_the_comparison_sees_a_different_strong_view(two_photos):
+    # The same statistics tell a weaker view apart: no blur and no grayscale on the device side.
+    from cascade.data.transforms import strong_view
+
+    cpu = _draw_views(two_photos, strong_view(), "cpu", epochs=150)
+    weaker = strong_view().model_copy(update={"grayscale": 0.0, "blur_sigma": None})
+    dev = _draw_views(two_photos, weaker, "device", epochs=150)
+    assert min(ks_2samp(cpu[k], dev[k]).pvalue for k in ("colour", "sharpness")) < 1e-3

@@ -113,8 +113,8 @@ def test_per_split_mapping_is_validated(tmp_path, save_image):
         DataConfig(format="manifest", root={"val": str(files["val"])})
     with pytest.raises(ValidationError, match="unknown split name"):
         DataConfig(format="manifest", root={"train": str(files["train"]), "valid": str(files["val"])})
-    with pytest.raises(ValidationError, match="not 'imagefolder'"):
-        DataConfig(format="imagefolder", root={"train": str(tmp_path)})
+    with pytest.raises(ValidationError, match="not 'emotion6'"):
+        DataConfig(format="emotion6", root={"train": str(tmp_path)})
     with pytest.raises(ValidationError, match="drop manifest.split_column"):
         DataConfig(format="manifest", root={"train": str(files["train"])}, manifest={"split_column": "split"})
     idx = load_index({"format": "manifest", "root": {"train": str(files["train"]), "test": str(files["test"])}})

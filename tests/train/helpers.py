@@ -27,3 +27,12 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+class CrashAt:
+    """A callback that raises at global step ``step`` (a crash mid-run)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.global_step == self.step:
+            raise RuntimeError("injected failure")

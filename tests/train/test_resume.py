@@ -13,18 +13,9 @@ from safetensors.torch import load_file
 from cascade.train import NonFiniteLossError, train
 from cascade.runfolder import MetricsLog
 
-from .helpers import REPO, read_jsonl, tiny_config
+from .helpers import REPO, CrashAt, read_jsonl, tiny_config
 
 STEPS = ["train.save_every_steps=2", "train.log_every_steps=1"]
-
-
-class CrashAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state):
-        if state.global_step == self.step:
-            raise RuntimeError("injected failure")
 
 
 def _strip(records):
