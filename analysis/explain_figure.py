@@ -104,7 +104,8 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
     bar = 48 if column else 70                 # room for the colour bar on the right
     width = column_width_px(column) if column else cols * CELL_PX + bar
     cell = (width - bar) / cols
-    head, caption, foot = 3.2 * font, 2.6 * font, (3.6 * font if note else 0.5 * font)
+    # two caption lines at plotly's line height (1.3 em) and a gap before the next row's images
+    head, caption, foot = 3.2 * font, 3.2 * font, (3.6 * font if note else 0.5 * font)
     row_h = cell + caption
     height = head + n_img * row_h + foot + (2 * font if title else 0)
 

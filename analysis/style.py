@@ -128,12 +128,31 @@ def apply_paper_style(
     }
     fig.update_xaxes(**axis_style)
     fig.update_yaxes(**axis_style)
+    # An x-axis title needs its tick labels' and its own height below the plot. automargin should
+    # add it but does not always in a fixed-height figure with a title and a legend on top, so
+    # the bottom margin starts large enough.
+    if any(ax.title.text and ax.visible is not False for ax in fig.select_xaxes()):
+        needed = 3 + pt_to_px(TICK_FONT_SIZE_PT) * 1.3 + 4 + pt_to_px(FONT_SIZE_PT) * 1.3 + 2
+        fig.update_layout(margin={"b": max(fig.layout.margin.b or 0, round(needed))})
+
+    legend = fig.layout.legend
+    if legend.orientation == "h" and legend.y is not None and legend.y >= 1:
+        # a legend row above the plot: room for it between the title and the plot area
+        fig.update_layout(margin={"t": fig.layout.margin.t + round(pt_to_px(2.2 * TICK_FONT_SIZE_PT))})
+    if fig.layout.title.text:   # the title at the very top, clear of a legend or panel titles below it
+        fig.update_layout(title={"y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 4}})
 
     # Subplot titles and labels are annotations: the same serif type, one size.
     fig.update_annotations(font_family=FONT_FAMILY, font_size=pt_to_px(FONT_SIZE_PT))
     if fig.layout.annotations and any(a.yref == "paper" for a in fig.layout.annotations):
         fig.update_layout(margin={"t": (40 if fig.layout.title.text else 20)})
 
+    # Values written outside bars, unclipped, sit past the plot area: keep room for them there.
+    outside = [t for t in fig.data if t.type == "bar" and t.textposition == "outside" and t.cliponaxis is False]
+    if any(t.orientation == "h" for t in outside):
+        fig.update_layout(margin={"r": max(fig.layout.margin.r or 0, round(pt_to_px(3 * TICK_FONT_SIZE_PT)))})
+    if any(t.orientation != "h" for t in outside):
+        fig.update_layout(margin={"t": (fig.layout.margin.t or 0) + round(pt_to_px(1.5 * TICK_FONT_SIZE_PT))})
     for trace in fig.data:
         if "colorbar" in trace:
             trace.colorbar.update(
@@ -143,6 +162,8 @@ def apply_paper_style(
                 ticklen=2,
                 tickfont=tick_font,
             )
+        if trace.type == "bar" and trace.text is not None:   # value labels at the tick labels' size
+            trace.textfont.update(family=FONT_FAMILY, size=pt_to_px(TICK_FONT_SIZE_PT))
         if "line" in trace and trace.line.width is None and trace.type in ("scatter", "scattergl"):
             trace.line.width = pt_to_px(TRACE_LINE_WIDTH_PT)
     return fig

@@ -31,7 +31,7 @@ from analysis.feature_cache import cached_features, data_key, feature_key, model
 from analysis.features import (extract_features, loaded_run, run_features, targets_kind, without_fake_distributions,
                                zero_prompt_model)
 from analysis.sigma import SigmaSweeper, apply_sigma
-from analysis.style import apply_paper_style
+from analysis.style import apply_paper_style, format_sig, screen_margins
 from analysis.tables import format_number, frame_table
 from cascade.dashboard.runs import SUMMARY_METRICS, sanitize_run_name
 from cascade.data import EmotionDataset
@@ -40,7 +40,7 @@ from cascade.runfolder import LoadedModel
 
 __all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features",
            "display_frame", "explain_images", "explanation_files", "figure_file", "latex_table",
-           "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "sigma_bundle",
+           "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "screen_margins", "sigma_bundle",
            "untrained_features", "zero_prompt_model"]
 
 SIGMA_GRID = np.geomspace(0.05, 20.0, 41)
@@ -175,15 +175,20 @@ def explanation_files(explained, fmt: str, *, opacity: float, title: str) -> byt
 
 
 # ---- tables on screen ---------------------------------------------------------------------------
-def display_frame(df, digits: int = 4):
-    """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0)."""
+def display_frame(df, digits: int = 4, *, significant: bool = False):
+    """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0).
+
+    ``significant``: ``digits`` significant digits in one notation for every value (weights
+    from 1 down to 1e-28 in one column), instead of ``digits`` decimals."""
     def numeric_or_missing(values) -> bool:
         return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
 
     def text(v, whole: bool) -> str:
         if v is None or v != v:
             return "n/a"
-        return str(int(v)) if whole else format_number(v, digits)
+        if whole:
+            return str(int(v))
+        return format_sig(v, digits) if significant else format_number(v, digits)
 
     out = df.copy()
     for c in out.columns:
