@@ -19,7 +19,7 @@ from PIL import Image
 
 from analysis.explain import TargetSpec, explain_images, upsample, val_images
 
-__all__ = ["colour_lut", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
+__all__ = ["colour_lut", "colour_scale_image", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
 
 DEFAULT_COLORSCALE = "Turbo"
 CELL_PX = 150          # on screen; a paper figure divides the column width among the cells
@@ -32,6 +32,15 @@ def colour_lut(colorscale: str = DEFAULT_COLORSCALE) -> np.ndarray:
 
     colours = sample_colorscale(colorscale, list(np.linspace(0.0, 1.0, 256)), colortype="rgb")
     return np.array([unlabel_rgb(c) for c in colours], dtype=np.float64).round().clip(0, 255).astype(np.uint8)
+
+
+def colour_scale_image(width: int = 256, height: int = 12, colorscale: str = DEFAULT_COLORSCALE) -> np.ndarray:
+    """The maps' colour scale as a [height, width, 3] uint8 strip, relevance 0 at the left to 1 at the right
+    (a legend for overlays shown as plain images)."""
+    if width < 2 or height < 1:
+        raise ValueError(f"a colour scale strip needs width >= 2 and height >= 1, got {width}×{height}")
+    idx = np.linspace(0, 255, width).round().astype(np.int64)
+    return np.repeat(colour_lut(colorscale)[idx][None], height, axis=0)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5,

@@ -25,7 +25,7 @@ import numpy as np
 
 from analysis.drift import drift_over_checkpoints
 from analysis.explain import explain_images, relevance_npz_bytes
-from analysis.explain_figure import explanation_grid, overlay_row
+from analysis.explain_figure import colour_scale_image, explanation_grid, overlay_row
 from analysis.export import export_matrix, figure_bytes
 from analysis.feature_cache import cached_features, data_key, feature_key, model_key
 from analysis.features import (extract_features, loaded_run, run_features, targets_kind, without_fake_distributions,
@@ -38,7 +38,7 @@ from cascade.data import EmotionDataset
 from cascade.data.transforms import eval_transform_for
 from cascade.runfolder import LoadedModel
 
-__all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features",
+__all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features", "colour_scale_image",
            "display_frame", "explain_images", "explanation_files", "figure_file", "latex_table",
            "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "screen_margins", "sigma_bundle",
            "untrained_features", "zero_prompt_model"]
