@@ -9,8 +9,8 @@ import streamlit as st
 from analysis.figures import PALETTE, nga_weight_figure, sigma_sweep_figure
 from analysis.sigma import nga_limits, nga_weight_curves
 from cascade.dashboard.runs import checkpoint_choices, list_runs
-from cascade.metrics import display_name
 from cascade.dashboard.sources import UNTRAINED, nearest, slider_values, source_id
+from cascade.metrics import display_name
 from pages._analysis import save_sigma_checkpoint
 from pages._exports import chart
 from pages._shared import context

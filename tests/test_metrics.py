@@ -11,15 +11,15 @@ from sklearn.metrics import f1_score, recall_score
 from cascade.metrics import (
     DISTRIBUTION_METRICS,
     EVAL_METRICS,
-    METRIC_DISPLAY_NAMES,
     METRIC_DIRECTIONS,
+    METRIC_DISPLAY_NAMES,
     EmotionMetrics,
     classification_metrics,
-    distribution_metrics,
     display_name,
+    distribution_metrics,
     higher_is_better,
-    is_unit_interval,
     is_known_metric,
+    is_unit_interval,
     split_stage,
 )
 
