@@ -168,15 +168,19 @@ ROBUST_PERCENTILES = (2.0, 98.0)
 def cka_color_range(m: np.ndarray, zrange: str = "robust") -> tuple[float, float]:
     """Colour limits of a CKA heatmap.
 
-    ``robust``: the 2nd to 98th percentile of the finite values, so that the few cells at 1
-    (a matrix's diagonal) or far below the rest do not squeeze the others into one colour;
+    ``robust``: the 2nd to 98th percentile of the finite values (off the diagonal of a matrix
+    of a model with itself, whose diagonal is all 1), so that a few cells far from the rest do
+    not squeeze the others into one colour;
     ``auto``: the finite values' min/max; ``fixed``: 0-1, comparable across figures.
     """
     if zrange == "fixed":
         return 0.0, 1.0
     if zrange not in CKA_ZRANGES:
         raise ValueError(f"zrange must be one of {', '.join(CKA_ZRANGES)}, got {zrange!r}")
-    finite = m[np.isfinite(m)]
+    values = m
+    if zrange == "robust" and m.ndim == 2 and m.shape[0] == m.shape[1] > 1 and np.allclose(np.diag(m), 1.0):
+        values = m[~np.eye(m.shape[0], dtype=bool)]   # a self-similarity matrix: its 1s on the diagonal say nothing
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0
     if zrange == "robust":

@@ -33,6 +33,10 @@ def test_cka_heatmap():
     # robust colour range by default: the 2nd-98th percentile, stated in the colour bar
     assert (hm.zmin, hm.zmax) == tuple(np.percentile(m, [2, 98]))
     assert "2–98th pct" in hm.colorbar.title.text and f"{hm.zmax:.2f}" in hm.colorbar.title.text
+    self_cka = m.copy()
+    np.fill_diagonal(self_cka, 1.0)   # a model with itself: the diagonal's 1s do not set the colour range
+    off = self_cka[~np.eye(12, dtype=bool)]
+    assert cka_heatmap(self_cka).data[0].zmax == pytest.approx(np.percentile(off, 98))
     auto = cka_heatmap(m, zrange="auto").data[0]
     assert (auto.zmin, auto.zmax) == (m.min(), m.max())
     assert (cka_heatmap(m, zrange="fixed").data[0].zmin, cka_heatmap(m, zrange="fixed").data[0].zmax) == (0, 1)
