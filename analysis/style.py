@@ -211,11 +211,12 @@ def unit_range(values: Iterable[Any], pad: float = 0.05, min_span: float = 0.1) 
 
 
 def add_chance_line(fig: go.Figure, num_classes: int, **where: Any) -> None:
-    """A dotted horizontal line at the chance level 1/C of a C-class accuracy, labelled on the plot."""
+    """A dotted horizontal line at the chance level 1/C of a C-class accuracy, labelled on the plot
+    (opaque: the print template draws shapes at 30 % opacity)."""
     if num_classes is None or num_classes < 2:
         return
     level = 1.0 / num_classes
-    fig.add_hline(y=level, line={"dash": "dot", "color": "#555555", "width": 1.5},
+    fig.add_hline(y=level, line={"dash": "dot", "color": "#555555", "width": 1.5}, opacity=1,
                   annotation_text=f"chance 1/{num_classes}", annotation_position="top right",
                   annotation_font={"color": "#555555", "size": 10}, name="chance", **where)
 

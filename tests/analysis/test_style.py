@@ -37,6 +37,7 @@ def test_chance_line_is_drawn_and_labelled():
     fig = go.Figure(go.Scatter(x=[1, 2], y=[0.3, 0.4]))
     add_chance_line(fig, 6)
     assert [s.y0 for s in fig.layout.shapes] == [pytest.approx(1 / 6)]
+    assert fig.layout.shapes[0].opacity == 1              # not the print template's pale 0.3
     assert [a.text for a in fig.layout.annotations] == ["chance 1/6"]
     add_chance_line(fig, 1)                              # one class: no chance level to draw
     assert len(fig.layout.shapes) == 1
