@@ -23,7 +23,7 @@ from analysis.features import LoadedRun, load_run
 from analysis.style import (FONT_FAMILY, FONT_SIZE_PT, TICK_FONT_SIZE_PT, apply_paper_style, column_width_px,
                             pt_to_px)
 
-__all__ = ["colour_lut", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
+__all__ = ["colour_lut", "colour_scale_image", "explain_grid", "explanation_grid", "map_caption", "overlay", "overlay_row"]
 
 DEFAULT_COLORSCALE = "Turbo"
 CELL_PX = 150          # on screen; a paper figure divides the column width among the cells
@@ -34,6 +34,15 @@ def colour_lut(colorscale: str = DEFAULT_COLORSCALE) -> np.ndarray:
     """A plotly colour scale as a [256, 3] uint8 lookup table."""
     colours = sample_colorscale(colorscale, list(np.linspace(0.0, 1.0, 256)), colortype="rgb")
     return np.array([unlabel_rgb(c) for c in colours], dtype=np.float64).round().clip(0, 255).astype(np.uint8)
+
+
+def colour_scale_image(width: int = 256, height: int = 12, colorscale: str = DEFAULT_COLORSCALE) -> np.ndarray:
+    """The maps' colour scale as a [height, width, 3] uint8 strip, relevance 0 at the left to 1 at the right
+    (a legend for overlays shown as plain images)."""
+    if width < 2 or height < 1:
+        raise ValueError(f"a colour scale strip needs width >= 2 and height >= 1, got {width}×{height}")
+    idx = np.linspace(0, 255, width).round().astype(np.int64)
+    return np.repeat(colour_lut(colorscale)[idx][None], height, axis=0)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5,
@@ -103,7 +112,8 @@ def explanation_grid(explained, *, opacity: float = 0.5, colorscale: str = DEFAU
     bar = 48 if column else 70                 # room for the colour bar on the right
     width = column_width_px(column) if column else cols * CELL_PX + bar
     cell = (width - bar) / cols
-    head, caption, foot = 3.2 * font, 2.6 * font, (3.6 * font if note else 0.5 * font)
+    # two caption lines at plotly's line height (1.3 em) and a gap before the next row's images
+    head, caption, foot = 3.2 * font, 3.2 * font, (3.6 * font if note else 0.5 * font)
     row_h = cell + caption
     height = head + n_img * row_h + foot + (2 * font if title else 0)
 

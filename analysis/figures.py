@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from analysis.style import add_chance_line, log_ticks, unit_range
+from cascade.metrics import display_name, is_unit_interval
+
 __all__ = [
     "cka_heatmap",
     "confusion_matrix_figure",
@@ -27,6 +30,8 @@ __all__ = [
 # Colour-blind-safe qualitative palette (Okabe & Ito), stage 1 first.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 LIMIT_COLOUR = "#7f7f7f"
+# The reference curve of a figure (the learned σ): wide and pale, drawn under the compared curves.
+HIGHLIGHT_COLOUR = "#b8b8b8"
 
 
 def palette_colour(i: int) -> str:
@@ -53,6 +58,19 @@ def paper_style(fig: go.Figure, paper: bool | str, height: float | None = None) 
     return apply_paper_style(fig, column=column, height=height)
 
 
+def finite_values(values: Any) -> list[float]:
+    """The finite numbers of a column (None and NaN left out)."""
+    out = []
+    for v in list(values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(f):
+            out.append(f)
+    return out
+
+
 def _as_array(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
@@ -76,7 +94,7 @@ def cka_heatmap(
     y_title: str = "block",
     colorscale: str = "Viridis",
     show_values: bool = False,
-    zrange: str = "auto",
+    zrange: str = "robust",
     paper: bool | str = False,
 ) -> go.Figure:
     """A CKA matrix as a heatmap with square cells.
@@ -85,9 +103,11 @@ def cka_heatmap(
         matrix: [R, C] values (CKA; values outside the colour range are clipped by
             the colour scale, not altered). A :class:`analysis.drift.CKAResult`
             works too (its labels and boundaries are used unless given).
-        zrange: ``"auto"`` (default) spans the colours over the values' own range, so
-            matrices whose values all lie between 0.9 and 1 still show their
-            structure; ``"fixed"`` uses 0-1, comparable across figures.
+        zrange: ``"robust"`` (default) spans the colours over the 2nd-98th percentile of
+            the values, so matrices whose values all lie between 0.9 and 1 still show
+            their structure and the diagonal's 1s do not set the top; ``"auto"`` over
+            min-max; ``"fixed"`` uses 0-1, comparable across figures. The colour bar's
+            title states the span.
         rows, cols: labels (default 1..R / 1..C); row 0 is drawn at the top.
         row_boundaries, col_boundaries: positions between cells (0-based, e.g. 3.5
             between the 4th and 5th) where stages change; drawn as white lines.
@@ -112,7 +132,7 @@ def cka_heatmap(
     zmin, zmax = cka_color_range(m, zrange)
     digits = 2 if zmax - zmin >= 0.2 else 3
     text = np.vectorize(lambda v: f"{v:.{digits}f}")(m) if show_values else None
-    colorbar: dict[str, Any] = {"title": {"text": "CKA"}}
+    colorbar: dict[str, Any] = {"title": {"text": cka_colorbar_title(zmin, zmax, zrange), "side": "right"}}
     if zrange == "fixed":
         colorbar["tickvals"] = [0, 0.25, 0.5, 0.75, 1.0]
     fig = go.Figure(go.Heatmap(
@@ -140,19 +160,47 @@ def cka_heatmap(
     return paper_style(fig, paper)
 
 
-def cka_color_range(m: np.ndarray, zrange: str = "auto") -> tuple[float, float]:
-    """Colour limits of a CKA heatmap: the finite values' min/max (``auto``) or 0-1 (``fixed``)."""
+CKA_ZRANGES = ("robust", "auto", "fixed")
+# Percentiles of the robust colour range: a few extreme cells (the diagonal's 1s) do not set it.
+ROBUST_PERCENTILES = (2.0, 98.0)
+
+
+def cka_color_range(m: np.ndarray, zrange: str = "robust") -> tuple[float, float]:
+    """Colour limits of a CKA heatmap.
+
+    ``robust``: the 2nd to 98th percentile of the finite values (off the diagonal of a matrix
+    of a model with itself, whose diagonal is all 1), so that a few cells far from the rest do
+    not squeeze the others into one colour;
+    ``auto``: the finite values' min/max; ``fixed``: 0-1, comparable across figures.
+    """
     if zrange == "fixed":
         return 0.0, 1.0
-    if zrange != "auto":
-        raise ValueError(f"zrange must be 'auto' or 'fixed', got {zrange!r}")
-    finite = m[np.isfinite(m)]
+    if zrange not in CKA_ZRANGES:
+        raise ValueError(f"zrange must be one of {', '.join(CKA_ZRANGES)}, got {zrange!r}")
+    values = m
+    if zrange == "robust" and m.ndim == 2 and m.shape[0] == m.shape[1] > 1 and np.allclose(np.diag(m), 1.0):
+        values = m[~np.eye(m.shape[0], dtype=bool)]   # a self-similarity matrix: its 1s on the diagonal say nothing
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0
-    lo, hi = float(finite.min()), float(finite.max())
+    if zrange == "robust":
+        lo, hi = (float(v) for v in np.percentile(finite, ROBUST_PERCENTILES))
+    else:
+        lo, hi = float(finite.min()), float(finite.max())
     if hi - lo < 1e-6:   # a constant matrix: a small band around its value
         lo, hi = lo - 0.005, hi + 0.005
     return lo, hi
+
+
+def cka_colorbar_title(zmin: float, zmax: float, zrange: str) -> str:
+    """The colour bar's title: what the colours span, so a reader knows the range is not 0-1."""
+    digits = 2 if zmax - zmin >= 0.2 else 3
+    span = f"{zmin:.{digits}f}–{zmax:.{digits}f}"
+    if zrange == "fixed":
+        return "CKA"
+    lo, hi = ROBUST_PERCENTILES
+    how = f"{lo:g}–{hi:g}th pct" if zrange == "robust" else "min–max"
+    return f"CKA ({span}, {how})"
 
 
 def integer_axis(fig: go.Figure, values: Sequence[Any], axis: str = "x", **where: Any) -> None:
@@ -244,8 +292,9 @@ def nga_weight_figure(
             chosen σ values.
         limits: DataFrame from :func:`analysis.sigma.nga_limits` (σ→0: last block only;
             σ→∞: plain mean), drawn dashed grey; None to omit.
-        highlight: name of the curve to draw thicker and in black (e.g. the learned σ);
-            every other curve gets its own colour, ordered along a sequential scale.
+        highlight: name of the curve to draw wide, in pale grey under the others (e.g. the
+            learned σ), so a compared σ equal to it stays visible on top of it; every other
+            curve gets its own colour, light to dark as its σ grows.
     """
     from plotly.subplots import make_subplots
 
@@ -254,18 +303,23 @@ def nga_weight_figure(
                         subplot_titles=[f"stage {s}" for s in stages], horizontal_spacing=0.04)
     names = list(dict.fromkeys(curves["curve"].tolist()))
     others = [n for n in names if n != highlight]
-    colours = dict(zip(others, sequential_colours(len(others))))
+    if "sigma" in curves.columns:   # colour by σ whatever order the values were given in
+        mean_sigma = curves.groupby("curve", sort=False)["sigma"].mean()
+        others = sorted(others, key=lambda n: float(mean_sigma[n]))
+    colours = dict(zip(others, reversed(sequential_colours(len(others)))))
+    drawn = ([highlight] if highlight in names else []) + others   # the highlight first: underneath
     for col, s in enumerate(stages, start=1):
         part = curves[curves["stage"] == s]
-        for name in names:
+        for name in drawn:
             p = part[part["curve"] == name].sort_values("block")
             if p.empty:
                 continue
             wide = highlight is not None and name == highlight
             fig.add_trace(go.Scatter(
                 x=p["block"], y=p["weight"], mode="lines+markers", name=str(name), legendgroup=str(name),
-                showlegend=col == 1, line={"color": "black" if wide else colours[name], "width": 3 if wide else 1.5},
-                marker={"size": 6 if wide else 4},
+                showlegend=col == 1,
+                line={"color": HIGHLIGHT_COLOUR if wide else colours[name], "width": 6 if wide else 1.5},
+                marker={"size": 9 if wide else 4},
             ), row=1, col=col)
         if limits is not None:
             lp = limits[limits["stage"] == s]
@@ -296,15 +350,17 @@ def sigma_sweep_figure(
     metric: str = "accuracy",
     *,
     learned_sigma: Sequence[float] | float | None = None,
+    num_classes: int | None = None,
     title: str | None = None,
     paper: bool | str = False,
 ) -> go.Figure:
-    """A metric against σ (log axis), one line per sweep in ``df``.
+    """A metric against σ (log axis, ticks 0.1 0.2 0.5 1 2 5 …), one line per sweep in ``df``.
 
     ``df``: from :meth:`analysis.sigma.SigmaSweeper.sweep` / ``sweep_all`` (columns
     ``sigma``, ``stage`` — a 1-based stage that was varied, or ``"joint"`` — and the
     metric). ``learned_sigma``: the model's σ per stage (or one value), marked with a
-    dotted vertical line in the matching stage's colour.
+    dotted vertical line in the matching stage's colour. A metric that is a rate gets an axis
+    inside [0, 1]; accuracy with ``num_classes`` a dotted chance line at 1/C.
     """
     if metric not in df.columns:
         raise KeyError(f"metric {metric!r} not in the sweep (columns: {sorted(map(str, df.columns))})")
@@ -330,8 +386,16 @@ def sigma_sweep_figure(
                                      line={"color": colour, "dash": "dot", "width": 1}, hoverinfo="text+x",
                                      showlegend=s == 0, legendgroup="learned"))
         fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True})
-    fig.update_xaxes(type="log", title_text="σ")
-    fig.update_yaxes(title_text=metric.replace("_", " "))
+    sigmas = [float(v) for v in df["sigma"] if float(v) > 0]
+    ticks = log_ticks(min(sigmas), max(sigmas)) if sigmas else []
+    fig.update_xaxes(type="log", title_text="σ", tickmode="array" if ticks else "auto", tickvals=ticks or None,
+                     ticktext=[f"{t:g}" for t in ticks] or None)
+    fig.update_yaxes(title_text=display_name(metric))
+    chance = metric == "accuracy" and bool(num_classes)
+    if is_unit_interval(metric):
+        fig.update_yaxes(range=unit_range(finite_values(df[metric]) + ([1 / num_classes] if chance else [])))
+    if chance:
+        add_chance_line(fig, num_classes)
     fig.update_layout(title={"text": title} if title else None)
     return paper_style(fig, paper)
 

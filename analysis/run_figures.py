@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.figures import PALETTE, palette_colour, paper_style
+from analysis.figures import PALETTE, finite_values, palette_colour, paper_style
+from analysis.style import add_chance_line, unit_range
+from cascade.metrics import METRIC_DISPLAY_NAMES, display_name, is_unit_interval
 
 __all__ = [
     "METRIC_LABELS",
@@ -30,9 +32,7 @@ __all__ = [
     "training_curves",
 ]
 
-METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "uar": "UAR", "kl": "KL ↓", "loss": "loss",
-                 "chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Canberra ↓", "cosine": "cosine",
-                 "intersection": "intersection"}
+METRIC_LABELS = METRIC_DISPLAY_NAMES   # one name per metric everywhere: the registry's
 PHASE_COLOUR = "#9AA5B1"
 
 
@@ -52,14 +52,28 @@ def mark_phases(fig: go.Figure, phases: Any, *, rows: Sequence[int] | None = Non
             kwargs = {"row": row, "col": 1} if row is not None else {}
             if step > 0:
                 fig.add_vline(x=step, line={"dash": "dash", "color": PHASE_COLOUR, "width": 1}, **kwargs)
-        fig.add_annotation(x=step, y=1, xref="x", yref="y domain", text=str(r["phase"]), xshift=2,
+        fig.add_annotation(x=step, y=1, xref="x", yref="y domain", text=str(r["phase"]), xshift=2, yshift=-1,
                            showarrow=False, xanchor="left", yanchor="top", font={"size": 10, "color": "#555"})
 
 
+def headroom(fig: go.Figure, values: Any, share: float = 0.35, **where: Any) -> None:
+    """Extend a y-axis above its data by ``share`` of the span: a clear band for the phase names."""
+    finite = finite_values(values)
+    if not finite:
+        return
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or abs(hi) or 1.0
+    fig.update_yaxes(range=[lo - 0.05 * span, hi + share * span / (1 - share)], **where)
+
+
 def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequence[str] = ("accuracy", "macro_f1",
-                    "uar", "kl"), title: str | None = None, paper: bool | str = False) -> go.Figure:
+                    "uar", "kl"), num_classes: int | None = None, title: str | None = None,
+                    paper: bool | str = False) -> go.Figure:
     """Training loss terms (top panel) and each fused val metric on its own panel, against the
-    global step, with the phase boundaries marked on every panel.
+    global step, with the phase boundaries marked on every panel and named above the loss.
+
+    Rates (accuracy, macro-F1, UAR) get axes inside [0, 1]; with ``num_classes`` the accuracy
+    panel has a dotted chance line at 1/C.
 
     Metrics are separate panels (never one shared axis): accuracy, macro-F1 and UAR often
     coincide on small data and KL lives on another scale.
@@ -72,7 +86,7 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
     shown = [m for m in metrics if not va.empty and m in set(va["metric"])]
     panels = ["loss"] + shown
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06 if len(panels) > 2 else 0.1,
-                        subplot_titles=["training loss"] + [f"val {METRIC_LABELS.get(m, m)}" for m in shown])
+                        subplot_titles=["training loss"] + [f"val {display_name(m)}" for m in shown])
     if not lo.empty:
         for i, term in enumerate(dict.fromkeys(lo["term"].tolist())):
             part = lo[lo["term"] == term].sort_values("step")
@@ -87,8 +101,17 @@ def training_curves(loss: Any, val: Any, phases: Any = None, *, metrics: Sequenc
                                  customdata=part["epoch"] if "epoch" in part else None,
                                  hovertemplate="step %{x} (epoch %{customdata})<br>%{y:.4f}<extra></extra>"),
                       row=j, col=1)
-        fig.update_yaxes(title_text=METRIC_LABELS.get(m, m), row=j, col=1)
+        fig.update_yaxes(title_text=display_name(m), row=j, col=1)
+        if is_unit_interval(m):
+            fig.update_yaxes(range=unit_range(part["value"].tolist() + ([1 / num_classes] if num_classes and
+                                                                          m == "accuracy" else [])), row=j, col=1)
+        else:   # distances and divergences are never negative
+            fig.update_yaxes(rangemode="nonnegative", row=j, col=1)
+        if m == "accuracy" and num_classes:
+            add_chance_line(fig, num_classes, row=j, col=1)
     fig.update_yaxes(title_text="loss", row=1, col=1)
+    if not lo.empty and not _frame(phases).empty:
+        headroom(fig, lo["value"].tolist(), row=1, col=1)
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     mark_phases(fig, phases, rows=list(range(1, len(panels) + 1)))
     fig.update_layout(title={"text": title} if title else None, height=180 + 150 * len(panels))
@@ -157,7 +180,9 @@ def stage_bars(rows: Any, *, metric: str = "accuracy", group: str = "run", error
                              hovertemplate="%{x}: %{text}<extra>" + str(name) + "</extra>"))
     fig.update_layout(barmode="group", bargap=0.2, title={"text": title} if title else None,
                       showlegend=df[group].nunique() > 1 or bool(df[group].iloc[0]))
-    fig.update_yaxes(title_text=METRIC_LABELS.get(metric, metric), rangemode="tozero")
+    fig.update_yaxes(title_text=display_name(metric), rangemode="tozero")
+    if is_unit_interval(metric):
+        fig.update_yaxes(range=[0, 1])
     return paper_style(fig, paper)
 
 
@@ -176,7 +201,7 @@ def ablation_bars(table: Any, metric: str = "accuracy", *, title: str | None = N
         hovertemplate="%{x}: %{y:.4f} ± %{customdata[0]:.4f} (%{customdata[1]} seeds)<extra></extra>",
         name=metric))
     fig.update_layout(title={"text": title} if title else None, showlegend=False)
-    fig.update_yaxes(title_text=METRIC_LABELS.get(metric, metric) + " (mean ± std)", rangemode="tozero")
+    fig.update_yaxes(title_text=display_name(metric) + " (mean ± std)", rangemode="tozero")
     fig.update_xaxes(tickangle=-30)
     return paper_style(fig, paper)
 
@@ -212,19 +237,28 @@ def significance_figure(sig: Any, *, baseline: str | None = None, alpha: float =
 
 
 def value_bars(values: dict[str, Any], *, value_title: str, category_title: str = "", horizontal: bool = False,
-               highlight: str | None = None, title: str | None = None, paper: bool | str = False) -> go.Figure:
-    """One bar per named value (class counts, a distribution); ``highlight`` draws one bar dark."""
+               highlight: str | None = None, probability: bool = False, title: str | None = None,
+               paper: bool | str = False) -> go.Figure:
+    """One bar per named value (class counts, a distribution); ``highlight`` draws one bar dark.
+
+    Values are written beside their bars; ``probability`` gives the value axis 0-1."""
     names = [str(k) for k in values]
     vals = [None if v is None else float(v) for v in values.values()]
     colours = ["#222222" if n == highlight else PALETTE[0] for n in names]
+    # Labels outside the bars, upright and in the text colour: inside a bar plotly shrinks or turns them.
     bar = go.Bar(x=vals if horizontal else names, y=names if horizontal else vals,
                  orientation="h" if horizontal else "v", marker={"color": colours},
                  text=[_fmt(v) if isinstance(v, float) and not float(v).is_integer() else ("n/a" if v is None else
-                       f"{v:g}") for v in vals], textposition="auto")
+                       f"{v:g}") for v in vals], textposition="outside", textangle=0, cliponaxis=False)
     fig = go.Figure(bar)
     value_axis, category_axis = (fig.update_xaxes, fig.update_yaxes) if horizontal else (fig.update_yaxes,
                                                                                           fig.update_xaxes)
-    value_axis(title_text=value_title, rangemode="tozero")
+    finite = finite_values(vals)
+    top = max(finite) if finite else 1.0
+    if probability and top <= 1:
+        value_axis(title_text=value_title, range=[0, 1])
+    else:   # room beyond the longest bar for its label
+        value_axis(title_text=value_title, range=[0, (top or 1.0) * 1.18])
     category_axis(title_text=category_title, **({"autorange": "reversed"} if horizontal else {}))
     fig.update_layout(title={"text": title} if title else None, showlegend=False)
     return paper_style(fig, paper)

@@ -8,7 +8,9 @@ given in inches or points and converted with :func:`pt_to_px` /
 """
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import plotly.graph_objects as go
 
@@ -21,10 +23,15 @@ __all__ = [
     "PT_PER_INCH",
     "TICK_FONT_SIZE_PT",
     "TITLE_FONT_SIZE_PT",
+    "add_chance_line",
     "apply_paper_style",
     "column_width_px",
+    "format_sig",
     "in_to_px",
+    "log_ticks",
     "pt_to_px",
+    "screen_margins",
+    "unit_range",
 ]
 
 PX_PER_INCH = 96.0
@@ -121,12 +128,31 @@ def apply_paper_style(
     }
     fig.update_xaxes(**axis_style)
     fig.update_yaxes(**axis_style)
+    # An x-axis title needs its tick labels' and its own height below the plot. automargin should
+    # add it but does not always in a fixed-height figure with a title and a legend on top, so
+    # the bottom margin starts large enough.
+    if any(ax.title.text and ax.visible is not False for ax in fig.select_xaxes()):
+        needed = 3 + pt_to_px(TICK_FONT_SIZE_PT) * 1.3 + 4 + pt_to_px(FONT_SIZE_PT) * 1.3 + 2
+        fig.update_layout(margin={"b": max(fig.layout.margin.b or 0, round(needed))})
+
+    legend = fig.layout.legend
+    if legend.orientation == "h" and legend.y is not None and legend.y >= 1:
+        # a legend row above the plot: room for it between the title and the plot area
+        fig.update_layout(margin={"t": fig.layout.margin.t + round(pt_to_px(2.2 * TICK_FONT_SIZE_PT))})
+    if fig.layout.title.text:   # the title at the very top, clear of a legend or panel titles below it
+        fig.update_layout(title={"y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 4}})
 
     # Subplot titles and labels are annotations: the same serif type, one size.
     fig.update_annotations(font_family=FONT_FAMILY, font_size=pt_to_px(FONT_SIZE_PT))
     if fig.layout.annotations and any(a.yref == "paper" for a in fig.layout.annotations):
         fig.update_layout(margin={"t": (40 if fig.layout.title.text else 20)})
 
+    # Values written outside bars, unclipped, sit past the plot area: keep room for them there.
+    outside = [t for t in fig.data if t.type == "bar" and t.textposition == "outside" and t.cliponaxis is False]
+    if any(t.orientation == "h" for t in outside):
+        fig.update_layout(margin={"r": max(fig.layout.margin.r or 0, round(pt_to_px(3 * TICK_FONT_SIZE_PT)))})
+    if any(t.orientation != "h" for t in outside):
+        fig.update_layout(margin={"t": (fig.layout.margin.t or 0) + round(pt_to_px(1.5 * TICK_FONT_SIZE_PT))})
     for trace in fig.data:
         if "colorbar" in trace:
             trace.colorbar.update(
@@ -136,6 +162,77 @@ def apply_paper_style(
                 ticklen=2,
                 tickfont=tick_font,
             )
+        if trace.type == "bar" and trace.text is not None:   # value labels at the tick labels' size
+            trace.textfont.update(family=FONT_FAMILY, size=pt_to_px(TICK_FONT_SIZE_PT))
         if "line" in trace and trace.line.width is None and trace.type in ("scatter", "scattergl"):
             trace.line.width = pt_to_px(TRACE_LINE_WIDTH_PT)
+    return fig
+
+
+def format_sig(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits in one notation for every magnitude (``%g``):
+    ``0.316228`` → ``"0.3162"``, ``1.604e-28`` → ``"1.604e-28"``, ``1.0`` → ``"1"``."""
+    return f"{float(value):.{digits}g}"
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values 1, 2, 5 per decade between ``lo`` and ``hi`` (both > 0), e.g. 0.1 0.2 0.5 1 2 5 10.
+
+    Plotly's own log ticks label the minor ticks "2" and "5" without their decade, so a σ axis
+    from 0.05 to 20 reads "5, 0.1, 2, 5, 1, …"; explicit 1-2-5 ticks read as numbers.
+    """
+    if not (lo > 0 and hi > 0):
+        raise ValueError(f"log ticks need positive limits, got {lo}, {hi}")
+    lo, hi = min(lo, hi), max(lo, hi)
+    ticks = []
+    for decade in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            t = float(f"{m * 10.0 ** decade:.12g}")
+            if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9):
+                ticks.append(t)
+    return ticks
+
+
+def unit_range(values: Iterable[Any], pad: float = 0.05, min_span: float = 0.1) -> list[float]:
+    """An axis range for values that are probabilities or rates: the data with ``pad`` of the span
+    around it, at least ``min_span`` wide (one point or a flat line), and never outside [0, 1]."""
+    finite = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return [0.0, 1.0]
+    lo, hi = min(finite), max(finite)
+    span = max(hi - lo, min_span)
+    mid = (lo + hi) / 2
+    lo, hi = min(lo, mid - span / 2) - pad * span, max(hi, mid + span / 2) + pad * span
+    if lo < 0:
+        hi, lo = min(1.0, hi - lo), 0.0
+    if hi > 1:
+        lo, hi = max(0.0, lo - (hi - 1)), 1.0
+    return [lo, hi]
+
+
+def add_chance_line(fig: go.Figure, num_classes: int, **where: Any) -> None:
+    """A dotted horizontal line at the chance level 1/C of a C-class accuracy, labelled on the plot
+    (opaque: the print template draws shapes at 30 % opacity)."""
+    if num_classes is None or num_classes < 2:
+        return
+    level = 1.0 / num_classes
+    fig.add_hline(y=level, line={"dash": "dot", "color": "#555555", "width": 1.5}, opacity=1,
+                  annotation_text=f"chance 1/{num_classes}", annotation_position="top right",
+                  annotation_font={"color": "#555555", "size": 10}, name="chance", **where)
+
+
+def screen_margins(fig: go.Figure) -> go.Figure:
+    """Margins for a figure on screen: plotly's default 100 px top margin is kept only for a title.
+
+    Room is left for subplot titles and for a legend placed above the plot.
+    """
+    m = fig.layout.margin
+    top = 40 if fig.layout.title.text else 10
+    if fig.layout.annotations and any(a.yref == "paper" and (a.y or 0) >= 1 for a in fig.layout.annotations):
+        top += 20
+    legend = fig.layout.legend
+    if legend.y is not None and legend.y > 1:
+        top += 30
+    fig.update_layout(margin={"t": top if m.t is None else m.t, "l": 10 if m.l is None else m.l,
+                              "r": 10 if m.r is None else m.r, "b": 10 if m.b is None else m.b})
     return fig

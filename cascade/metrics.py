@@ -43,6 +43,21 @@ METRIC_DIRECTIONS: dict[str, Literal["max", "min"]] = {
     "loss": "min",
 }
 STAGE_PREFIX = re.compile(r"^stage(\d+)\.")
+# How each metric is named on screen and in figures; "↓" marks a metric where lower is better.
+METRIC_DISPLAY_NAMES: dict[str, str] = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "uar": "UAR",
+    "kl": "KL ↓",
+    "chebyshev": "Chebyshev ↓",
+    "clark": "Clark ↓",
+    "canberra": "Canberra ↓",
+    "cosine": "cosine",
+    "intersection": "intersection",
+    "loss": "loss ↓",
+}
+# Metrics that are probabilities or rates: their axes run from 0 to 1.
+UNIT_INTERVAL_METRICS = ("accuracy", "macro_f1", "uar", "chebyshev", "cosine", "intersection")
 
 DEFAULT_EPS = 1e-12
 
@@ -90,6 +105,21 @@ def split_stage(name: str) -> tuple[int | None, str]:
 def is_known_metric(name: str, known: tuple[str, ...] = EVAL_METRICS, *, stages: bool = True) -> bool:
     """Whether ``name`` is one of ``known`` (with ``stages``, also as ``stage<k>.<name>``)."""
     return (split_stage(name)[1] if stages else name) in known
+
+
+def display_name(name: str) -> str:
+    """The label of a metric for people: ``"macro_f1"`` → ``"macro-F1"``, ``"stage2.kl"`` → ``"stage 2 KL ↓"``.
+
+    A name outside the registry is returned with underscores as spaces.
+    """
+    stage, base = split_stage(name)
+    label = METRIC_DISPLAY_NAMES.get(base, base.replace("_", " "))
+    return f"stage {stage} {label}" if stage is not None else label
+
+
+def is_unit_interval(name: str) -> bool:
+    """Whether ``name`` (optionally ``stage<k>.``-prefixed) always lies in [0, 1]."""
+    return split_stage(name)[1] in UNIT_INTERVAL_METRICS
 
 
 def higher_is_better(name: str) -> bool:

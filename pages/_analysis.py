@@ -25,22 +25,23 @@ import numpy as np
 
 from analysis.drift import drift_over_checkpoints
 from analysis.explain import explain_images, relevance_npz_bytes
-from analysis.explain_figure import explanation_grid, overlay_row
+from analysis.explain_figure import colour_scale_image, explanation_grid, overlay_row
 from analysis.export import export_matrix, figure_bytes
 from analysis.feature_cache import cached_features, data_key, feature_key, model_key
 from analysis.features import (extract_features, loaded_run, run_features, targets_kind, without_fake_distributions,
                                zero_prompt_model)
 from analysis.sigma import SigmaSweeper, apply_sigma
-from analysis.style import apply_paper_style
+from analysis.style import apply_paper_style, format_sig, screen_margins
 from analysis.tables import format_number, frame_table
 from cascade.dashboard.runs import SUMMARY_METRICS, sanitize_run_name
 from cascade.data import EmotionDataset
 from cascade.data.transforms import eval_transform_for
 from cascade.runfolder import TRAINER_NAMES, LoadedModel, checkpoint_path, checkpoint_run_dir
 
-__all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features",
+__all__ = ["SIGMA_GRID", "SigmaBundle", "checkpoint_drift", "checkpoint_features", "colour_scale_image",
            "display_frame", "explain_images", "explanation_files", "figure_file", "latex_table",
-           "markdown_table", "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "sigma_bundle",
+           "markdown_table", "matrix_file_bytes", "overlay_row", "save_sigma_checkpoint", "screen_margins",
+           "sigma_bundle",
            "untrained_features", "zero_prompt_model"]
 
 SIGMA_GRID = np.geomspace(0.05, 20.0, 41)
@@ -184,15 +185,20 @@ def explanation_files(explained, fmt: str, *, opacity: float, title: str) -> byt
 
 
 # ---- tables on screen ---------------------------------------------------------------------------
-def display_frame(df, digits: int = 4):
-    """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0)."""
+def display_frame(df, digits: int = 4, *, significant: bool = False):
+    """Floats as fixed-digit text and missing values as "n/a" (a blank cell could be read as 0).
+
+    ``significant``: ``digits`` significant digits in one notation for every value (weights
+    from 1 down to 1e-28 in one column), instead of ``digits`` decimals."""
     def numeric_or_missing(values) -> bool:
         return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
 
     def text(v, whole: bool) -> str:
         if v is None or v != v:
             return "n/a"
-        return str(int(v)) if whole else format_number(v, digits)
+        if whole:
+            return str(int(v))
+        return format_sig(v, digits) if significant else format_number(v, digits)
 
     out = df.copy()
     for c in out.columns:

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages._analysis import explain_images, explanation_files, overlay_row
+from pages._analysis import colour_scale_image, explain_images, explanation_files, overlay_row
 from pages._exports import download
 
 TITLE = "Where each stage looks: explanation maps per stage and fused"
@@ -56,6 +56,10 @@ def row(state: Explanations | None, i: int) -> None:
     cells = overlay_row(state.explained, i, state.opacity)
     for col, (rgb, caption) in zip(st.columns(len(cells)), cells):
         col.image(rgb, caption=caption, width="stretch")
+    c1, c2, c3 = st.columns([1, 4, 1], vertical_alignment="center")
+    c1.markdown("<div style='text-align:right'>relevance 0</div>", unsafe_allow_html=True)
+    c2.image(colour_scale_image(), width="stretch")
+    c3.markdown("1 (each map normalised)")
 
 
 def downloads(state: Explanations | None) -> None:

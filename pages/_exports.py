@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from pages._analysis import display_frame, figure_file, latex_table, markdown_table
+from pages._analysis import display_frame, figure_file, latex_table, markdown_table, screen_margins
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
         "tex": "application/x-tex", "md": "text/markdown", "json": "application/json",
@@ -29,40 +29,45 @@ def download(label: str, data: Any, file_name: str, key: str, col=None) -> None:
 
 
 def chart(fig_or_build: Callable[[Any], Any] | Any, key: str, stem: str, *, data: Any = None,
-          title: str | None = None, height: int | None = None, extra: dict[str, Any] | None = None) -> None:
+          title: str | None = None, height: int | None = None, extra: dict[str, Any] | None = None,
+          per_row: int | None = None) -> None:
     """A plotly chart with PDF / SVG / PNG / CSV downloads underneath.
 
     ``fig_or_build`` is a figure or a function ``build(paper)`` returning one (``paper`` False
     on screen, ``"single"`` for the files). ``data`` (a DataFrame or CSV text) is the CSV
     download; ``extra`` maps more file extensions to their bytes (e.g. a matrix as NPZ).
-    ``title`` names the PDF and the print figure when the figure has none.
+    ``title`` names the PDF and the print figure when the figure has none. ``per_row`` puts
+    at most that many buttons on a row (a narrow column: 2 keeps every label readable).
     """
     fig = fig_or_build(False) if callable(fig_or_build) else fig_or_build
     if height:
         fig.update_layout(height=height)
-    st.plotly_chart(fig, key=key, width="stretch")
+    st.plotly_chart(screen_margins(fig), key=key, width="stretch")
     files: list[tuple[str, Any]] = [
         (fmt, (lambda fmt=fmt: figure_file(fig_or_build, fmt, title)))
         for fmt in ("pdf", "svg", "png")]
     if data is not None:
         files.append(("csv", data if isinstance(data, (str, bytes)) else data.to_csv(index=False, na_rep="n/a")))
     files += list((extra or {}).items())
-    cols = st.columns(len(files))   # as many as buttons: in a narrow column each keeps its label
-    for col, (ext, payload) in zip(cols, files):
-        download(ext.upper(), payload, f"{stem}.{ext}", key, col)
+    per_row = per_row or len(files)   # in a narrow column fewer per row, so each keeps its label
+    for start in range(0, len(files), per_row):
+        row = files[start:start + per_row]
+        for col, (ext, payload) in zip(st.columns(per_row), row):
+            download(ext.upper(), payload, f"{stem}.{ext}", key, col)
 
 
 def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None = None,
-          column_config: dict[str, Any] | None = None, digits: int = 4, show: bool = True,
-          paper: Any = None, partial: list[bool] | None = None, **kwargs: Any) -> None:
-    """A DataFrame on screen (numbers at ``digits`` digits, n/a where missing) with LaTeX
-    (booktabs), Markdown and CSV downloads of the full-precision values.
+          column_config: dict[str, Any] | None = None, digits: int = 4, significant: bool = False,
+          show: bool = True, paper: Any = None, partial: list[bool] | None = None, **kwargs: Any) -> None:
+    """A DataFrame on screen (numbers at ``digits`` decimals, or ``digits`` significant digits with
+    ``significant``; n/a where missing) with LaTeX (booktabs), Markdown and CSV downloads of the
+    full-precision values.
 
     ``paper`` (a DataFrame) replaces ``df`` in the LaTeX and Markdown files: the columns a
     paper prints, where the screen shows more. ``partial`` flags the rows of partial runs.
     """
     if show:
-        st.dataframe(display_frame(df, digits), hide_index=True, width="stretch", column_config=column_config,
+        st.dataframe(display_frame(df, digits, significant=significant), hide_index=True, width="stretch", column_config=column_config,
                      key=key, **kwargs)
     cols = st.columns(6)
     printed = df if paper is None else paper

@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.figures import stage_prediction_bars
 from cascade.dashboard.charts import distribution_bar, weights_figure
-from cascade.dashboard.inspect import ground_truth, predict, prediction_rows
+from cascade.dashboard.inspect import ground_truth, predict, prediction_provenance, prediction_rows
 from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
 from cascade.dashboard.uploads import ALLOWED_EXTENSIONS, MAX_FILES, MAX_UPLOAD_MB, validate_uploads
 from cascade.data import EMOTION6_CLASSES
@@ -70,10 +70,18 @@ if data is not None and list(data.classnames) == list(model.classnames):
     raw = dict(files)
     truths = [ground_truth(data.index, lookup, raw.get(im.name, b"")) for im in images]
 
-rows = prediction_rows(preds, truths)
-c1, c2, _ = st.columns([1, 1, 4])
-download("Predictions CSV", pd.DataFrame(rows).to_csv(index=False), "predictions.csv", "inspect_preds", c1)
-download("Predictions JSON", json.dumps(rows, indent=2), "predictions.json", "inspect_preds", c2)
+checkpoint = None if source in (ZERO_SHOT, UNTRAINED) else dict(choices)[source]
+provenance = prediction_provenance(model, checkpoint, source)
+rows = prediction_rows(preds, truths, provenance)
+stem = "predictions-" + "-".join(str(v) for v in (provenance["run"], provenance["checkpoint"]) if v) \
+    if provenance["run"] else "predictions-" + ("zero-shot" if source == ZERO_SHOT else "untrained")
+c1, c2, _ = st.columns([1, 1, 2])
+download("Predictions CSV", pd.DataFrame(rows).to_csv(index=False), f"{stem}.csv", "inspect_preds", c1)
+download("Predictions JSON", json.dumps({"provenance": provenance, "predictions": rows}, indent=2),
+         f"{stem}.json", "inspect_preds", c2)
+if provenance["random_weights"]:
+    st.caption("Random backbone weights: the files say so (`random_weights: true`); these predictions say "
+               "nothing about CLIP.")
 zero_shot = source == ZERO_SHOT
 explanations = _explain.controls(model, source, images, files)
 for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
@@ -92,7 +100,8 @@ for i, (im, pred, truth) in enumerate(zip(images, preds, truths)):
                              **({"ground truth": truth["distribution"]} if truth is not None else {})})
         chart(distribution_bar(pred, truth=truth["distribution"] if truth is not None else None,
                                height=260 if truth is not None else 220),
-              f"dist_{i}", f"distribution-{pred.name}", data=dist, title=f"Predicted distribution: {pred.name}")
+              f"dist_{i}", f"distribution-{pred.name}", data=dist, title=f"Predicted distribution: {pred.name}",
+              per_row=2)
     with c2:
         st.markdown("**Per-stage emotion probabilities**")
 

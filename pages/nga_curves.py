@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from analysis.figures import nga_weight_figure
 from analysis.sigma import nga_limits, nga_weight_curves, parse_sigma_grid
+from analysis.style import format_sig
 from cascade.checkpoint import read_meta
 from cascade.config import CascadeConfig
 from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
@@ -60,9 +61,9 @@ except Exception as exc:  # noqa: BLE001 - bad input is a message, never a crash
 if len(values) > 12:
     st.warning("Showing the first 12 σ values.")
     values = values[:12]
-learned_name = f"{learned_label} (" + ", ".join(f"{v:.3g}" for v in learned) + ")"
+learned_name = f"{learned_label} (" + ", ".join(format_sig(v, 3) for v in learned) + ")"
 curves = nga_weight_curves(blocks, [learned] + values, mode=mode,
-                           labels=[learned_name] + [f"σ={v:g}" for v in values])
+                           labels=[learned_name] + [f"σ={format_sig(v, 3)}" for v in values])
 limits = nga_limits(blocks) if mode == "normalized" else None
 st.caption(f"Stages {cfg.stages} · NGA mode `{mode}`"
            + (" (weights are raw Gaussian values, not normalised)" if mode == "free" else "")
@@ -77,9 +78,12 @@ def figure(paper):
 
 
 chart(figure, "nga_fig", "nga-curves", data=curves, title="NGA weight per block")
-st.caption("Black: the learned σ; one colour per compared σ, light to dark as σ grows. Dashed grey: σ→0, the "
-           "last block of the stage only. Dotted grey: σ→∞, the plain mean of its blocks.")
+st.caption(f"Wide pale grey: the {learned_label}, drawn under the others so a compared σ equal to it stays "
+           "visible; one colour per compared σ, light to dark as σ grows. Dashed grey: σ→0, the last block of the "
+           "stage only. Dotted grey: σ→∞, the plain mean of its blocks.")
 with st.expander("Weights as a table"):
     wide = curves.pivot_table(index=["stage", "block"], columns="curve", values="weight", sort=False).reset_index()
     wide.columns = [str(c) for c in wide.columns]
-    table(wide, "nga_table", "nga-weights", caption="NGA weights per stage and block", digits=4)
+    table(wide, "nga_table", "nga-weights", caption="NGA weights per stage and block", digits=4, significant=True)
+    st.caption("Weights to 4 significant digits: the far blocks of a small σ get weights like 1.604e-28, "
+               "not 0.")

@@ -40,7 +40,7 @@ st.header("Data", divider="gray")
 data = ctx.data()
 if data is not None:
     s = summarize(data)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([1, 1, 2, 1])   # the split's three counts need the room
     c1.metric("Images", f"{s.num_items:,}")
     c2.metric("Classes", len(s.classnames))
     c3.metric("Split train / val / test", " / ".join(str(s.split_sizes.get(k, 0)) for k in ("train", "val", "test")))
@@ -59,7 +59,7 @@ if data is not None:
             dist = pd.DataFrame({"class": list(s.example_distribution),
                                  "probability": list(s.example_distribution.values())})
             chart(lambda paper: value_bars(s.example_distribution, value_title="probability",
-                                           highlight=s.example_label, paper=paper),
+                                           highlight=s.example_label, probability=True, paper=paper),
                   "ov_dist", "example-distribution", data=dist, title=f"Emotion distribution of {s.example_key}",
                   height=280)
     samples = sample_images(data, per_class=1)

@@ -10,6 +10,7 @@ from analysis.figures import PALETTE, nga_weight_figure, sigma_sweep_figure
 from analysis.sigma import nga_limits, nga_weight_curves
 from cascade.dashboard.runs import checkpoint_choices, describe_checkpoint, list_runs
 from cascade.dashboard.sources import UNTRAINED, nearest, slider_values, source_id
+from cascade.metrics import display_name
 from pages._analysis import save_sigma_checkpoint
 from pages._exports import chart
 from pages._shared import context
@@ -87,14 +88,14 @@ for col, (name, fmt, better) in zip(m, [("accuracy", "{:.4f}", "normal"), ("macr
                                         ("intersection", "{:.4f}", "normal")]):
     value = row.get(name)
     if value is None or value != value:  # NaN: no distributions
-        col.metric(name, "n/a")
+        col.metric(display_name(name), "n/a")
         continue
     diff = value - base[name]
-    col.metric(name, fmt.format(value), f"{diff:+.4f} vs learned" if abs(diff) >= 5e-5 else None,
+    col.metric(display_name(name), fmt.format(value), f"{diff:+.4f} vs learned" if abs(diff) >= 5e-5 else None,
                delta_color=better)
 stage_cols = st.columns(n_stages)
 for s, col in enumerate(stage_cols):
-    col.metric(f"stage {s + 1} accuracy", f"{row[f'stage{s + 1}.accuracy']:.4f}")
+    col.metric(display_name(f"stage{s + 1}.accuracy"), f"{row[f'stage{s + 1}.accuracy']:.4f}")
 st.caption(f"Recomputed exactly from the cached features of {bundle.num_samples:,} images in **{ms:.1f} ms**.")
 ss["sigma_last_ms"] = ms
 
@@ -104,13 +105,15 @@ chart(lambda paper: nga_weight_figure(curves, nga_limits(bundle.model), highligh
       "sigma_nga", "nga-weights-chosen-sigma", data=curves, title="NGA weights at the learned and the chosen σ")
 
 st.subheader("Sweeps")
-metric = st.selectbox("Metric", ["accuracy", "macro_f1", "uar", "kl", "intersection"], key="sigma_sweep_metric")
+metric = st.selectbox("Metric", ["accuracy", "macro_f1", "uar", "kl", "intersection"], key="sigma_sweep_metric",
+                      format_func=display_name)
 with st.spinner("Sweeping σ…"):
     df = bundle.sweep()
 
 
 def sweep_figure(paper):
-    fig = sigma_sweep_figure(df, metric, learned_sigma=learned, paper=paper)
+    fig = sigma_sweep_figure(df, metric, learned_sigma=learned, num_classes=len(bundle.model.classnames),
+                             paper=paper)
     for s, value in enumerate(sigmas):  # the chosen σ: a marker on its stage's curve
         part = df[df["stage"] == s + 1].sort_values("sigma")
         if part.empty or part[metric].isna().all():
@@ -120,12 +123,11 @@ def sweep_figure(paper):
                         legendgroup="chosen", showlegend=s == 0, hovertext=f"chosen σ{s + 1} = {value:.3g}",
                         marker=dict(symbol="diamond", size=11 if not paper else 6, color=PALETTE[s % len(PALETTE)],
                                     line=dict(color="white", width=1)))
-    ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
-    fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
-chart(sweep_figure, "sigma_sweep", f"sigma-sweep-{metric}", data=df, title=f"{metric} against σ ({split})")
+chart(sweep_figure, "sigma_sweep", f"sigma-sweep-{metric}", data=df,
+      title=f"{display_name(metric)} against σ ({split})")
 st.caption("Each stage's σ varied over 0.05 … 20 with the others at their learned values (solid), and all "
            "stages together (dashed). Dotted lines: the learned σ; diamonds: the chosen σ.")
 

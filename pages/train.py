@@ -17,7 +17,8 @@ from cascade.dashboard.runs import RunNameError, finished_first, list_runs, safe
 from cascade.dashboard.trainform import (CASCADE_FAMILY, CLASSIFIER_INITS, DESCRIPTION_TYPES, FIELD_HELP,
                                         SUPERVISIONS, TRAIN_METHODS, TRAIN_PRESETS, TrainRequest, build_run_config,
                                         default_run_name, save_descriptions_upload, visible_fields)
-from cascade.runfolder import read_progress
+from cascade.metrics import display_name
+from cascade.runfolder import read_progress, run_classnames
 from analysis.run_figures import sigma_lambda_figure, training_curves
 from pages._exports import chart
 from pages._shared import context, follow_job, job_registry
@@ -221,7 +222,9 @@ def monitor() -> None:
         stem = f"training-{run_dir.name}"
         data = pd.concat([pd.DataFrame(p.loss).assign(kind="loss"), pd.DataFrame(p.val).assign(kind="val")],
                          ignore_index=True)
-        chart(lambda paper: training_curves(p.loss, p.val, p.phases, paper=paper), f"train_curves_{run_dir.name}",
+        classes = run_classnames(run_dir)
+        chart(lambda paper: training_curves(p.loss, p.val, p.phases, num_classes=len(classes) if classes else None,
+                                            paper=paper), f"train_curves_{run_dir.name}",
               stem, data=data, title=f"{run_dir.name}: training loss and val metrics")
         st.caption("Dashed lines: phase boundaries. Each val metric has its own axis; KL is lower-is-better.")
     if p.sigma:
@@ -238,7 +241,7 @@ def monitor() -> None:
         cols = st.columns(4)
         for col, m in zip(cols, ("accuracy", "macro_f1", "uar", "kl")):
             value = fused.get(m)
-            col.metric(f"test {m}" + (" (partial)" if p.partial else ""),
+            col.metric(f"test {display_name(m)}" + (" (partial)" if p.partial else ""),
                        f"{value:.4f}" if isinstance(value, (int, float)) else "n/a",
                        help="n/a: a distribution metric on data with labels only" if m == "kl" else None)
 

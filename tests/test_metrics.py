@@ -12,11 +12,14 @@ from cascade.metrics import (
     DISTRIBUTION_METRICS,
     EVAL_METRICS,
     METRIC_DIRECTIONS,
+    METRIC_DISPLAY_NAMES,
     EmotionMetrics,
     classification_metrics,
+    display_name,
     distribution_metrics,
     higher_is_better,
     is_known_metric,
+    is_unit_interval,
     split_stage,
 )
 
@@ -171,6 +174,18 @@ def test_directions():
     assert not higher_is_better("stage2.kl") and higher_is_better("stage1.accuracy")
     with pytest.raises(ValueError, match="unknown metric 'acuracy'"):
         higher_is_better("acuracy")
+
+
+def test_display_names_are_one_per_metric():
+    assert display_name("macro_f1") == "macro-F1" and display_name("uar") == "UAR"
+    assert display_name("kl") == "KL ↓"                  # lower is better, marked
+    assert display_name("stage2.accuracy") == "stage 2 accuracy"
+    assert display_name("images_per_s") == "images per s"   # outside the registry: readable still
+    assert set(METRIC_DISPLAY_NAMES) == set(METRIC_DIRECTIONS)
+    lower = {m for m, d in METRIC_DIRECTIONS.items() if d == "min"}
+    assert {m for m, label in METRIC_DISPLAY_NAMES.items() if label.endswith("↓")} == lower
+    assert is_unit_interval("stage3.uar") and is_unit_interval("accuracy")
+    assert not is_unit_interval("kl") and not is_unit_interval("clark") and not is_unit_interval("loss")
 
 
 def test_stage_prefix_and_known_names():

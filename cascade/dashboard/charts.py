@@ -18,14 +18,17 @@ def distribution_bar(pred: ImagePrediction, height: int = 220, truth=None) -> go
     image's ground-truth distribution, same class order) drawn beside it."""
     top = int(pred.fused.argmax())
     colors = ["#222222" if i == top else "#9AA5B1" for i in range(len(pred.classnames))]
+    # Values beside the bars, upright: inside a short bar plotly would turn them 90° or shrink them.
+    label = dict(textposition="outside", textangle=0, cliponaxis=False)
     fig = go.Figure(go.Bar(x=pred.fused, y=pred.classnames, orientation="h", marker_color=colors,
-                           text=[f"{p:.2f}" for p in pred.fused], textposition="auto", name="predicted"))
+                           text=[f"{p:.2f}" for p in pred.fused], name="predicted", **label))
     if truth is not None:
         fig.add_bar(x=list(truth), y=pred.classnames, orientation="h", marker_color=_PALETTE[1], name="ground truth",
-                    text=[f"{p:.2f}" for p in truth], textposition="auto")
-        fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(range=[0, 1]),
-                      yaxis=dict(autorange="reversed"), showlegend=truth is not None)
+                    text=[f"{p:.2f}" for p in truth], **label)
+        # the legend above the bars: below them it would sit on the axis title
+        fig.update_layout(barmode="group", legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    fig.update_layout(height=height, margin=dict(l=10, r=36, t=40 if truth is not None else 10, b=10),
+                      xaxis=dict(range=[0, 1]), yaxis=dict(autorange="reversed"), showlegend=truth is not None)
     fig.update_xaxes(title_text="probability")
     return fig
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from cascade.runfolder import checkpoint_run_dir
 
 
 @dataclass
@@ -132,11 +136,29 @@ def ground_truth(index, lookup: ContentIndex, data: bytes) -> dict | None:
             "has_distribution": bool(index.has_distributions)}
 
 
-def prediction_rows(preds: list[ImagePrediction], truths: list[dict | None] | None = None) -> list[dict]:
-    """One flat row per image for the CSV / JSON download: fused and per-stage probabilities."""
+def prediction_provenance(model: Any, checkpoint: str | Path | None = None, source: str | None = None) -> dict:
+    """What produced a set of predictions: the run and checkpoint (None for a model built from the
+    backbone alone, named by ``source``), the backbone, its weights, and whether they were random."""
+    info = model.backbone_info
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    return {
+        "run": checkpoint_run_dir(ckpt).name if ckpt is not None else None,
+        "checkpoint": ckpt.stem if ckpt is not None else None,
+        "source": source or (str(ckpt) if ckpt is not None else None),
+        "backbone": info.name,
+        "weights": "random" if info.random_weights else info.pretrained,
+        "random_weights": bool(info.random_weights),
+    }
+
+
+def prediction_rows(preds: list[ImagePrediction], truths: list[dict | None] | None = None,
+                    provenance: dict | None = None) -> list[dict]:
+    """One flat row per image for the CSV / JSON download: what produced it (``provenance``, from
+    :func:`prediction_provenance`, repeated on every row so a CSV row stands alone), then fused
+    and per-stage probabilities."""
     rows = []
     for k, p in enumerate(preds):
-        row = {"image": p.name, "predicted": p.predicted, "confidence": round(p.confidence, 6)}
+        row = {**(provenance or {}), "image": p.name, "predicted": p.predicted, "confidence": round(p.confidence, 6)}
         truth = truths[k] if truths else None
         row["true_label"] = truth["label"] if truth else None
         row.update({f"p_{c}": float(v) for c, v in zip(p.classnames, p.fused)})

@@ -22,7 +22,7 @@ JSON/JSON-lines readers), :mod:`.checkpoints` (listing and name-or-path resoluti
 """
 from .checkpoints import (PROBE_FILE, TRAINER_NAMES, MissingCheckpointError, checkpoint_names, checkpoint_path,
                           checkpoint_run_dir, is_model_checkpoint, is_sigma_checkpoint, iter_checkpoints,
-                          resolve_checkpoint, sigma_tuned_on, training_checkpoints)
+                          resolve_checkpoint, run_classnames, sigma_tuned_on, training_checkpoints)
 from .folder import (CHECKPOINTS, CONFIG, DATA_REPORT, DRIFT, ENV, EVAL, FEATURES, MARKERS, METRICS, SPLITS, STATE,
                      TRAIN_LOG, MetricsLog, RunFolder, RunFolderError, environment, git_commit, predictions_path,
                      read_json, read_jsonl, read_metrics)
@@ -37,6 +37,6 @@ __all__ = [
     "TRAIN_LOG", "checkpoint_names", "checkpoint_path", "checkpoint_run_dir", "environment", "format_duration",
     "git_commit", "is_model_checkpoint", "is_sigma_checkpoint", "iter_checkpoints", "load_run", "predictions_path",
     "read_ablation_progress", "read_json", "read_jsonl", "read_metrics", "read_progress", "read_run_state",
-    "resolve_checkpoint", "result_warnings", "run_backbone", "run_frozen_dtype", "sigma_tuned_on",
+    "resolve_checkpoint", "result_warnings", "run_backbone", "run_classnames", "run_frozen_dtype", "sigma_tuned_on",
     "training_checkpoints",
 ]

@@ -76,6 +76,17 @@ def is_sigma_checkpoint(checkpoint: str | os.PathLike) -> bool:
     return isinstance(meta, dict) and ("sigma_tuned_on" in meta or "sigma_applied" in (meta.get("extra") or {}))
 
 
+def run_classnames(run_dir: str | os.PathLike) -> list[str] | None:
+    """The class names a run's checkpoints were trained on (from a checkpoint's JSON), or None
+    before the first checkpoint is written."""
+    for path in iter_checkpoints(run_dir):
+        meta = read_json(meta_path(path))
+        names = meta.get("classnames") if isinstance(meta, dict) else None
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+    return None
+
+
 def resolve_checkpoint(run_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:
     """The checkpoint file meant by a run folder and a name, or by a path.
 

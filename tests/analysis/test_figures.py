@@ -30,7 +30,15 @@ def test_cka_heatmap():
     assert isinstance(fig, go.Figure)
     assert len(fig.data) == 1 and fig.data[0].type == "heatmap"
     hm = fig.data[0]
-    assert (hm.zmin, hm.zmax) == (m.min(), m.max())        # automatic colour range by default
+    # robust colour range by default: the 2nd-98th percentile, stated in the colour bar
+    assert (hm.zmin, hm.zmax) == tuple(np.percentile(m, [2, 98]))
+    assert "2–98th pct" in hm.colorbar.title.text and f"{hm.zmax:.2f}" in hm.colorbar.title.text
+    self_cka = m.copy()
+    np.fill_diagonal(self_cka, 1.0)   # a model with itself: the diagonal's 1s do not set the colour range
+    off = self_cka[~np.eye(12, dtype=bool)]
+    assert cka_heatmap(self_cka).data[0].zmax == pytest.approx(np.percentile(off, 98))
+    auto = cka_heatmap(m, zrange="auto").data[0]
+    assert (auto.zmin, auto.zmax) == (m.min(), m.max())
     assert (cka_heatmap(m, zrange="fixed").data[0].zmin, cka_heatmap(m, zrange="fixed").data[0].zmax) == (0, 1)
     assert np.array_equal(np.asarray(hm.z), m)            # values are not clipped, only coloured
     assert fig.layout.yaxis.scaleanchor == "x"
@@ -77,10 +85,24 @@ def test_nga_weight_figure():
     assert len(fig.data) == 4 * 5
     assert sum(bool(t.showlegend) for t in fig.data) == 5
     learned = [t for t in fig.data if t.name == "learned"]
-    assert len(learned) == 4 and learned[0].line.width == 3
+    assert len(learned) == 4 and learned[0].line.width > max(t.line.width for t in fig.data if t.name != "learned")
+    # the learned σ is drawn first in each panel: underneath, so a compared σ equal to it stays visible
+    assert fig.data[0].name == "learned"
     last = [t for t in fig.data if t.name == "σ→0: last block"][0]
     assert list(last.y) == [0, 0, 0, 1]
     assert [a.text for a in fig.layout.annotations] == ["stage 1", "stage 2", "stage 3", "stage 4"]
+
+
+def test_nga_colours_light_to_dark_as_sigma_grows():
+    from plotly.colors import unlabel_rgb
+
+    # values given out of order: the colours still follow σ
+    curves = nga_weight_curves(STAGES, [4.0, 0.3162, 1.0], labels=["σ=4", "σ=0.316", "σ=1"])
+    fig = nga_weight_figure(curves)
+    colour = {t.name: t.line.color for t in fig.data if t.showlegend}
+    lightness = {n: sum(unlabel_rgb(c)) if c.startswith("rgb") else sum(int(c[i:i + 2], 16) for i in (1, 3, 5))
+                 for n, c in colour.items()}
+    assert lightness["σ=0.316"] > lightness["σ=1"] > lightness["σ=4"]
 
 
 def _sweep_frame():

@@ -162,6 +162,28 @@ def test_upload_from_the_data_set_finds_its_ground_truth(tmp_path):
     assert rows[0]["p_joy"] == pytest.approx(0.3) and rows[0]["stage1_p_sadness"] == pytest.approx(0.6)
 
 
+def test_exported_predictions_say_what_produced_them(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cascade.dashboard.inspect import ImagePrediction, prediction_provenance, prediction_rows
+    pred = ImagePrediction("x.png", ["joy", "sadness"], np.array([0.3, 0.7]), np.array([[0.4, 0.6]]), [[12]],
+                           [np.array([1.0])], np.array([1.0]), np.array([1.0]), 0.01)
+    random = SimpleNamespace(backbone_info=SimpleNamespace(name="cascade-tiny", pretrained=None, random_weights=True))
+    ckpt = tmp_path / "runs" / "run-a" / "checkpoints" / "best.safetensors"
+    prov = prediction_provenance(random, ckpt)
+    assert prov == {"run": "run-a", "checkpoint": "best", "source": str(ckpt), "backbone": "cascade-tiny",
+                    "weights": "random", "random_weights": True}
+    row = prediction_rows([pred], None, prov)[0]
+    assert list(row)[:6] == ["run", "checkpoint", "source", "backbone", "weights", "random_weights"]
+    assert row["random_weights"] is True and row["predicted"] == "sadness"
+    clip = SimpleNamespace(backbone_info=SimpleNamespace(name="ViT-B-32", pretrained="openai", random_weights=False))
+    prov = prediction_provenance(clip, None, "Zero-shot CLIP")
+    assert (prov["run"], prov["checkpoint"], prov["source"], prov["weights"], prov["random_weights"]) == \
+        (None, None, "Zero-shot CLIP", "openai", False)
+
+
 # ---- an ablation started from the dashboard ----------------------------------------------------------------
 @pytest.mark.slow
 def test_ablation_job_runs_in_the_background(tmp_path, dashboard_env):
