@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.explain import stage_relevance
+
 __all__ = ["DeletionResult", "blank_patches", "dataset_mean", "deletion_curves", "run_deletion"]
 
 
@@ -154,8 +156,6 @@ def run_deletion(run, split: str = "val", *, max_images: int | None = None, rand
     ``run``: an :class:`analysis.features.LoadedRun`. The fill is the mean of the run's
     training images. Returns ``(result, relevance)``.
     """
-    from analysis.explain import stage_relevance
-
     data = run.dataset(split)
     n = len(data) if max_images is None else min(len(data), max_images)
     images = torch.stack([data[i]["image"] for i in range(n)])

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cascade.data.transforms import backbone_normalisation, eval_transform_for
 from cascade.fileio import atomic_write_bytes
 from cascade.model import stage_names
+from cascade.predict import prepare_images
 
 __all__ = [
     "Explained",
@@ -342,8 +344,6 @@ class Explained:
 
 def to_display(x: torch.Tensor, model) -> np.ndarray:
     """Preprocessed images [B, 3, H, W] back to uint8 RGB [B, H, W, 3] (the model's crop of each)."""
-    from cascade.data.transforms import backbone_normalisation
-
     _, mean, std = backbone_normalisation(model)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -358,9 +358,6 @@ def explain_images(model, images: Sequence[Any], target: TargetSpec = None, *, s
     Inputs that cannot be read are skipped and listed in ``failed``; if none can be
     read, ``ValueError`` lists why.
     """
-    from cascade.data.transforms import eval_transform_for
-    from cascade.predict import prepare_images
-
     ready, failed = prepare_images(images, eval_transform_for(model))
     messages = [r["error"] for _, r in failed]
     if not ready:

@@ -30,8 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 
+from analysis.feature_cache import file_sha256
 from cascade.checkpoint import read_meta, write_checkpoint
+from cascade.config import parse_stages
 from cascade.metrics import (
     CLASSIFICATION_METRICS,
     DEFAULT_EPS,
@@ -40,6 +44,7 @@ from cascade.metrics import (
     higher_is_better,
     metrics_from_confusion,
 )
+from cascade.model import BlockFeatures
 from cascade.nga import nga_weights
 from cascade.runfolder import resolve_checkpoint
 
@@ -312,8 +317,6 @@ class SigmaSweeper:
     # -- set-up ------------------------------------------------------------------------
     @staticmethod
     def _unpack(features: Any, blocks: list[int], model: Any):
-        from cascade.model import BlockFeatures
-
         lab = dis = None
         if hasattr(features, "features") and isinstance(getattr(features, "features"), dict):  # FeatureSet
             pooling = getattr(getattr(model, "config", None), "pooling", None)
@@ -650,11 +653,6 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
     ``sigma_tuned_on``: the split σ was chosen on (None: not said). A σ chosen on ``test``
     is a model selected on test data: it is refused unless ``allow_test``.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from analysis.feature_cache import file_sha256
-
     if tuned_on is not None and tuned_on not in TUNING_SPLITS:
         raise ValueError(f"tuned_on: expected one of {TUNING_SPLITS} or None, got {tuned_on!r}")
     if tuned_on == "test" and not allow_test:
@@ -701,8 +699,6 @@ def apply_sigma(run_or_checkpoint: str | os.PathLike, sigmas: Sequence[float] | 
 def random_head(stages: str = "1-4,5-8,9-11,12", width: int = 768, embed_dim: int = 512, num_classes: int = 6,
                 seed: int = 0, sigma: float = 1.0) -> HeadSpec:
     """A HeadSpec with random heads and classifier (benchmarks and tests)."""
-    from cascade.config import parse_stages
-
     gen = torch.Generator().manual_seed(seed)
     ranges = parse_stages(stages)
     blocks = [list(range(lo, hi + 1)) for lo, hi in ranges]

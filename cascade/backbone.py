@@ -11,7 +11,9 @@ from urllib.parse import urlparse
 
 import open_clip
 import torch
+from huggingface_hub import try_to_load_from_cache
 from open_clip import pretrained as oc_pretrained
+from safetensors.torch import save_file
 
 from .fileio import atomic_path
 from .weights import AUTO, Weights, WeightsError, architecture_of, check_architecture, load_state, read_weights
@@ -82,19 +84,14 @@ def cached_weights_path(tag_cfg: dict, cache_dir: str | None) -> str | None:
     """Path of already-downloaded weights for a pretrained tag, or None."""
     hub_id = tag_cfg.get("hf_hub", "")
     if hub_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # pragma: no cover - open_clip depends on huggingface_hub
-            try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
-            # 'org/model/' names a repo with open_clip's default file names;
-            # 'org/model/file.bin' names the file too.
-            repo, filename = os.path.split(hub_id)
-            names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            for name in names:
-                hit = try_to_load_from_cache(repo_id=repo, filename=name, cache_dir=cache_dir)
-                if isinstance(hit, str) and os.path.isfile(hit):
-                    return hit
+        # 'org/model/' names a repo with open_clip's default file names;
+        # 'org/model/file.bin' names the file too.
+        repo, filename = os.path.split(hub_id)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in names:
+            hit = try_to_load_from_cache(repo_id=repo, filename=name, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
     url = tag_cfg.get("url", "")
     if url:
         target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(urlparse(url).path))
@@ -336,8 +333,6 @@ def _fill(model: torch.nn.Module, weights: Weights) -> None:
 
 def save_backbone_weights(backbone: Backbone, path: str | os.PathLike) -> Path:
     """Write the whole open_clip state dict as safetensors (a file ``load_backbone`` accepts)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     with atomic_path(path) as tmp:

@@ -10,11 +10,16 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
+from .backbone import load_backbone
+from .classifier import TextClassifier
 from .config import CascadeConfig
 from .fileio import atomic_path, atomic_write_text
+from .model import build_model
+from .version import __version__
 
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
@@ -25,9 +30,6 @@ class CheckpointError(ValueError):
 
 
 def versions() -> dict[str, str]:
-    import open_clip
-
-    from . import __version__
     return {"cascade": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
             "python": platform.python_version()}
 
@@ -166,9 +168,6 @@ def load_into(model, path: str | os.PathLike, strict_backbone: bool = True) -> d
 def load_checkpoint(path: str | os.PathLike, backbone=None, device: str | torch.device = "cpu",
                     pretrained_override: str | None = None):
     """Rebuild the model a checkpoint describes (loading its backbone unless given) and fill it."""
-    from .backbone import load_backbone
-    from .model import build_model
-
     meta = read_meta(path)
     if backbone is None:
         bb = meta["backbone"]
@@ -178,8 +177,6 @@ def load_checkpoint(path: str | os.PathLike, backbone=None, device: str | torch.
                                  quick_gelu=quick_gelu_setting(bb))
     config = CascadeConfig.model_validate(meta["config"])
     # The classifier's weights come from the checkpoint: skip encoding the class texts.
-    from .classifier import TextClassifier
-
     placeholder = TextClassifier(torch.zeros(len(meta["classnames"]), backbone.info.embed_dim),
                                  backbone.logit_scale, trainable=config.classifier_trainable)
     model = build_model(backbone, meta["classnames"], config, classifier=placeholder)

@@ -6,6 +6,9 @@ import importlib
 import logging
 import sys
 
+from .plugins import COMMANDS, plugins
+from .version import __version__
+
 # Order is the order shown in --help; commands of plugins (cascade.plugins) follow.
 COMMAND_MODULES = [
     "cascade.commands.train",
@@ -19,9 +22,6 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .plugins import COMMANDS, plugins
-
     parser = argparse.ArgumentParser(prog="cascade",
                                      description="Cascade prompts for CLIP image emotion recognition")
     parser.add_argument("--version", action="version", version=f"cascade {__version__}")

@@ -8,8 +8,11 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
-from .data import load_rgb
+from .backbone import load_backbone
+from .config import CascadeConfig
+from .data import EMOTION6_CLASSES, load_rgb
 from .data.transforms import eval_transform_for
+from .model import build_model
 from .runfolder import load_run
 
 @dataclass
@@ -34,10 +37,6 @@ def load_predictor(run: str | os.PathLike | None = None, *, checkpoint: str = "b
         model = loaded.model
         source = f"{run} ({'linear_probe' if loaded.linear_probe else checkpoint})"
     else:
-        from .backbone import load_backbone
-        from .config import CascadeConfig
-        from .data import EMOTION6_CLASSES
-        from .model import build_model
         backbone = load_backbone(model_name or "ViT-B-32", pretrained, device=device, seed=seed, quick_gelu=quick_gelu)
         torch.manual_seed(seed)
         model = build_model(backbone, list(classes or EMOTION6_CLASSES), CascadeConfig.from_preset(preset))

@@ -8,6 +8,7 @@ page reads the session's choices.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,17 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from cascade import load_backbone
 from cascade.dashboard.datasets import (SOURCE_LABELS, LoadedData, default_emotion6_root, load_data,
                                         make_data_config)
+from cascade.dashboard.inspect import content_index
 from cascade.dashboard.jobs import JobRegistry
+from cascade.dashboard.models import checkpoint_backbone, fresh_model, load_run_checkpoint
 from cascade.dashboard.settings import DEMO_MODELS, DashboardSettings, configure_torch_threads
 from cascade.dashboard.sources import UNTRAINED
 from cascade.dashboard.weights import (DEFAULT_WEIGHTS, TYPED_WEIGHTS, Downloader, ModelChoice, WeightsStatus,
                                        apply_weights_choice, check_weights, choose_model, weights_options)
+from cascade.data import DataConfig
 from cascade.runfolder import training_checkpoints
 from cascade.weights.finder import FoundWeights, find_weights
 from pages._analysis import checkpoint_drift, checkpoint_features, sigma_bundle, untrained_features, zero_prompt_model
@@ -60,9 +65,6 @@ def get_backbone(name: str, pretrained: str | None, seed: int, device: str, quic
                  frozen_dtype: str = "fp32"):  # noqa: ARG001 - frozen_dtype: one backbone per blocks' dtype
     """A loaded backbone, shared by the models built on it. A run trained with bf16 blocks
     converts its backbone's blocks when loaded, so it gets its own (``frozen_dtype`` keys it)."""
-    import logging
-
-    from cascade import load_backbone
     logging.getLogger().setLevel(logging.ERROR)
     return load_backbone(name, pretrained, device=device, seed=seed, network_timeout=3.0, quick_gelu=quick_gelu)
 
@@ -71,7 +73,6 @@ def get_backbone(name: str, pretrained: str | None, seed: int, device: str, quic
                    max_entries=8)
 def get_fresh_model(name: str, pretrained: str | None, seed: int, device: str, classnames: tuple[str, ...],
                     preset: str):
-    from cascade.dashboard.models import fresh_model
     backbone = get_backbone(name, pretrained, seed, device)
     return fresh_model(backbone, list(classnames), preset=preset, seed=seed)
 
@@ -79,7 +80,6 @@ def get_fresh_model(name: str, pretrained: str | None, seed: int, device: str, c
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
 def get_checkpoint_run(path: str, mtime: float, device: str):  # noqa: ARG001 - mtime: reload on change
     """A run's checkpoint as :func:`cascade.runfolder.load_run` loads it (the run's frozen dtype applied)."""
-    from cascade.dashboard.models import checkpoint_backbone, load_run_checkpoint
     spec, frozen_dtype = checkpoint_backbone(path)
     backbone = get_backbone(spec.name, spec.pretrained, spec.seed, device, spec.quick_gelu, frozen_dtype)
     return load_run_checkpoint(path, backbone)
@@ -91,13 +91,11 @@ def get_checkpoint_model(path: str, mtime: float, device: str):
 
 @st.cache_resource(show_spinner="Scanning the data…", max_entries=6)
 def get_data(config_json: str) -> LoadedData:
-    from cascade.data import DataConfig
     return load_data(DataConfig.model_validate_json(config_json))
 
 
 @st.cache_resource(show_spinner="Indexing the data set's image files…", max_entries=4)
 def get_content_index(config_json: str):
-    from cascade.dashboard.inspect import content_index
     return content_index(get_data(config_json).index)
 
 

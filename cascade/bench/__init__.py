@@ -12,9 +12,18 @@ from __future__ import annotations
 import os
 import platform
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import torch
+
+from ..backbone import load_backbone
+from .cuda_bench import bench_cuda
+from .data_bench import bench_data
+from .lafter import bench_lafter
+from .model_bench import (BenchContext, bench_compiled_training, bench_inference, bench_memory,
+                          bench_prefix_cache, bench_training, build_variants)
+from .plugins import plugin_figures, run_plugin
 
 BUILTIN_FIGURES = ("inference", "training", "prefix_cache", "memory", "data", "cuda", "lafter")
 ON_REQUEST = ("lafter",)      # trains models: only with --figures
@@ -22,8 +31,6 @@ ON_REQUEST = ("lafter",)      # trains models: only with --figures
 
 def all_figures() -> tuple[str, ...]:
     """The built-in figures, then those of installed plugins (``analysis``, ...)."""
-    from .plugins import plugin_figures
-
     return BUILTIN_FIGURES + tuple(n for n in plugin_figures() if n not in BUILTIN_FIGURES)
 
 
@@ -108,8 +115,6 @@ def _guard(res: dict, key: str, fn, log) -> None:
     try:
         res[key] = fn()
     except Exception as exc:  # noqa: BLE001 - a bench reports what broke and carries on
-        import traceback
-
         log(f"bench: {key} failed: {exc.__class__.__name__}: {exc}")
         res[key] = {"available": False, "error": f"{exc.__class__.__name__}: {exc}",
                     "skipped": f"failed: {exc.__class__.__name__}: {exc}",
@@ -162,12 +167,6 @@ def _loader_verdict(res: dict) -> None:
 
 
 def run_bench(opts: BenchOptions, log=print) -> dict:
-    from ..backbone import load_backbone
-    from .data_bench import bench_data
-    from .model_bench import (BenchContext, bench_compiled_training, bench_inference, bench_memory,
-                              bench_prefix_cache, bench_training, build_variants)
-    from .plugins import plugin_figures, run_plugin
-
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
@@ -225,8 +224,6 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
     _epoch_estimate(res, opts.batch_size)
     if "lafter" in want:
         log("bench: label-free stage 2 against its 4-shot teacher (synthetic faces, 3 seeds) ...")
-        from .lafter import bench_lafter
-
         _guard(res, "lafter", lambda: bench_lafter(quick=opts.quick), log)
     plugins = plugin_figures()
     context = dict(quick=opts.quick, device=str(device), model=opts.model, batch_size=opts.batch_size,
@@ -240,8 +237,6 @@ def run_bench(opts: BenchOptions, log=print) -> dict:
             res["cuda"] = {"available": False, "skipped": f"device is {device.type}: run with --device cuda"}
         else:
             log("bench: CUDA bf16 / MFU ...")
-            from .cuda_bench import bench_cuda
-
             _guard(res, "cuda", lambda: bench_cuda(
                 backbone, batch_size=opts.batch_size if opts.quick else opts.mfu_batch_size, repeats=repeats,
                 warmup=warmup, quick=opts.quick, peak_override=opts.peak_tflops, compile_mode=opts.compile,

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..bench import BenchOptions, all_figures, run_bench
+from ..bench.results import format_report, write_json
 
 
 def _figures(text: str) -> tuple[str, ...]:
-    from ..bench import all_figures
-
     known = all_figures()
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [n for n in names if n not in known]
@@ -60,11 +62,6 @@ def register(subparsers) -> None:
 
 
 def handler(args) -> int:
-    import sys
-
-    from ..bench import BenchOptions, run_bench
-    from ..bench.results import format_report, write_json
-
     opts = BenchOptions(
         device=args.device, model=args.model, batch_size=args.batch_size, quick=args.quick, repeats=args.repeats,
         warmup=args.warmup, precision=args.precision, figures=args.figures, reference=args.reference,

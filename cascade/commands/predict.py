@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from ..predict import format_table, load_predictor, predict_images
+from ..runfolder import RANDOM_WEIGHTS_NOTE
 from .guard import run_guarded
 
 
@@ -39,8 +41,6 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..predict import format_table, load_predictor, predict_images
-    from ..runfolder import RANDOM_WEIGHTS_NOTE
 
     if args.run:
         predictor = load_predictor(args.run, checkpoint=args.checkpoint, device=args.device)

@@ -1,6 +1,7 @@
 """Per-image, per-stage predictions for the Inspect page."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cascade.data.transforms import eval_transform_for
+from cascade.model import stage_names
+from cascade.predict import predict_images
 from cascade.runfolder import checkpoint_run_dir
 
 
@@ -35,8 +39,6 @@ class ImagePrediction:
 
     @property
     def stage_names(self) -> list[str]:
-        from ..model import stage_names
-
         return stage_names(self.stage_blocks)
 
 
@@ -47,9 +49,6 @@ def predict(model, images: list[tuple[str, Image.Image]], batch_size: int = 16) 
     The probabilities come from the library's :func:`cascade.predict.predict_images` (the
     CLI ``predict`` path); the weights are the model's own (learned σ, λ).
     """
-    from ..data.transforms import eval_transform_for
-    from ..predict import predict_images
-
     start = time.perf_counter()
     results = predict_images(model, eval_transform_for(model), images, batch_size=batch_size)
     per_image = (time.perf_counter() - start) / max(1, len(images))
@@ -79,8 +78,6 @@ class ContentIndex:
     """
 
     def __init__(self, index):
-        from pathlib import Path
-
         self.by_size: dict[int, list[int]] = {}
         self.paths: dict[int, Path] = {}
         self.digests: dict[int, str | None] = {}
@@ -99,8 +96,6 @@ class ContentIndex:
         return len(self.paths)
 
     def _digest(self, i: int) -> str | None:
-        import hashlib
-
         if i not in self.digests:
             try:
                 self.digests[i] = hashlib.sha256(self.paths[i].read_bytes()).hexdigest()
@@ -110,8 +105,6 @@ class ContentIndex:
 
     def find(self, data: bytes) -> int | None:
         """The first record (in data-set order) whose file has these bytes."""
-        import hashlib
-
         want = None
         for i in self.by_size.get(len(data), []):
             want = want or hashlib.sha256(data).hexdigest()

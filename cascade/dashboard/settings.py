@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from ..devices import device_kind
 
 DEMO_MODELS = ("ViT-B-32", "cascade-tiny")
@@ -72,8 +74,6 @@ def configure_torch_threads() -> int:
     session, other programs) OpenMP threads mostly wait for each other. Measured on a
     2-core machine with one core busy: ViT-B-32 per image 0.18 s with 1 thread, 1.4 s with 2.
     """
-    import torch
-
     n = _env_number("CASCADE_TORCH_THREADS", max(1, (os.cpu_count() or 2) // 2), 1, 256, int)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from open_clip import pretrained as oc_pretrained
+
+from ..backbone import cached_weights_path, download_host_reachable, register_model_configs, weights_cache_dir
 from ..weights import AUTO, WeightsError, architecture_of, check_architecture, read_weights
 from ..weights.finder import FoundWeights
 from .settings import DashboardSettings
@@ -54,8 +57,6 @@ class ModelChoice:
 
 
 def how_to_get_weights(model_name: str, tag: str | None) -> str:
-    from ..backbone import weights_cache_dir
-
     tag = tag or "openai"
     return (
         f"To use real weights, run once on a machine with internet access "
@@ -68,10 +69,6 @@ def how_to_get_weights(model_name: str, tag: str | None) -> str:
 
 def _probe(model_name: str, pretrained: str, timeout: float) -> WeightsStatus:
     """Cache look-up, then a TCP probe of the download host. May block (run in a thread)."""
-    from open_clip import pretrained as oc_pretrained
-
-    from ..backbone import cached_weights_path, download_host_reachable, register_model_configs
-
     register_model_configs()
     if os.path.exists(pretrained):
         try:
@@ -144,7 +141,6 @@ class Downloader:
 
     def _run(self) -> None:
         try:
-            from open_clip import pretrained as oc_pretrained
             tag_cfg = oc_pretrained.get_pretrained_cfg(self.model_name, self.pretrained)
             self.path = oc_pretrained.download_pretrained(tag_cfg)
             self.state = "done"

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import DataConfig, DatasetIndex, EmotionDataset, load_index, train_transform
-from ..data.splits import load_splits, resolve_splits
+from ..data.splits import load_splits, resolve_splits, save_splits
 from ..data.transforms import AugmentConfig, backbone_normalisation, eval_transform_for
 from .batches import epoch_seed
 
@@ -222,7 +222,6 @@ def make_sources(bundle: DataBundle, model, *, seed: int, augment: bool | Augmen
 
 
 def save_split_file(path: Path, bundle: DataBundle) -> None:
-    from ..data.splits import save_splits
     save_splits(path, bundle.splits, bundle.index)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 
 from ..devices import device_kind, resolve_frozen_dtype
+from ..flops import peak_tflops
+from ..methods import METHODS
 
 # Measured on an H200 (random ViT-B/32, b32-4stage with 16 tokens, batch 256, frozen
 # backbone in bf16; cascade bench --device cuda --compile reduce-overhead, issue 12).
@@ -38,8 +40,6 @@ COMPILE_MODE = "reduce-overhead"
 def resolve_run_frozen_dtype(cfg) -> str:
     """The frozen dtype a :class:`RunConfig` trains with on this machine (the trainer's rule:
     the linear probe keeps float32 weights; ``train.device: auto`` is CUDA when available)."""
-    from ..methods import METHODS
-
     tc = cfg.train
     if tc.frozen_dtype != "auto":
         return tc.frozen_dtype
@@ -117,7 +117,6 @@ def plan_compile(setting: str, *, device: torch.device, graphs: list[GraphSteps]
                                                         "only; set train.compile to a mode to use it"})
     if not graphs or not flops_per_step:
         return CompilePlan(setting, estimate={"reason": "no training steps"})
-    from ..flops import peak_tflops
 
     peak, source = peak_tflops(device_name)
     if peak is None:

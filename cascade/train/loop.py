@@ -38,6 +38,7 @@ from .fastpath import GraphSteps, plan_compile, resolve_run_frozen_dtype
 from .label_draw import LabelDraw
 from .optim import build_optimizer, load_optimizer_state, mask_frozen_grads, optimizer_state_tensors, set_lr
 from .learned import learned_parameters, nga_now
+from .linear_probe_run import run_linear_probe
 from .pipeline import WaitClock, build_pipeline
 from .predictions import PredictionCollector, write_predictions
 from .pseudo import PseudoSupervision
@@ -767,7 +768,6 @@ class Trainer:
         return out
 
     def _linear_probe(self) -> Path:
-        from .linear_probe_run import run_linear_probe
         return run_linear_probe(self)
 
 
