@@ -200,9 +200,7 @@ def test_weights_check_never_raises(monkeypatch):
 
 
 def test_weights_cached_and_file(tmp_path, monkeypatch, tiny_backbone):
-    import cascade.backbone as bb
-
-    monkeypatch.setattr(bb, "cached_weights_path", lambda cfg, cache_dir: "/cache/w.safetensors")
+    monkeypatch.setattr(weights_mod, "cached_weights_path", lambda cfg, cache_dir: "/cache/w.safetensors")
     assert check_weights("ViT-B-32", "openai").state == "cached"
     f = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_backbone.model.state_dict().items()}, str(f))
