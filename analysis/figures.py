@@ -291,7 +291,7 @@ def nga_weight_figure(
             ``stage``, ``curve``, ``block``, ``weight``) — e.g. the learned σ and a few
             chosen σ values.
         limits: DataFrame from :func:`analysis.sigma.nga_limits` (σ→0: last block only;
-            σ→∞: plain mean), drawn dashed grey; None to omit.
+            σ→∞: plain mean), drawn thin grey, σ→0 dashed and σ→∞ dotted; None to omit.
         highlight: name of the curve to draw wide, in pale grey under the others (e.g. the
             learned σ), so a compared σ equal to it stays visible on top of it; every other
             curve gets its own colour, light to dark as its σ grows.

@@ -11,7 +11,7 @@ from cascade.run_config import RunConfig, apply_overrides, load_run_config, sani
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_follow_design():
+def test_run_config_defaults_are_the_documented_recipe():
     cfg = RunConfig()
     assert cfg.method == "cascade"
     assert (cfg.train.epochs.warmup, cfg.train.epochs.unfreeze, cfg.train.epochs.global_) == (2, 3, 3)
