@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cascade.metrics import display_name
 from support.files import check_csv, check_latex, check_pdf, check_png, check_svg
 
 from .conftest import REPO, demo_env, png_bytes, write_ablation
@@ -147,7 +148,9 @@ def _no_exception(page, where: str) -> None:
 
 
 def _metric(page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True)).first
+    """The value of the metric tile named like ``label`` (a metric key: the page shows its display name)."""
+    name = page.get_by_text(display_name(label), exact=True)
+    box = page.locator('[data-testid="stMetric"]').filter(has=name).first
     return box.locator('[data-testid="stMetricValue"]').inner_text()
 
 
