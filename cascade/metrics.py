@@ -117,6 +117,13 @@ def display_name(name: str) -> str:
     return f"stage {stage} {label}" if stage is not None else label
 
 
+def column_label(column: str) -> str:
+    """A table column's label for people: each word that is a metric of the registry gets its
+    display name (``"test macro_f1"`` → ``"test macro-F1"``, ``"kl std"`` → ``"KL ↓ std"``);
+    other words stay as they are."""
+    return " ".join(display_name(w) if w in METRIC_DISPLAY_NAMES else w for w in column.split(" "))
+
+
 def is_unit_interval(name: str) -> bool:
     """Whether ``name`` (optionally ``stage<k>.``-prefixed) always lies in [0, 1]."""
     return split_stage(name)[1] in UNIT_INTERVAL_METRICS

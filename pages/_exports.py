@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from cascade.metrics import column_label
 from pages._analysis import display_frame, figure_file, latex_table, markdown_table, screen_margins
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "csv": "text/csv",
@@ -67,8 +68,11 @@ def table(df, key: str, stem: str, *, caption: str = "", notes: list[str] | None
     paper prints, where the screen shows more. ``partial`` flags the rows of partial runs.
     """
     if show:
-        st.dataframe(display_frame(df, digits, significant=significant), hide_index=True, width="stretch", column_config=column_config,
-                     key=key, **kwargs)
+        # Metric columns keep their keys (the files, bold-best and n/a rules read them) and show
+        # the same metric names as every other view.
+        labels = {c: st.column_config.Column(column_label(str(c))) for c in df.columns if column_label(str(c)) != str(c)}
+        st.dataframe(display_frame(df, digits, significant=significant), hide_index=True, width="stretch",
+                     column_config={**labels, **(column_config or {})}, key=key, **kwargs)
     cols = st.columns(6)
     printed = df if paper is None else paper
     download("LaTeX", lambda: latex_table(printed, caption=caption, notes=notes, digits=digits, partial=partial),

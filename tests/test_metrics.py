@@ -15,6 +15,7 @@ from cascade.metrics import (
     METRIC_DISPLAY_NAMES,
     EmotionMetrics,
     classification_metrics,
+    column_label,
     display_name,
     distribution_metrics,
     higher_is_better,
@@ -205,3 +206,11 @@ def test_mean_std_over_finite_numbers_only():
     assert mean == pytest.approx(0.6) and std == pytest.approx(0.1414213562)   # sample std
     assert mean_std(["0.25"]) == (0.25, None)         # numbers read from CSV text; one value: std n/a
     assert mean_std([None, float("inf")]) == (None, None)
+
+
+def test_column_label_names_metric_words_only():
+    assert column_label("test macro_f1") == "test macro-F1"
+    assert column_label("kl std") == "KL ↓ std"
+    assert column_label("val uar") == "val UAR"
+    assert column_label("test stage1 accuracy") == "test stage1 accuracy"
+    assert column_label("best epoch") == "best epoch"
