@@ -11,6 +11,7 @@ drift measured) is listed in index.md with the reason instead of an empty figure
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,8 @@ def report_run(run_dir: str | Path, out: str | Path, *, formats=FORMATS, column:
         rows = [{"stage": f"stage {k + 1}", **(m or {})} for k, m in enumerate(test.get("stages") or [])]
         rows.append({"stage": "fused", **test["fused"]})
         df = pd.DataFrame(rows)
-        fig = stage_bars(df, metric="accuracy", title=f"{name}: test accuracy per stage", paper=paper)
+        fig = stage_bars(df, metric="accuracy", title=f"{name}: test accuracy per stage",
+                         num_classes=len(classes) if classes else None, paper=paper)
         rep.figure("stage-accuracy", fig, "test accuracy of every stage's own prediction and of the fused one", df)
     else:
         rep.skip("stage-accuracy", "eval.json has no test metrics")
@@ -442,7 +444,7 @@ def report_ablation(ablation_dir: str | Path, out: str | Path, *, formats=FORMAT
         rep.text(f"{stem}.md", table.to_markdown(), f"{what} (Markdown)")
         rep.text(f"{stem}.csv", table.to_csv(), f"{what} (CSV)")
 
-    summary = pd.read_csv(__import__("io").StringIO(main.to_csv()), na_values=["n/a"])
+    summary = pd.read_csv(io.StringIO(main.to_csv()), na_values=["n/a"])
     fig = ablation_bars(summary, "accuracy", title=f"{ablation_dir.name}: test accuracy", paper=column)
     rep.figure("ablation-accuracy", fig, "test accuracy per method, mean ± std over seeds", summary)
     long = []

@@ -158,9 +158,10 @@ def _fmt(v: Any) -> str:
 
 
 def stage_bars(rows: Any, *, metric: str = "accuracy", group: str = "run", error: str | None = None,
-               title: str | None = None, paper: bool | str = False) -> go.Figure:
+               title: str | None = None, num_classes: int | None = None, paper: bool | str = False) -> go.Figure:
     """Per-stage bars (stage 1..S, then fused) of one metric, one colour per ``group`` value
-    (a run or a method); ``error`` names a column of error-bar half-widths (e.g. a std)."""
+    (a run or a method); ``error`` names a column of error-bar half-widths (e.g. a std). With
+    ``num_classes``, an accuracy plot marks the chance level 1/C."""
     df = _frame(rows)
     if df.empty:
         raise ValueError("stage_bars: no rows")
@@ -183,6 +184,8 @@ def stage_bars(rows: Any, *, metric: str = "accuracy", group: str = "run", error
     fig.update_yaxes(title_text=display_name(metric), rangemode="tozero")
     if is_unit_interval(metric):
         fig.update_yaxes(range=[0, 1])
+    if metric == "accuracy" and num_classes:
+        add_chance_line(fig, num_classes)
     return paper_style(fig, paper)
 
 

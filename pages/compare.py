@@ -11,7 +11,7 @@ from analysis.run_figures import stage_bars
 from cascade.dashboard.jobs import STATE_LABELS, JobError
 from cascade.dashboard.runs import (RunNameError, ablation_table, finished_first, list_ablations, list_runs,
                                     paper_runs_table, runs_table, stage_table)
-from cascade.runfolder import CONFIG, read_ablation_progress
+from cascade.runfolder import CONFIG, read_ablation_progress, run_classnames
 from cascade.train.ablate import parse_methods
 from pages._exports import chart, table
 from pages._shared import context, follow_job, job_registry
@@ -148,5 +148,8 @@ else:
     if rows:
         df = pd.DataFrame(rows)
         table(df, "compare_stages", "per-stage-metrics", caption="Per-stage test metrics")
-        chart(lambda paper: stage_bars(df, metric="accuracy", group="run", paper=paper), "compare_stage_chart",
+        class_counts = {len(names) for name in picked if (names := run_classnames(pool[name].path))}
+        chance = class_counts.pop() if len(class_counts) == 1 else None   # one chance level only when the runs agree
+        chart(lambda paper: stage_bars(df, metric="accuracy", group="run", num_classes=chance, paper=paper),
+              "compare_stage_chart",
               "per-stage-accuracy", data=df[["run", "stage", "accuracy"]], title="Test accuracy per stage")

@@ -15,6 +15,7 @@ from analysis.figures import (
     sigma_sweep_figure,
     stage_prediction_bars,
 )
+from analysis.run_figures import stage_bars
 from analysis.sigma import nga_limits, nga_weight_curves
 
 from support.browser import needs_browser
@@ -158,3 +159,12 @@ def test_figures_export_as_svg(tmp_path):
 
     path = export_figure(cka_heatmap(np.eye(4), paper=True), tmp_path / "h.svg")
     assert b"<svg" in path.read_bytes()[:2000]
+
+
+def test_stage_bars_mark_chance_level_of_accuracy():
+    rows = [{"stage": "stage 1", "accuracy": 0.3}, {"stage": "fused", "accuracy": 0.5}]
+    fig = stage_bars(rows, metric="accuracy", num_classes=6)
+    lines = [s for s in fig.layout.shapes if s.y0 == s.y1]
+    assert [round(s.y0, 6) for s in lines] == [round(1 / 6, 6)]
+    assert any("chance 1/6" in (a.text or "") for a in fig.layout.annotations)
+    assert not stage_bars(rows, metric="accuracy").layout.shapes
