@@ -39,8 +39,11 @@ def distribution_kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def stage_consistency(logits: torch.Tensor, stage_logits: torch.Tensor) -> torch.Tensor:
     """Mean over stages of KL(softmax(ℓ) ‖ softmax(ℓ_s)), fused side detached.
 
-    Detaching means the stages move towards the fused prediction, not the reverse.
+    Detaching means the stages move towards the fused prediction, not the reverse. A single
+    stage is the fused prediction itself: the term is 0.
     """
+    if stage_logits.shape[0] <= 1:
+        return logits.new_zeros((), dtype=torch.float32)
     target = F.softmax(logits.detach().float(), dim=-1)
     terms = [F.kl_div(F.log_softmax(sl.float(), dim=-1), target, reduction="batchmean") for sl in stage_logits]
     return torch.stack(terms).mean()
@@ -65,10 +68,7 @@ def cascade_loss(output, labels: torch.Tensor, target_dist: torch.Tensor | None 
     terms: dict[str, torch.Tensor] = {}
     terms["ce"] = F.cross_entropy(logits.float(), labels.long())
     terms["dist_kl"] = distribution_kl(logits, target_dist)
-    if output.stage_logits.shape[0] > 1:
-        terms["consistency"] = stage_consistency(logits, output.stage_logits)
-    else:
-        terms["consistency"] = logits.new_zeros((), dtype=torch.float32)
+    terms["consistency"] = stage_consistency(logits, output.stage_logits)
     total = terms["ce"] + weights.lambda_dist * terms["dist_kl"] + weights.alpha * terms["consistency"]
     if weights.stage_ce > 0:
         terms["stage_ce"] = torch.stack([F.cross_entropy(sl.float(), labels.long()) for sl in output.stage_logits]).mean()

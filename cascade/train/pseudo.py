@@ -123,10 +123,7 @@ def pseudo_loss(output, targets: torch.Tensor, keep: torch.Tensor, weights: Loss
         return (per * mask).sum() / n
 
     terms: dict[str, torch.Tensor] = {"pseudo_ce": ce(logits)}
-    if output.stage_logits.shape[0] > 1:
-        terms["consistency"] = stage_consistency(logits, output.stage_logits)
-    else:
-        terms["consistency"] = logits.new_zeros((), dtype=torch.float32)
+    terms["consistency"] = stage_consistency(logits, output.stage_logits)
     total = terms["pseudo_ce"] + weights.alpha * terms["consistency"]
     if weights.stage_ce > 0:
         terms["stage_ce"] = torch.stack([ce(sl) for sl in output.stage_logits]).mean()
